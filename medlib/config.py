@@ -1,0 +1,311 @@
+"""Run profiles: every knob of a run, as YAML inside the package, loaded into typed dataclasses.
+
+``load_profile("smoke", {"seed": 1, "train.epochs": 2})`` reads ``medlib/profiles/smoke.yaml``
+(or a path to any YAML file), applies dotted-key overrides, and checks every key and type:
+an unknown key or a value of the wrong type raises :class:`~medlib.errors.MedlibError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import MedlibError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass
+class ModelSpec:
+    name: str  # short id used in run names, e.g. "vit-b-32-openai"
+    arch: str  # open_clip architecture ("ViT-B-32", "medclip-tiny") or an "hf-hub:org/repo" id
+    pretrained: str = ""  # open_clip tag ("openai"), a local checkpoint path, or "" for random init
+    role: str = "clip"  # "clip" (the main model) | "domain" (a domain-specific CLIP such as BiomedCLIP)
+    display: str = ""  # label used in tables and figures; defaults to arch:pretrained
+
+
+@dataclass
+class DatasetSpec:
+    name: str  # id used in run names and file names, e.g. "pneumoniamnist"
+    source: str  # medmnist | pubmedvision | chestxray14 | mimic_cxr | csv_pairs | retrieval
+    flag: str = ""  # medmnist flag ("pneumoniamnist", "chestmnist"), retrieval set ("flickr30k", "coco")
+    size: int = 28  # image side in pixels after loading (medmnist: 28/64/128/224)
+    download: bool = False  # may the loader download (medmnist, hub datasets)?
+    synthetic: str = "never"  # never | auto (generate a fixture when the real data is absent) | always
+    n: int = 0  # number of records to sample (PubMedVision: 4096); 0 = all
+    max_per_split: int = 0  # cap per split after loading (0 = no cap); for quick runs
+    path: str = ""  # local copy: CSV file, NIH/MIMIC root, PubMedVision folder; relative to data_dir
+    fallback: str = ""  # name of another dataset spec to use when this one's files are absent
+    uncertain: str = "zero"  # MIMIC/CheXpert -1 policy: zero | one | ignore
+    hf_id: str = ""  # hub dataset id (PubMedVision, Flickr30K, COCO)
+    hf_config: str = ""  # hub dataset config name
+    fixture_n: int = 0  # size of a generated fixture (0 = the loader's default)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 20
+    grad_accum: int = 1
+    precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
+    lock_image: bool = False
+    lock_text: bool = True  # label/multilabel modes: text tower only provides the head init
+    augment: bool = True  # image augmentation (random resized crop, small rotation, brightness/contrast)
+    hflip: bool = False  # horizontal flip (off for chest X-rays by default)
+    text_augment: bool = True  # sample a prompt template per example (contrastive mode)
+    label_aware: bool = False  # contrastive: same-label pairs in a batch are positives
+    patience: int = 2  # early stopping on the validation metric
+    max_train: int = 0  # cap on training examples (0 = all)
+    optimizer: str = "adamw"  # adamw | adam
+    scheduler: str = "cosine"  # cosine | constant
+    num_workers: int = 0
+
+
+@dataclass
+class ZeroShotConfig:
+    templates: list[str] = field(default_factory=list)  # empty = the domain's default ensemble in medlib.text
+    n_boot: int = 1000  # bootstrap resamples for 95% intervals
+    batch_size: int = 256
+
+
+@dataclass
+class CaptionFinetuneConfig:
+    datasets: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=lambda: ["plain", "label_aware", "no_augment"])
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class LabelFinetuneConfig:
+    datasets: list[str] = field(default_factory=list)  # multiclass
+    multilabel_datasets: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=lambda: ["full", "linear_probe", "lp_ft", "wise_ft"])
+    wise_alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    shots: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 0])  # 0 = all
+    probe_epochs: int = 3
+    train: TrainConfig = field(default_factory=TrainConfig)
+    multilabel_train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class ImbalanceConfig:
+    datasets: list[str] = field(default_factory=list)
+    remedies: list[str] = field(
+        default_factory=lambda: ["none", "inverse_freq", "effective_number", "focal", "logit_adjust",
+                                 "balanced_sampler", "threshold"]
+    )
+    focal_gamma: float = 2.0
+    cb_beta: float = 0.999
+    la_tau: float = 1.0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SotaConfig:
+    datasets: list[str] = field(default_factory=list)
+    retrieval_dataset: str = ""
+    cnn_epochs: int = 3
+    cnn_batch_size: int = 128
+    cnn_lr: float = 1e-3
+    cnn_weights: str = "imagenet"  # imagenet (where loadable) | none
+
+
+@dataclass
+class Profile:
+    name: str
+    smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
+    reports_dir: str = "reports"
+    runs_dir: str = "runs"
+    models: list[ModelSpec] = field(default_factory=list)
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    caption_finetune: CaptionFinetuneConfig = field(default_factory=CaptionFinetuneConfig)
+    label_finetune: LabelFinetuneConfig = field(default_factory=LabelFinetuneConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    sota: SotaConfig = field(default_factory=SotaConfig)
+
+    # ---- convenience -------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """'SMOKE' for smoke profiles (put it in every figure title and the report), else ''."""
+        return "SMOKE" if self.smoke else ""
+
+    def dataset(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise MedlibError(
+            f"profile {self.name!r}: no dataset named {name!r}. Fix: use one of "
+            f"{[d.name for d in self.datasets]} or add it under 'datasets:'"
+        )
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise MedlibError(
+            f"profile {self.name!r}: no model named {name!r}. Fix: use one of {[m.name for m in self.models]}"
+        )
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        """reports/<profile>/"""
+        return Path(self.reports_dir) / self.name
+
+    @property
+    def runs_path(self) -> Path:
+        """runs/<profile>/"""
+        return Path(self.runs_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs."""
+        d = self.to_dict()
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return PROFILE_DIR / f"{name_or_path}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(
+    name_or_path: str | Path = "smoke",
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+) -> Profile:
+    """Load a profile by name (``smoke``, ``full``) or YAML path, apply overrides, validate.
+
+    ``overrides`` maps dotted keys to values (``{"label_finetune.train.epochs": 1}``); ``None``
+    values are ignored so notebook parameters can default to "use the profile". The data dir is,
+    in order of precedence: ``data_dir`` argument, ``overrides['data_dir']``, ``$MEDLIB_DATA_DIR``,
+    the profile's ``data_dir``.
+    """
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise MedlibError(
+            f"{path}: profile not found. Fix: use one of {available_profiles()} or pass a path to a YAML file"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MedlibError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix: correct the file") from None
+    if not isinstance(raw, dict):
+        raise MedlibError(f"{path}: a profile must be a mapping of keys to values. Fix: correct the file")
+    raw.setdefault("name", path.stem)
+    env_dir = os.environ.get("MEDLIB_DATA_DIR")
+    if env_dir:
+        raw["data_dir"] = env_dir
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(raw, key, value, path)
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+    return _build(Profile, raw, where=str(path))
+
+
+def _set_dotted(raw: dict, key: str, value: Any, path: Path) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise MedlibError(f"{path}: override {key!r}: {part!r} is not a section. Fix: check the key")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise MedlibError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}. Fix: correct the profile")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise MedlibError(
+            f"{where}: unknown key(s) {unknown} in {cls.__name__}. Fix: remove them or use one of {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            kwargs[name] = _coerce(hints[name], raw[name], f"{where}:{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            raise MedlibError(f"{where}: missing required key {name!r} in {cls.__name__}. Fix: add it")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except MedlibError as exc:
+                errors.append(str(exc))
+        raise MedlibError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise MedlibError(f"{where}: expected a list, got {value!r}. Fix: correct the profile")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MedlibError(f"{where}: expected a mapping, got {value!r}. Fix: correct the profile")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise MedlibError(f"{where}: expected true/false, got {value!r}. Fix: correct the profile")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise MedlibError(f"{where}: expected an integer, got {value!r}. Fix: correct the profile")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise MedlibError(f"{where}: expected a number, got {value!r}. Fix: correct the profile")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise MedlibError(f"{where}: expected a string, got {value!r}. Fix: correct the profile")
+    return value
