@@ -75,6 +75,7 @@ class TrainConfig:
 
 @dataclass
 class ZeroShotConfig:
+    datasets: list[str] = field(default_factory=list)  # notebook 02's datasets (classification sets)
     templates: list[str] = field(default_factory=list)  # empty = the domain's default ensemble in medlib.text
     n_boot: int = 1000  # bootstrap resamples for 95% intervals
     batch_size: int = 256
@@ -180,8 +181,13 @@ class Profile:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs."""
+        """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
+
+        Folder locations are left out: the same knobs on another machine give the same hash.
+        """
         d = self.to_dict()
+        for key in ("data_dir", "reports_dir", "runs_dir"):
+            d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -233,7 +239,28 @@ def load_profile(
         _set_dotted(raw, key, value, path)
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)
-    return _build(Profile, raw, where=str(path))
+    profile = _build(Profile, raw, where=str(path))
+    root = project_root()
+    for key in ("data_dir", "reports_dir", "runs_dir"):
+        setattr(profile, key, str((root / getattr(profile, key)).resolve()))
+    return profile
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The repository root: ``$MEDLIB_ROOT``, else the nearest folder at or above ``start`` (default: the
+    current directory) that holds ``run_all.sh``, else ``start`` itself.
+
+    Relative profile paths (``data``, ``reports``, ``runs``) are resolved against it, so a notebook run from
+    ``notebooks/`` in JupyterLab and one run by papermill from the root write to the same place.
+    """
+    env = os.environ.get("MEDLIB_ROOT")
+    if env:
+        return Path(env).resolve()
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "run_all.sh").is_file():
+            return folder
+    return start
 
 
 def _set_dotted(raw: dict, key: str, value: Any, path: Path) -> None:

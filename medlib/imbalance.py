@@ -1,0 +1,123 @@
+"""Class-imbalance tools: class weights, a seeded class-balanced sampler, decision-threshold tuning.
+
+Labels are (N,) class indices (multiclass) or (N, C) 0/1 (multi-label). Everything here is fitted on
+training or *validation* arrays only; :func:`tune_thresholds` takes nothing else, so the test split
+cannot leak into a threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import precision_recall_curve, roc_curve
+from torch.utils.data import WeightedRandomSampler
+
+from .errors import MedlibError
+from .losses import class_balanced_weights
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Examples per class (multiclass) or positives per label (multi-label), shape (C,)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return labels.sum(axis=0).astype(np.int64)
+    return np.bincount(labels.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``w_c = N / (C * n_c)``, normalised to sum to C (a class without examples counts as one)."""
+    n = np.maximum(class_counts(labels, num_classes).astype(np.float64), 1.0)
+    w = 1.0 / n
+    return w / w.sum() * num_classes
+
+
+def effective_number_weights(labels: np.ndarray, num_classes: int, beta: float = 0.999) -> np.ndarray:
+    """Class-balanced weights by effective number (Cui et al., CVPR 2019), normalised to sum to C."""
+    return class_balanced_weights(class_counts(labels, num_classes), beta)
+
+
+def class_priors(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Training-set class frequencies (sum 1), for logit adjustment (Menon et al., ICLR 2021)."""
+    n = np.maximum(class_counts(labels, num_classes).astype(np.float64), 1.0)
+    return n / n.sum()
+
+
+def pos_weights(labels: np.ndarray) -> np.ndarray:
+    """Multi-label ``pos_weight`` for BCE-with-logits: ``n_neg / n_pos`` per label (n_pos >= 1)."""
+    labels = np.asarray(labels)
+    pos = np.maximum(labels.sum(axis=0).astype(np.float64), 1.0)
+    return (labels.shape[0] - pos) / pos
+
+
+def sample_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-example weights that make classes equally likely: ``1 / n_{y_i}``.
+
+    Multi-label: an example weighs as much as its rarest positive label (all-negative rows count
+    as one extra 'no finding' class), so rare pathologies are over-sampled.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        n = class_counts(labels, num_classes).astype(np.float64)
+        return 1.0 / n[labels]
+    ext = np.concatenate([labels, (labels.sum(axis=1) == 0)[:, None]], axis=1).astype(np.float64)
+    inv = 1.0 / np.maximum(ext.sum(axis=0), 1.0)
+    return (ext * inv[None, :]).max(axis=1)
+
+
+def balanced_sampler(labels: np.ndarray, seed: int, num_samples: int | None = None,
+                     num_classes: int | None = None) -> WeightedRandomSampler:
+    """Seeded class-balanced sampler (with replacement), ``num_samples`` defaults to N.
+
+    Its ``generator`` attribute holds the RNG; save ``sampler.generator.get_state()`` to resume.
+    """
+    labels = np.asarray(labels)
+    c = num_classes or (labels.shape[1] if labels.ndim == 2 else int(labels.max()) + 1)
+    w = torch.as_tensor(sample_weights(labels, c), dtype=torch.double)
+    gen = torch.Generator().manual_seed(int(seed))
+    return WeightedRandomSampler(w, num_samples or len(labels), replacement=True, generator=gen)
+
+
+def _best_threshold(y: np.ndarray, s: np.ndarray, metric: str) -> float:
+    """Threshold on score ``s`` that maximises ``metric`` for binary truth ``y``."""
+    if y.min() == y.max():
+        return 0.5  # one class only: no information, keep the default
+    if metric == "f1":
+        prec, rec, thr = precision_recall_curve(y, s)
+        f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
+        return float(thr[int(np.argmax(f1))])
+    if metric in ("balanced_acc", "youden"):
+        fpr, tpr, thr = roc_curve(y, s)  # balanced accuracy = (tpr + 1 - fpr) / 2
+        i = int(np.argmax(tpr - fpr))
+        return float(min(thr[i], 1.0))
+    raise MedlibError(f"tune_thresholds: unknown metric {metric!r}. Fix: use 'f1' or 'balanced_acc'")
+
+
+def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str = "f1") -> np.ndarray:
+    """Decision thresholds chosen on the VALIDATION split only.
+
+    Multi-label (y_true (N, C)): one threshold per label, maximising that label's F1 (or balanced
+    accuracy). Binary multiclass (y_score (N, 2)): one threshold on the class-1 probability,
+    returned as shape (1,). Multiclass with more than two classes has no single threshold: error.
+    """
+    y = np.asarray(y_true_val)
+    s = np.asarray(y_score_val, dtype=np.float64)
+    if y.ndim == 2:
+        return np.array([_best_threshold(y[:, c], s[:, c], metric) for c in range(y.shape[1])])
+    if s.ndim != 2 or s.shape[1] != 2:
+        raise MedlibError(
+            f"tune_thresholds: got scores of shape {s.shape}; thresholds apply to binary (N, 2) or multi-label "
+            "scores. Fix: use argmax predictions for multiclass with more than two classes")
+    return np.array([_best_threshold((y == 1).astype(int), s[:, 1], metric)])
+
+
+def apply_thresholds(y_score: np.ndarray, thresholds: np.ndarray, task: str) -> np.ndarray:
+    """Predictions from scores: (N,) class indices for binary multiclass, (N, C) 0/1 for multi-label."""
+    s = np.asarray(y_score)
+    t = np.asarray(thresholds, dtype=np.float64)
+    if task == "multilabel":
+        return (s >= t[None, :]).astype(np.int64)
+    if task == "multiclass":
+        if s.shape[1] != 2 or t.size != 1:
+            raise MedlibError("apply_thresholds: a single threshold needs binary (N, 2) scores. Fix: use argmax")
+        return (s[:, 1] >= t[0]).astype(np.int64)
+    raise MedlibError(f"apply_thresholds: unknown task {task!r}. Fix: use 'multiclass' or 'multilabel'")

@@ -1,0 +1,110 @@
+"""Training losses: CLIP contrastive (open_clip's), label-aware contrastive, focal, class-balanced,
+logit-adjusted, and weighted BCE / focal for multi-label.
+
+Every function takes tensors and returns a scalar loss tensor (mean over the batch); class weights
+and priors are computed from the training labels by :mod:`medlib.imbalance`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from torchvision.ops import sigmoid_focal_loss
+
+_CLIP_LOSS = ClipLoss()  # single process; no label caching, so any batch size works
+
+
+def clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of CLIP (Radford et al. 2021) through ``open_clip.loss.ClipLoss``.
+
+    ``image_f``/``text_f`` are L2-normalised (B, D); ``logit_scale`` is the *exponentiated* scale.
+    """
+    return _CLIP_LOSS(image_f, text_f, logit_scale)
+
+
+def label_aware_targets(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) soft targets: row i is uniform over the items j that share i's label (i included).
+
+    ``labels`` is (B,) class indices, or (B, C) multi-hot rows (items match when the rows are equal).
+    """
+    if labels.ndim == 1:
+        same = labels[:, None] == labels[None, :]
+    else:
+        same = (labels[:, None, :] == labels[None, :, :]).all(dim=-1)
+    same = same.float()
+    return same / same.sum(dim=1, keepdim=True)
+
+
+def label_aware_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor,
+                          labels: torch.Tensor) -> torch.Tensor:
+    """CLIP loss where pairs in a batch sharing a label are positives, not negatives.
+
+    Soft-target cross-entropy in both directions (image->text, text->image) with
+    :func:`label_aware_targets`; this is the false-negative fix behind MedCLIP's semantic matching
+    (Wang et al., EMNLP 2022). With all labels distinct it equals :func:`clip_loss` exactly.
+    Written here because open_clip has no soft-target variant.
+    """
+    logits = logit_scale * image_f @ text_f.T
+    targets = label_aware_targets(labels).to(logits.dtype)
+    loss_i = F.cross_entropy(logits, targets)
+    loss_t = F.cross_entropy(logits.T, targets.T)
+    return (loss_i + loss_t) / 2
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-class focal loss (Lin et al., ICCV 2017): ``-w_y (1 - p_y)^gamma log p_y``.
+
+    Reduced like ``F.cross_entropy`` (weighted mean when ``weight`` is given), so ``gamma=0`` is
+    cross-entropy exactly. Written here because torch/torchvision only ship the sigmoid variant.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
+    loss = -logp if gamma == 0 else -((1 - logp.exp()) ** gamma) * logp
+    if weight is None:
+        return loss.mean()
+    w = weight.to(loss)[target]
+    return (w * loss).sum() / w.sum()
+
+
+def class_balanced_weights(counts: np.ndarray | list[int], beta: float = 0.999) -> np.ndarray:
+    """Class-balanced weights by the effective number of samples (Cui et al., CVPR 2019).
+
+    ``w_c = (1 - beta) / (1 - beta ** n_c)``, normalised to sum to C. A class with no training
+    example gets the weight of a class with one (it cannot contribute to the loss anyway).
+    """
+    n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    return w / w.sum() * len(n)
+
+
+def logit_adjusted_loss(logits: torch.Tensor, target: torch.Tensor, priors: torch.Tensor | np.ndarray,
+                        tau: float = 1.0, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Logit-adjusted cross-entropy (Menon et al., ICLR 2021): CE on ``logits + tau * log(prior)``.
+
+    Training with the adjusted logits and predicting with the plain ones makes the classifier
+    balanced-error optimal; ``tau=0`` is plain cross-entropy exactly.
+    """
+    priors = torch.as_tensor(priors, dtype=torch.float32, device=logits.device)
+    adjusted = logits.float() + tau * torch.log(priors.clamp_min(1e-12)) if tau else logits.float()
+    return F.cross_entropy(adjusted, target, weight=None if weight is None else weight.to(adjusted))
+
+
+def weighted_bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor | None = None,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label BCE-with-logits; ``pos_weight`` (C,) up-weights positives of rare labels
+    (``n_neg / n_pos`` per label, :func:`medlib.imbalance.pos_weights`), ``weight`` (C,) per label."""
+    target = target.to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(
+        logits, target, weight=None if weight is None else weight.to(logits),
+        pos_weight=None if pos_weight is None else pos_weight.to(logits))
+
+
+def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+                      alpha: float = -1.0) -> torch.Tensor:
+    """Sigmoid focal loss for multi-label (Lin et al., ICCV 2017) via ``torchvision.ops``;
+    ``alpha < 0`` disables the positive/negative balancing term, so ``gamma=0`` is plain BCE."""
+    return sigmoid_focal_loss(logits, target.to(logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")

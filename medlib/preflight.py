@@ -1,0 +1,82 @@
+"""Before a long run: is everything the profile needs here, or can it be fetched?
+
+A full run that is offline must stop at once with one line naming what it could not fetch and how to
+provide it locally -- never fall back to a smoke model, never fail an hour in.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from .config import DatasetSpec, ModelSpec, Profile
+from .errors import MedlibError
+
+HOSTS = {"huggingface.co": 443, "zenodo.org": 443}
+
+
+def online(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and host == "huggingface.co":
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _model_cached(spec: ModelSpec) -> bool:
+    """True where the model needs no download: random init, a local file, or weights already in the HF cache."""
+    if spec.pretrained and Path(spec.pretrained).expanduser().is_file():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return False
+    if spec.arch.startswith("hf-hub:"):
+        repo = spec.arch[len("hf-hub:"):]
+        return isinstance(try_to_load_from_cache(repo, "open_clip_config.json"), str)
+    if not spec.pretrained:
+        return True  # random init: nothing to fetch
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained)
+    hub = (cfg or {}).get("hf_hub", "")
+    if not hub:
+        return False
+    repo = hub.rstrip("/")  # e.g. "timm/vit_base_patch32_clip_224.openai"
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo, name), str):
+            return True
+    return False
+
+
+def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
+    """A line describing what this dataset would have to download, or None if nothing."""
+    data = Path(profile.data_dir)
+    if spec.synthetic == "always":
+        return None
+    if spec.source == "medmnist" and spec.download:
+        fname = f"{spec.flag}.npz" if spec.size == 28 else f"{spec.flag}_{spec.size}.npz"
+        if not (data / "medmnist" / fname).is_file():
+            return f"MedMNIST {spec.flag} at {spec.size} px (would be saved as {data / 'medmnist' / fname})"
+    if spec.source == "pubmedvision" and spec.download:
+        local = data / (spec.path or "pubmedvision")
+        if not any((local / f).is_file() for f in ("records.jsonl", "records.parquet")):
+            return f"PubMedVision sample from {spec.hf_id} (would be saved under {local})"
+    return None
+
+
+def preflight(profile: Profile) -> None:
+    """Raise MedlibError naming every download the run needs when the network is unreachable."""
+    if profile.smoke:
+        return
+    needs = [f"model {m.arch} ({m.pretrained or 'hub weights'})" for m in profile.models if not _model_cached(m)]
+    needs += [line for d in profile.datasets if (line := _dataset_missing(profile, d))]
+    if needs and not online():
+        raise MedlibError(
+            "offline: cannot fetch " + "; ".join(needs) + ". Fix: run once with internet, or provide local copies "
+            "(set a model's `pretrained:` to a checkpoint file, put MedMNIST .npz files in <data_dir>/medmnist/, "
+            "a PubMedVision sample in <data_dir>/pubmedvision/records.jsonl + images/), or use --profile smoke"
+        )
