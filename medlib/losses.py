@@ -108,3 +108,12 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float =
     """Sigmoid focal loss for multi-label (Lin et al., ICCV 2017) via ``torchvision.ops``;
     ``alpha < 0`` disables the positive/negative balancing term, so ``gamma=0`` is plain BCE."""
     return sigmoid_focal_loss(logits, target.to(logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")
+
+
+def logit_adjusted_bce(logits: torch.Tensor, target: torch.Tensor, priors: torch.Tensor | np.ndarray,
+                       tau: float = 1.0) -> torch.Tensor:
+    """Per-label (binary) logit adjustment (Menon et al., ICLR 2021) for multi-label: BCE on
+    ``logits + tau * log(p / (1 - p))`` with ``p`` the training prevalence of each label; ``tau=0`` is BCE."""
+    p = torch.as_tensor(priors, dtype=torch.float32, device=logits.device).clamp(1e-6, 1 - 1e-6)
+    adjusted = logits.float() + tau * torch.log(p / (1 - p)) if tau else logits.float()
+    return F.binary_cross_entropy_with_logits(adjusted, target.to(adjusted.dtype))

@@ -127,14 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         record_notebook(profile, nb.stem, seconds, "ok", str(out))
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} done in {seconds:.0f} s -> {out}", flush=True)
     if not args.no_report:
-        try:
-            from .report import write_report
+        # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
+        from .report import main as report_main
 
-            paths = write_report(profile)
-            print("report: " + ", ".join(str(p) for p in paths))
-        except MedlibError as exc:
-            print(f"ERROR in report: {exc}", file=sys.stderr)
-            return 1
+        rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
+        if rc:
+            return rc
     return 0
 
 

@@ -1,0 +1,145 @@
+"""A supervised CNN baseline: torchvision's ResNet-18 trained by us on the same splits.
+
+Answers "fine-tuned CLIP vs. a plain CNN" on equal terms (same data, same split, same metrics). ImageNet
+weights are used where they can be loaded; offline they cannot, and the model is trained from scratch --
+``CnnResult.weights`` says which, and notebook 06 puts it in the table.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.base import DatasetBundle
+from .io import write_with
+from .preprocess import to_model_input
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CnnResult:
+    model: torch.nn.Module
+    weights: str  # "imagenet" or "none (from scratch)" and why
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best_epoch: int = 0
+
+
+def build_resnet18(num_outputs: int, weights: str = "imagenet") -> tuple[torch.nn.Module, str]:
+    """ResNet-18 with a fresh final layer; ImageNet weights where loadable, else random init (and why)."""
+    import torchvision
+
+    used = "none (from scratch)"
+    model = None
+    if weights == "imagenet":
+        try:
+            model = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+            used = "imagenet"
+        except Exception as exc:  # offline: torchvision cannot download the weights
+            used = f"none (from scratch; ImageNet weights not loadable: {type(exc).__name__})"
+    if model is None:
+        model = torchvision.models.resnet18(weights=None)
+    model.fc = torch.nn.Linear(model.fc.in_features, num_outputs)
+    return model, used
+
+
+def _inputs(images: np.ndarray | torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    return to_model_input(images, size, IMAGENET_MEAN, IMAGENET_STD, device)
+
+
+@torch.no_grad()
+def predict_cnn(model: torch.nn.Module, images: np.ndarray, task: str, batch_size: int = 512,
+                device: str | torch.device = "cpu") -> np.ndarray:
+    """Probabilities (N, C): softmax for multiclass, sigmoid for multilabel."""
+    device = torch.device(device)
+    model.eval().to(device)
+    size = int(images.shape[1])
+    out = []
+    for i in range(0, len(images), batch_size):
+        logits = model(_inputs(images[i:i + batch_size], size, device)).float()
+        out.append((torch.sigmoid(logits) if task == "multilabel" else logits.softmax(-1)).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def _val_score(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
+    if task == "multilabel":
+        from sklearn.metrics import roc_auc_score
+
+        keep = [c for c in range(y_true.shape[1]) if 0 < y_true[:, c].sum() < len(y_true)]
+        return float(roc_auc_score(y_true[:, keep], y_score[:, keep], average="macro")) if keep else 0.0
+    return float((y_score.argmax(1) == y_true).mean())
+
+
+def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, seed: int, run_dir: Path,
+              weights: str = "imagenet", device: str | torch.device = "cpu", fresh: bool = False,
+              progress: bool = True) -> CnnResult:
+    """Train ResNet-18 on ``data``'s train split, select the epoch on val (the test split is not touched).
+
+    A checkpoint is written atomically after every epoch (``run_dir/last.pt``); a second call resumes from it
+    unless ``fresh``.
+    """
+    device = torch.device(device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    task = data.task
+    model, used = build_resnet18(data.num_classes, weights)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    train, val = data.splits["train"], data.splits["val"]
+    size = int(train.images.shape[1])
+    start, best, best_state, rows = 0, -1.0, None, []
+    ckpt = run_dir / "last.pt"
+    if ckpt.is_file() and not fresh:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best, best_state, rows, used = (state["epoch"], state["best"], state["best_state"], state["history"],
+                                               state["weights"])
+    images = torch.as_tensor(train.images)
+    labels = torch.as_tensor(train.labels)
+    for epoch in range(start, epochs):
+        model.train()
+        t0, losses = time.time(), []
+        order = torch.randperm(len(images), generator=gen)
+        batches = range(0, len(order), batch_size)
+        for i in tqdm(batches, desc=f"resnet18 epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+            idx = order[i:i + batch_size]
+            x = _inputs(images[idx], size, device)
+            y = labels[idx].to(device)
+            logits = model(x)
+            loss = (F.binary_cross_entropy_with_logits(logits, y.float()) if task == "multilabel"
+                    else F.cross_entropy(logits, y.long()))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        score = _val_score(val.labels, predict_cnn(model, val.images, task, device=device), task)
+        rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_metric": score,
+                     "seconds": time.time() - t0})
+        if score > best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "best": best, "best_state": best_state,
+                 "history": rows, "weights": used}
+        write_with(ckpt, lambda p: torch.save(state, p))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    hist = pd.DataFrame(rows)
+    best_epoch = int(hist.loc[hist["val_metric"].idxmax(), "epoch"]) if len(hist) else 0
+    return CnnResult(model=model.eval(), weights=used, history=hist, best_epoch=best_epoch)

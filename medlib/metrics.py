@@ -1,0 +1,408 @@
+"""Metrics for classification and retrieval, with 95% bootstrap intervals.
+
+Point estimates come from scikit-learn, so every number in a metrics file can be recomputed from its
+predictions file with scikit-learn alone:
+
+multiclass (``y_true`` (N,) ints, ``y_score`` (N, C) probabilities, rows sum to 1; prediction = argmax)
+    acc           ``accuracy_score``
+    top3          ``top_k_accuracy_score(k=3, labels=range(C))`` (only when C >= 3)
+    balanced_acc  ``balanced_accuracy_score`` (mean recall over classes present in y_true)
+    macro_f1      ``f1_score(average="macro", labels=range(C), zero_division=0)``
+    auroc         binary: ``roc_auc_score(y_true, y_score[:, 1])``;
+                  C > 2: ``roc_auc_score(y_true, y_score, multi_class="ovr", average="macro", labels=range(C))``
+    worst_class_recall  min of ``recall_score(average=None, labels=range(C))`` over classes with support > 0
+    ece           expected calibration error of the top-label confidence, 15 equal-width bins (Guo et al.
+                  2017); scikit-learn has no ECE, see :func:`expected_calibration_error`.
+
+multilabel (``y_true`` (N, C) of 0/1, ``y_score`` (N, C) sigmoid scores; prediction = ``y_score > threshold``,
+the strict ``>`` of MedMNIST's evaluator, ``threshold`` a scalar or one per label, default 0.5)
+    acc           MedMNIST's convention: the mean over labels of ``accuracy_score(y_true[:, j], y_pred[:, j])``
+                  (= 1 - ``hamming_loss``), not the exact-match subset accuracy.
+    macro_f1      ``f1_score(average="macro", zero_division=0)`` over all labels
+    balanced_acc  mean over labels that have both classes of ``balanced_accuracy_score`` per label
+    auroc         mean over labels that have both classes of ``roc_auc_score`` per label; the labels skipped
+                  are listed in ``auroc_skipped``
+    worst_class_recall  min per-label recall over labels with support > 0
+
+Undefined metrics (e.g. AUROC with one class present) are ``None``. Bootstrap intervals are percentile
+intervals over ``n_boot`` resamples of rows (seeded); a resample where a metric is undefined is skipped for
+that metric. For speed the resamples are evaluated with vectorised numpy formulas on multinomial row
+weights (thousands of scikit-learn calls would cost minutes on two CPU cores); ``tests/test_metrics.py``
+checks that these formulas equal scikit-learn on the unresampled data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    recall_score,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+from .errors import MedlibError
+
+ECE_BINS = 15
+_BOOT_CHUNK = 100  # resamples evaluated at once (bounds memory at _BOOT_CHUNK x N weights)
+
+
+# ---- public API -----------------------------------------------------------------------------------------------
+
+
+def topk_accuracy(y_true: np.ndarray, y_score: np.ndarray, k: int) -> float:
+    """Fraction of rows whose true class is among the ``k`` highest scores (scikit-learn; 1.0 when k >= C)."""
+    y_score = np.asarray(y_score)
+    with warnings.catch_warnings():  # k >= C is allowed (top-3 of 3 classes): sklearn warns, answer is 1.0
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return float(top_k_accuracy_score(np.asarray(y_true), y_score, k=k, labels=np.arange(y_score.shape[1])))
+
+
+def expected_calibration_error(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over equal-width confidence bins of |B|/N * |accuracy(B) - confidence(B)|.
+
+    Own code because scikit-learn has no ECE (``calibration_curve`` gives bin means but not bin sizes).
+    Bin edges are ``linspace(0, 1, n_bins + 1)``; a confidence equal to an inner edge falls in the upper bin.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    w = np.ones((1, len(y_true)))
+    return float(_ece_weighted(w, *_ece_parts(y_true, y_score, n_bins), n_bins)[0])
+
+
+def evaluate(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    task: str,
+    class_names: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    threshold: float | Sequence[float] | np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Headline metrics, 95% bootstrap intervals, per-class scores and confusion matrix.
+
+    Returns ``{"metrics": {...}, "ci95": {metric: [lo, hi]}, "per_class": {cls: {...}}, "confusion": ...}``;
+    multilabel results also carry ``"threshold"`` (one per label) and ``"auroc_skipped"`` (labels without
+    both classes). See the module docstring for the definitions.
+    """
+    class_names = [str(c) for c in class_names]
+    if task == "multiclass":
+        y_true, y_score = _check_multiclass(y_true, y_score, class_names)
+        out = _evaluate_multiclass(y_true, y_score, class_names)
+        boot = lambda w: _boot_multiclass(w, y_true, y_score)  # noqa: E731
+    elif task == "multilabel":
+        y_true, y_score = _check_multilabel(y_true, y_score, class_names)
+        thr = _thresholds(threshold, len(class_names))
+        out = _evaluate_multilabel(y_true, y_score, class_names, thr)
+        boot = lambda w: _boot_multilabel(w, y_true, y_score, thr)  # noqa: E731
+    else:
+        raise MedlibError(f"evaluate: unknown task {task!r}. Fix: use 'multiclass' or 'multilabel'")
+    out["ci95"] = _bootstrap(boot, len(y_true), out["metrics"], n_boot, seed)
+    return out
+
+
+def retrieval_recall(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    text_to_image: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Image->text and text->image Recall@K from embeddings (L2-normalised here, cosine similarity).
+
+    ``text_to_image`` (M,) gives the image index of each caption (several captions per image allowed);
+    default: one caption per image, caption i belongs to image i. i2t: an image is a hit when any of its
+    captions is in its top K; t2i: a caption is a hit when its image is in its top K. Ties count against
+    the query (rank = number of candidates scoring strictly higher than the best correct one).
+    Own code: scikit-learn has no Recall@K for several positives per query.
+    Returns ``{"i2t_R@1": ..., "t2i_R@1": ..., ..., "mean_recall": ...}``.
+    """
+    sim = similarity(image_emb, text_emb)
+    n_img, n_txt = sim.shape
+    t2i = _check_text_to_image(text_to_image, n_img, n_txt)
+    # i2t: best score among each image's own captions, then rank against all captions.
+    own = np.full(sim.shape, False)
+    own[t2i, np.arange(n_txt)] = True
+    best_own = np.where(own, sim, -np.inf).max(axis=1)
+    i2t_rank = (sim > best_own[:, None]).sum(axis=1)
+    # t2i: score of each caption's image, rank against all images.
+    correct = sim[t2i, np.arange(n_txt)]
+    t2i_rank = (sim > correct[None, :]).sum(axis=0)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"i2t_R@{k}"] = float(np.mean(i2t_rank < k))
+    for k in ks:
+        out[f"t2i_R@{k}"] = float(np.mean(t2i_rank < k))
+    out["mean_recall"] = float(np.mean(list(out.values())))
+    return out
+
+
+def similarity(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
+    """Cosine similarity (N_img, N_txt) of two embedding matrices (float64)."""
+    a = np.asarray(image_emb, dtype=np.float64)
+    b = np.asarray(text_emb, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) == 0 or len(b) == 0:
+        raise MedlibError(f"retrieval_recall: embeddings must be non-empty (N, D) and (M, D), got {a.shape} and "
+                          f"{b.shape}. Fix: pass image and text embeddings of the same width")
+    a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
+    b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
+    return a @ b.T
+
+
+# ---- input checks ---------------------------------------------------------------------------------------------
+
+
+def _check_multiclass(y_true, y_score, class_names):
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    c = len(class_names)
+    if y_true.ndim == 2 and y_true.shape[1] == 1:  # MedMNIST stores labels as (N, 1)
+        y_true = y_true[:, 0]
+    if y_true.ndim != 1 or y_score.ndim != 2 or len(y_true) != len(y_score) or y_score.shape[1] != c:
+        raise MedlibError(f"evaluate: multiclass needs y_true (N,) and y_score (N, {c}), got {y_true.shape} and "
+                          f"{y_score.shape}. Fix: pass one probability row per example and one column per class")
+    if len(y_true) == 0:
+        raise MedlibError("evaluate: no examples. Fix: evaluate a non-empty split")
+    if c < 2:
+        raise MedlibError(f"evaluate: need at least 2 classes, got {class_names}. Fix: check the class list")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        if not np.all(np.mod(y_true, 1) == 0):
+            raise MedlibError("evaluate: y_true must hold class indices. Fix: pass integer labels")
+        y_true = y_true.astype(np.int64)
+    if y_true.min() < 0 or y_true.max() >= c:
+        raise MedlibError(f"evaluate: label {int(y_true.max() if y_true.max() >= c else y_true.min())} outside "
+                          f"the {c} classes {class_names}. Fix: map labels to 0..{c - 1}")
+    if not np.all(np.isfinite(y_score)) or not np.allclose(y_score.sum(axis=1), 1.0, atol=1e-3):
+        raise MedlibError("evaluate: multiclass y_score rows must be finite probabilities summing to 1. "
+                          "Fix: apply softmax to the logits before evaluating")
+    return y_true.astype(np.int64), y_score
+
+
+def _check_multilabel(y_true, y_score, class_names):
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    c = len(class_names)
+    if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != c or len(y_true) == 0:
+        raise MedlibError(f"evaluate: multilabel needs y_true and y_score of shape (N, {c}), got {y_true.shape} "
+                          f"and {y_score.shape}. Fix: pass one 0/1 column and one score column per label")
+    if not np.isin(y_true, (0, 1)).all():
+        raise MedlibError("evaluate: multilabel y_true must hold only 0 and 1. Fix: binarise the labels")
+    if not np.all(np.isfinite(y_score)):
+        raise MedlibError("evaluate: y_score has NaN or inf. Fix: check the model outputs")
+    return y_true.astype(np.int64), y_score
+
+
+def _thresholds(threshold, c: int) -> np.ndarray:
+    if threshold is None:
+        return np.full(c, 0.5)
+    thr = np.asarray(threshold, dtype=np.float64)
+    if thr.ndim == 0:
+        return np.full(c, float(thr))
+    if thr.shape != (c,):
+        raise MedlibError(f"evaluate: threshold must be a scalar or one per label ({c}), got shape {thr.shape}. "
+                          "Fix: pass a scalar or an array of length C")
+    return thr
+
+
+def _check_text_to_image(text_to_image, n_img: int, n_txt: int) -> np.ndarray:
+    if text_to_image is None:
+        if n_img != n_txt:
+            raise MedlibError(f"retrieval_recall: {n_img} images but {n_txt} captions and no text_to_image. "
+                              "Fix: pass text_to_image (the image index of each caption)")
+        return np.arange(n_img)
+    t2i = np.asarray(text_to_image)
+    if t2i.shape != (n_txt,) or not np.issubdtype(t2i.dtype, np.integer) or t2i.min() < 0 or t2i.max() >= n_img:
+        raise MedlibError(f"retrieval_recall: text_to_image must be {n_txt} integer image indices in "
+                          f"0..{n_img - 1}. Fix: pass one image index per caption")
+    return t2i.astype(np.int64)
+
+
+# ---- point estimates (scikit-learn) ---------------------------------------------------------------------------
+
+
+def _clean(x: float) -> float | None:
+    x = float(x)
+    return None if not np.isfinite(x) else x
+
+
+def _per_class(y_true, y_pred, class_names, labels) -> dict[str, dict[str, Any]]:
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(class_names)}
+
+
+def _evaluate_multiclass(y_true, y_score, class_names) -> dict[str, Any]:
+    c = len(class_names)
+    labels = np.arange(c)
+    y_pred = y_score.argmax(axis=1)
+    present = np.bincount(y_true, minlength=c) > 0
+    m: dict[str, float | None] = {"acc": float(accuracy_score(y_true, y_pred))}
+    if c >= 3:
+        m["top3"] = topk_accuracy(y_true, y_score, 3)
+    m["balanced_acc"] = float(balanced_accuracy_score(y_true, y_pred))
+    m["macro_f1"] = float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0))
+    if not present.all():
+        m["auroc"] = None  # one-vs-rest AUROC is undefined for a class with no examples
+    elif c == 2:
+        m["auroc"] = float(roc_auc_score(y_true, y_score[:, 1]))
+    else:
+        m["auroc"] = float(roc_auc_score(y_true, y_score, multi_class="ovr", average="macro", labels=labels))
+    recall = recall_score(y_true, y_pred, average=None, labels=labels, zero_division=0)
+    m["worst_class_recall"] = float(recall[present].min())
+    m["ece"] = expected_calibration_error(y_true, y_score)
+    return {"metrics": m, "per_class": _per_class(y_true, y_pred, class_names, labels),
+            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+
+
+def _evaluate_multilabel(y_true, y_score, class_names, thr) -> dict[str, Any]:
+    y_pred = (y_score > thr[None, :]).astype(np.int64)
+    c = len(class_names)
+    pos = y_true.sum(axis=0)
+    both = (pos > 0) & (pos < len(y_true))
+    per_label_auc = [float(roc_auc_score(y_true[:, j], y_score[:, j])) if both[j] else None for j in range(c)]
+    per_label_bacc = [float(balanced_accuracy_score(y_true[:, j], y_pred[:, j])) for j in range(c) if both[j]]
+    m: dict[str, float | None] = {
+        "acc": float(np.mean([accuracy_score(y_true[:, j], y_pred[:, j]) for j in range(c)])),
+        "balanced_acc": float(np.mean(per_label_bacc)) if per_label_bacc else None,
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "auroc": float(np.mean([a for a in per_label_auc if a is not None])) if both.any() else None,
+    }
+    recall = recall_score(y_true, y_pred, average=None, zero_division=0)
+    m["worst_class_recall"] = float(recall[pos > 0].min()) if (pos > 0).any() else None
+    per_class = _per_class(y_true, y_pred, class_names, None)
+    for j, name in enumerate(class_names):
+        per_class[name]["auroc"] = per_label_auc[j]
+        per_class[name]["threshold"] = float(thr[j])
+    return {"metrics": m, "per_class": per_class,
+            "confusion": multilabel_confusion_matrix(y_true, y_pred).tolist(),
+            "threshold": [float(t) for t in thr],
+            "auroc_skipped": [name for j, name in enumerate(class_names) if not both[j]]}
+
+
+# ---- bootstrap (vectorised over row weights) ------------------------------------------------------------------
+
+
+def _bootstrap(boot_fn, n: int, point: dict[str, Any], n_boot: int, seed: int) -> dict[str, list[float] | None]:
+    """Percentile 95% intervals; ``boot_fn(W)`` maps (B, N) row weights to {metric: (B,) values, NaN = undefined}."""
+    if not n_boot:
+        return {}
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[np.ndarray]] = {k: [] for k in point}
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        b = min(_BOOT_CHUNK, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        # Resampling rows with replacement == weighting each row by how often it was drawn.
+        w = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        res = boot_fn(w)
+        for k in values:
+            values[k].append(res[k])
+    ci: dict[str, list[float] | None] = {}
+    for k, chunks in values.items():
+        v = np.concatenate(chunks)
+        v = v[np.isfinite(v)]
+        ci[k] = [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) and point[k] is not None else None
+    return ci
+
+
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    """Row-wise mean ignoring NaN; NaN (not a warning) for an all-NaN row."""
+    ok = np.isfinite(x)
+    n = ok.sum(axis=1)
+    return _safe_div(np.where(ok, x, 0.0).sum(axis=1), n)
+
+
+def _nanmin(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    return np.where(ok.any(axis=1), np.where(ok, x, np.inf).min(axis=1), np.nan)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+
+def _weighted_auc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Weighted binary ROC AUC for each row of weights ``w`` (B, N): the Mann-Whitney statistic with half credit
+    for ties, which equals scikit-learn's trapezoidal ``roc_auc_score`` with ``sample_weight``. NaN where one
+    class has zero weight."""
+    order = np.argsort(s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])  # groups of tied scores
+    ws = w[:, order]
+    pos = np.add.reduceat(ws * y_sorted, starts, axis=1)
+    neg = np.add.reduceat(ws * ~y_sorted, starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    u = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    return _safe_div(u, pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def _ece_parts(y_true, y_score, n_bins):
+    conf = y_score.max(axis=1)
+    correct = (y_score.argmax(axis=1) == y_true).astype(np.float64)
+    bins = np.clip(np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], conf, side="right"), 0, n_bins - 1)
+    return conf, correct, bins
+
+
+def _ece_weighted(w, conf, correct, bins, n_bins):
+    onehot = np.eye(n_bins)[bins]  # (N, bins)
+    gap = w @ (onehot * (correct - conf)[:, None])  # (B, bins): sum of (correct - confidence) per bin
+    return np.abs(gap).sum(axis=1) / w.sum(axis=1)
+
+
+def _topk_hits(y_true, y_score, k):
+    # Same ordering rule as sklearn's top_k_accuracy_score (stable argsort, reversed).
+    order = np.argsort(y_score, axis=1, kind="mergesort")[:, ::-1][:, :k]
+    return (order == y_true[:, None]).any(axis=1).astype(np.float64)
+
+
+def _boot_multiclass(w, y_true, y_score) -> dict[str, np.ndarray]:
+    c = y_score.shape[1]
+    y_pred = y_score.argmax(axis=1)
+    cm = (w @ np.eye(c * c)[y_true * c + y_pred]).reshape(-1, c, c)  # (B, true, pred)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    total = w.sum(axis=1)
+    recall = _safe_div(tp, support)
+    f1 = np.nan_to_num(_safe_div(2 * tp, support + predicted), nan=0.0)  # zero_division=0
+    out = {"acc": tp.sum(axis=1) / total}
+    if c >= 3:
+        out["top3"] = (w @ _topk_hits(y_true, y_score, 3)) / total
+    out["balanced_acc"] = _nanmean(recall)  # recall is NaN for classes absent from the resample
+    out["worst_class_recall"] = _nanmin(recall)
+    out["macro_f1"] = f1.mean(axis=1)
+    if c == 2:
+        out["auroc"] = _weighted_auc(w, y_true == 1, y_score[:, 1])
+    else:
+        aucs = np.stack([_weighted_auc(w, y_true == j, y_score[:, j]) for j in range(c)], axis=1)
+        out["auroc"] = aucs.mean(axis=1)  # NaN (skipped) when a class is missing from the resample
+    out["ece"] = _ece_weighted(w, *_ece_parts(y_true, y_score, ECE_BINS), ECE_BINS)
+    return out
+
+
+def _boot_multilabel(w, y_true, y_score, thr) -> dict[str, np.ndarray]:
+    y_pred = (y_score > thr[None, :]).astype(np.float64)
+    yt = y_true.astype(np.float64)
+    tp, fp = w @ (yt * y_pred), w @ ((1 - yt) * y_pred)
+    fn, tn = w @ (yt * (1 - y_pred)), w @ ((1 - yt) * (1 - y_pred))
+    total = w.sum(axis=1)[:, None]
+    pos, neg = tp + fn, fp + tn
+    recall = _safe_div(tp, pos)
+    both = (pos > 0) & (neg > 0)
+    bacc = np.where(both, 0.5 * (recall + _safe_div(tn, neg)), np.nan)
+    aucs = np.stack([_weighted_auc(w, y_true[:, j] == 1, y_score[:, j]) for j in range(yt.shape[1])], axis=1)
+    return {
+        "acc": ((tp + tn) / total).mean(axis=1),
+        "balanced_acc": _nanmean(bacc),
+        "macro_f1": np.nan_to_num(_safe_div(2 * tp, 2 * tp + fp + fn), nan=0.0).mean(axis=1),
+        "auroc": _nanmean(aucs),  # over the labels with both classes in this resample
+        "worst_class_recall": _nanmin(recall),  # recall is NaN for labels without positives
+    }

@@ -1,0 +1,244 @@
+"""Figures: small generic plot helpers that take arrays/DataFrames and return a matplotlib Figure, and
+:func:`save_figure`, which writes ``reports/<profile>/figures/<name>.png`` atomically and marks smoke figures.
+
+Helpers put their title in the figure's suptitle so ``save_figure`` can prefix it with "SMOKE — " on smoke
+profiles. Nothing here needs a display (works under the Agg backend); in a notebook the inline backend
+shows each figure at the end of its cell.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt  # without a display matplotlib falls back to Agg by itself
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+from .config import Profile
+from .errors import MedlibError
+from .io import write_bytes
+from .results import reports_dir, slug
+
+SMOKE_PREFIX = "SMOKE — "
+DPI = 110
+
+
+def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
+    """Write ``fig`` to ``reports/<profile>/figures/<name>.png`` atomically and return the path.
+
+    ``name`` follows ``<NN>_<what>__<dataset>__<model>__<method>`` (NN = notebook number), e.g.
+    ``02_confusion__pneumoniamnist__tiny__zero-shot``. On smoke profiles the suptitle gets the prefix
+    "SMOKE — " (or becomes "SMOKE" when the figure has none).
+    """
+    name = name[:-4] if name.endswith(".png") else name
+    if not name or slug(name) != name:
+        raise MedlibError(f"save_figure: figure name {name!r} must be lowercase [a-z0-9_.-]. Fix: use {slug(name)!r}")
+    if profile.smoke:
+        mark_smoke(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return write_bytes(reports_dir(profile, "figures") / f"{name}.png", buf.getvalue())
+
+
+def mark_smoke(fig: Figure) -> Figure:
+    """Prefix the suptitle with "SMOKE — " (once)."""
+    current = fig._suptitle.get_text() if fig._suptitle is not None else ""  # noqa: SLF001 - no public getter
+    if not current.startswith("SMOKE"):
+        fig.suptitle(f"{SMOKE_PREFIX}{current}" if current else "SMOKE")
+    return fig
+
+
+def _title(fig: Figure, title: str) -> Figure:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---- plot helpers ----------------------------------------------------------------------------------------------
+
+
+def class_counts_bar(counts: pd.DataFrame | Mapping[str, Mapping[str, int]], title: str = "Class counts",
+                     log: bool = False) -> Figure:
+    """Grouped bars of examples per class; ``counts`` is a DataFrame (index = class, columns = splits) or
+    ``{split: {class: count}}``."""
+    df = counts if isinstance(counts, pd.DataFrame) else pd.DataFrame(counts)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(df) * max(1, df.shape[1]) + 2), 3.8))
+    df.plot.bar(ax=ax, logy=log, rot=45 if len(df) > 4 else 0)
+    ax.set_xlabel("class")
+    ax.set_ylabel("examples")
+    for cont in ax.containers:
+        ax.bar_label(cont, fontsize=7)
+    return _title(fig, title)
+
+
+def sample_grid(images: np.ndarray, captions: Sequence[str] | None = None, ncols: int = 4, max_chars: int = 60,
+                title: str = "Samples") -> Figure:
+    """Images (N, H, W) or (N, H, W, 3) uint8 in a grid, each with its caption (shortened to ``max_chars``)."""
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols)) if n else 1
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray" if images[i].ndim == 2 else None)
+        if captions is not None:
+            cap = str(captions[i])
+            cap = cap if len(cap) <= max_chars else cap[: max_chars - 1] + "…"
+            ax.set_title(_wrap(cap, 28), fontsize=7)
+    return _title(fig, title)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def confusion_matrix_plot(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str],
+                          normalize: bool = True, title: str = "Confusion matrix") -> Figure:
+    """Heat map of a confusion matrix (rows = true, columns = predicted); ``normalize`` divides each row by its
+    total (recall on the diagonal). Counts are always printed alongside."""
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    shown = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0) if normalize else cm
+    c = len(class_names)
+    size = max(3.5, 0.55 * c + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    vmax = 1.0 if normalize else float(shown.max() or 1.0)
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=vmax)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xticks(range(c), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(c), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if c <= 20:
+        for i in range(c):
+            for j in range(c):
+                txt = f"{shown[i, j]:.2f}\n({int(cm[i, j])})" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.55 * vmax else "black")
+    return _title(fig, title + (" (row-normalised)" if normalize else ""))
+
+
+def per_class_bars(per_class: Mapping[str, Mapping[str, Any]], metric: str = "recall",
+                   title: str = "") -> Figure:
+    """Bars of one per-class metric (from a metrics file's ``per_class``), support written under each class."""
+    names = list(per_class)
+    vals = [np.nan if per_class[k].get(metric) is None else float(per_class[k][metric]) for k in names]
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(names) + 2), 3.6))
+    ax.bar(range(len(names)), vals, color="tab:blue")
+    labels = [f"{k}\n(n={per_class[k].get('support', '?')})" for k in names]
+    ax.set_xticks(range(len(names)), labels, rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4
+                  else "center", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(metric)
+    return _title(fig, title or f"Per-class {metric}")
+
+
+def learning_curve(history: pd.DataFrame, title: str = "Learning curve", val_label: str = "val metric") -> Figure:
+    """Training loss and validation metric per epoch (columns ``epoch``, ``train_loss``, ``val_metric``)."""
+    missing = {"epoch", "train_loss", "val_metric"} - set(history.columns)
+    if missing:
+        raise MedlibError(f"learning_curve: history lacks columns {sorted(missing)}. Fix: log epoch, train_loss, "
+                          "val_metric per epoch")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(history["epoch"], history["train_loss"], "o-", color="tab:red", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="tab:red")
+    ax2 = ax.twinx()
+    ax2.plot(history["epoch"], history["val_metric"], "s-", color="tab:blue", label=val_label)
+    ax2.set_ylabel(val_label, color="tab:blue")
+    return _title(fig, title)
+
+
+def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None,
+                hue: str | None = None, title: str = "", hatch: str | None = None) -> Figure:
+    """Grouped bars of ``df[y]`` by ``x`` (and ``hue``) with 95% interval whiskers from ``lo``/``hi``
+    (missing intervals drawn without whiskers). Rows where the boolean column ``hatch`` is true are hatched
+    (e.g. published values next to measured ones)."""
+    df = df.reset_index(drop=True)
+    xs = list(dict.fromkeys(df[x].astype(str)))
+    hues = list(dict.fromkeys(df[hue].astype(str))) if hue else [None]
+    width = 0.8 / len(hues)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(xs) * max(1, len(hues) * 0.6) + 2), 4.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for h_i, h in enumerate(hues):
+        sub = df if h is None else df[df[hue].astype(str) == h]
+        for _, row in sub.iterrows():
+            pos = xs.index(str(row[x])) + (h_i - (len(hues) - 1) / 2) * width
+            val = float(row[y])
+            err = None
+            if lo and hi and pd.notna(row.get(lo)) and pd.notna(row.get(hi)):
+                err = [[max(0.0, val - float(row[lo]))], [max(0.0, float(row[hi]) - val)]]
+            hatched = bool(hatch and bool(row.get(hatch)))
+            ax.bar(pos, val, width, yerr=err, capsize=3, color=colors[h_i % len(colors)],
+                   hatch="//" if hatched else None, edgecolor="black" if hatched else None, alpha=0.6 if hatched
+                   else 1.0, label=h if h is not None else None)
+    if hue:
+        handles, labels = ax.get_legend_handles_labels()
+        uniq: dict[str, Any] = {}
+        for lab, hnd in zip(labels, handles):
+            uniq.setdefault(lab, hnd)
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="best")
+    if hatch:
+        ax.set_xlabel("hatched bars = published values (quoted, not measured)")
+    ax.set_xticks(range(len(xs)), xs, rotation=30 if len(xs) > 3 else 0, ha="right" if len(xs) > 3 else "center")
+    ax.set_ylabel(y)
+    return _title(fig, title)
+
+
+def wise_curve(alphas: Sequence[float], acc: Sequence[float], other: Sequence[float] | None = None,
+               title: str = "WiSE-FT interpolation", acc_label: str = "accuracy",
+               other_label: str = "general-domain recall") -> Figure:
+    """Metric against the WiSE-FT mixing weight alpha (0 = zero-shot, 1 = fine-tuned); ``other`` on a second
+    axis (e.g. general-domain retrieval recall)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(alphas, acc, "o-", color="tab:blue", label=acc_label)
+    ax.set_xlabel("alpha (0 = zero-shot, 1 = fine-tuned)")
+    ax.set_ylabel(acc_label, color="tab:blue")
+    if other is not None:
+        ax2 = ax.twinx()
+        ax2.plot(alphas, other, "s--", color="tab:orange", label=other_label)
+        ax2.set_ylabel(other_label, color="tab:orange")
+    return _title(fig, title)
+
+
+def pr_curves(y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str],
+              title: str = "Precision-recall curves") -> Figure:
+    """One precision-recall curve per class (one-vs-rest for multiclass ``y_true`` (N,), per label for
+    multilabel (N, C)), average precision in the legend; classes without positives are skipped."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    onehot = y_true if y_true.ndim == 2 else np.eye(y_score.shape[1], dtype=int)[y_true]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for j, name in enumerate(class_names):
+        if onehot[:, j].sum() == 0:
+            continue
+        p, r, _ = precision_recall_curve(onehot[:, j], y_score[:, j])
+        ap = average_precision_score(onehot[:, j], y_score[:, j])
+        ax.plot(r, p, label=f"{name} (AP {ap:.3f}, prev. {onehot[:, j].mean():.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=6 if len(class_names) > 6 else 8, loc="best")
+    return _title(fig, title)
+
+
+def tradeoff_scatter(df: pd.DataFrame, x: str, y: str, label: str, title: str = "") -> Figure:
+    """Scatter of ``y`` against ``x``, each point annotated with ``df[label]`` (e.g. worst-class recall vs
+    accuracy per remedy)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter(df[x], df[y], color="tab:blue")
+    for _, row in df.iterrows():
+        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return _title(fig, title or f"{y} vs {x}")

@@ -1,0 +1,122 @@
+"""Zero-shot classification from prompt ensembles (CLIP's recipe).
+
+* class embedding = mean of the L2-normalised prompt embeddings of the class, renormalised;
+* multiclass: ``softmax(logit_scale * img @ cls.T)`` (rows sum to 1);
+* multilabel: each class scored by a positive-vs-negative prompt pair
+  (``softmax`` over the pair = ``sigmoid(s*img@pos - s*img@neg)``), so scores lie in [0, 1] and are
+  independent across classes. The negative ensemble defaults to ``text.negative_templates_for(domain)``.
+
+Every model call runs under ``torch.no_grad()`` in eval mode (the previous train/eval mode is restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .models import ClipBundle, logit_scale
+from .preprocess import bundle_input
+from .text import class_prompts, negative_templates_for
+
+TASKS = ("multiclass", "multilabel")
+
+
+@contextlib.contextmanager
+def inference(model: torch.nn.Module) -> Iterator[None]:
+    """eval mode + no_grad, restoring the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _l2(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+def encode_images(bundle: ClipBundle, images_uint8: np.ndarray | torch.Tensor, batch_size: int = 256,
+                  progress: bool = True) -> np.ndarray:
+    """(N, D) float32 L2-normalised image embeddings; images are preprocessed batch by batch on device."""
+    n = int(images_uint8.shape[0])
+    chunks = []
+    starts = range(0, n, batch_size)
+    with inference(bundle.model):
+        for i in tqdm(starts, desc=f"encode images ({bundle.name})", disable=not progress or len(starts) <= 1,
+                      leave=False):
+            x = bundle_input(bundle, images_uint8[i:i + batch_size])
+            chunks.append(_l2(bundle.model.encode_image(x)).cpu())
+    if not chunks:
+        return np.zeros((0, _embed_dim(bundle)), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+
+
+def encode_texts(bundle: ClipBundle, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """(M, D) float32 L2-normalised text embeddings."""
+    texts = list(texts)
+    chunks = []
+    with inference(bundle.model):
+        for i in range(0, len(texts), batch_size):
+            tokens = bundle.tokenizer(texts[i:i + batch_size]).to(bundle.device)
+            chunks.append(_l2(bundle.model.encode_text(tokens)).cpu())
+    if not chunks:
+        return np.zeros((0, _embed_dim(bundle)), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+
+
+def _embed_dim(bundle: ClipBundle) -> int:
+    proj = getattr(bundle.model.visual, "output_dim", None)
+    return int(proj) if proj else 0
+
+
+def ensemble(prompt_embeddings: np.ndarray) -> np.ndarray:
+    """(C, T, D) normalised prompt embeddings -> (C, D): mean over T, renormalised."""
+    mean = prompt_embeddings.mean(axis=1)
+    return (mean / np.linalg.norm(mean, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def class_embeddings(bundle: ClipBundle, class_names: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    """(C, D) prompt-ensemble class embeddings (CLIP's recipe)."""
+    prompts = class_prompts(class_names, templates)
+    n_cls, n_tpl = len(prompts), len(prompts[0]) if prompts else 0
+    flat = encode_texts(bundle, [p for per_class in prompts for p in per_class])
+    return ensemble(flat.reshape(n_cls, n_tpl, -1))
+
+
+def scores_from_embeddings(image_emb: np.ndarray, class_emb: np.ndarray, scale: float, task: str,
+                           negative_emb: np.ndarray | None = None) -> np.ndarray:
+    """y_score (N, C) float64 from normalised embeddings (see module doc for the two tasks)."""
+    img = torch.from_numpy(np.asarray(image_emb, dtype=np.float64))
+    pos = scale * img @ torch.from_numpy(np.asarray(class_emb, dtype=np.float64)).T
+    if task == "multiclass":
+        return torch.softmax(pos, dim=1).numpy()
+    if task == "multilabel":
+        if negative_emb is None:
+            raise ValueError("multilabel zero-shot needs negative prompt embeddings")
+        neg = scale * img @ torch.from_numpy(np.asarray(negative_emb, dtype=np.float64)).T
+        return torch.sigmoid(pos - neg).numpy()  # == softmax over the (positive, negative) pair
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def zero_shot_scores(bundle: ClipBundle, images: np.ndarray | torch.Tensor, class_names: Sequence[str], task: str,
+                     templates: Sequence[str], batch_size: int = 256, *,
+                     negative_templates: Sequence[str] | None = None, domain: str = "chest_xray",
+                     progress: bool = True) -> np.ndarray:
+    """Zero-shot y_score (N, C) float64: multiclass rows sum to 1; multilabel entries in [0, 1].
+
+    Multi-label negatives: ``negative_templates`` if given, else ``negative_templates_for(domain)``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    img = encode_images(bundle, images, batch_size=batch_size, progress=progress)
+    cls = class_embeddings(bundle, class_names, templates)
+    neg = None
+    if task == "multilabel":
+        neg = class_embeddings(bundle, class_names, list(negative_templates or negative_templates_for(domain)))
+    return scores_from_embeddings(img, cls, logit_scale(bundle), task, neg)
