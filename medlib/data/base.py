@@ -1,0 +1,54 @@
+"""The common shape every data source returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+TASKS = ("multiclass", "multilabel", "retrieval")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split of a dataset.
+
+    images:   uint8, (N, H, W) for grayscale or (N, H, W, 3) for RGB; every image the same size.
+    labels:   int64, (N,) class indices for multiclass; (N, C) of 0/1 for multilabel;
+              (N,) (may be all -1) for retrieval-only sets.
+    captions: one non-empty string per image, or None where the source has no text.
+    ids:      optional stable identifiers (file names, record ids) for tracing predictions back.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    captions: list[str] | None = None
+    ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class DatasetBundle:
+    """What every loader in ``medlib.data`` returns."""
+
+    name: str  # the DatasetSpec name, e.g. "pneumoniamnist"
+    task: str  # one of TASKS
+    class_names: list[str]  # raw class names in label order (text.py makes phrases/prompts)
+    splits: dict[str, Split]  # keys from SPLITS (a source may lack "val"; loaders then carve one from train)
+    source: str  # human-readable provenance: file path / hub id, "(generated fixture)" when synthetic
+    synthetic: bool = False  # True when the data is a generated stand-in, not the real dataset
+    license: str = ""  # e.g. "CC BY 4.0"
+    domain: str = "medical"  # "medical" | "chest_xray" | "general" (picks prompt templates)
+    manifest: dict[str, Any] = field(default_factory=dict)  # counts per split/class, source, sha256 of files read
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_captions(self) -> bool:
+        return all(s.captions is not None for s in self.splits.values())

@@ -1,0 +1,178 @@
+"""NIH ChestX-ray14 from its own files: ``Data_Entry_2017.csv`` + images + the official split lists.
+
+Layout under ``<data_dir>/<spec.path>/``: ``Data_Entry_2017.csv`` (``Image Index``, ``Finding Labels``
+with ``|`` between labels, ``Patient ID``, ...), images in ``images/`` or ``images_NNN/images/``,
+``train_val_list.txt`` and ``test_list.txt``. 14 pathologies in the ChestMNIST order, multi-label,
+``No Finding`` = all zero. The validation split is carved from train_val by PATIENT (sklearn's
+GroupShuffleSplit, seeded), so no patient appears in two splits. ``max_per_split`` is applied to the
+index before any image is read.
+
+When the NIH files are absent: ``fallback`` (e.g. chestmnist) is loaded instead and recorded in
+``manifest["fallback"]``; else ``synthetic: auto|always`` generates an NIH-layout fixture; else error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DatasetSpec, Profile
+from ..errors import MedlibError, fail
+from . import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of, synthetic
+from .base import DatasetBundle, Split
+
+CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
+CSV_NAME = "Data_Entry_2017.csv"
+LISTS = ("train_val_list.txt", "test_list.txt")
+VAL_FRACTION = 0.1  # of train_val patients
+DEFAULT_FIXTURE_N = 600
+LICENSE = "NIH Clinical Center: unrestricted use, cite Wang et al., CVPR 2017 (ChestX-ray8)"
+# CSV spelling -> class name (lowercase; 'Pleural_Thickening' is ChestMNIST's 'pleural').
+_CSV_TO_CLASS = {n.lower(): c for n, c in zip(synthetic.NIH_NAMES, CLASS_NAMES)}
+_CSV_TO_CLASS.update({"pleural thickening": "pleural", "pleural_thickening": "pleural"})
+
+
+def real_root(profile: Profile, spec: DatasetSpec) -> Path:
+    return resolve_path(profile, spec, default="chestxray14")
+
+
+def _fixture_root(profile: Profile) -> Path:
+    return fixture_dir(profile, "chestxray14")
+
+
+def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
+    root = _fixture_root(profile) if spec.synthetic == "always" else real_root(profile, spec)
+    if spec.synthetic != "always" and not (root / CSV_NAME).is_file():
+        if spec.fallback:
+            from . import source_module
+
+            fb = profile.dataset(spec.fallback)
+            return source_module(fb).inputs(profile, fb)
+        if spec.synthetic == "auto":
+            root = _fixture_root(profile)
+    return [root / CSV_NAME, *(root / f for f in LISTS)]
+
+
+def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+    if spec.synthetic == "always":
+        return _read(profile, spec, _ensure_fixture(profile, spec), synthetic=True)
+    root = real_root(profile, spec)
+    if (root / CSV_NAME).is_file():
+        return _read(profile, spec, root, synthetic=False)
+    if spec.fallback:
+        return _load_fallback(profile, spec, root)
+    if spec.synthetic == "auto":
+        return _read(profile, spec, _ensure_fixture(profile, spec), synthetic=True)
+    raise fail(root / CSV_NAME, "NIH ChestX-ray14 files not found",
+               f"put Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/ under {root}, "
+               f"or set datasets[{spec.name}].fallback: chestmnist")
+
+
+def _ensure_fixture(profile: Profile, spec: DatasetSpec) -> Path:
+    return synthetic.ensure_chestxray14(_fixture_root(profile), spec.fixture_n or DEFAULT_FIXTURE_N)
+
+
+def _load_fallback(profile: Profile, spec: DatasetSpec, root: Path) -> DatasetBundle:
+    from . import source_module
+
+    if spec.fallback == spec.name:
+        raise MedlibError(f"datasets[{spec.name}].fallback names itself. Fix: name another dataset (e.g. chestmnist)")
+    fb = profile.dataset(spec.fallback)
+    warnings.warn(f"{spec.name}: NIH files not found under {root}; using {fb.name} (same 14 labels) instead",
+                  UserWarning, stacklevel=2)
+    bundle = source_module(fb).load(profile, fb)
+    if bundle.task != "multilabel" or len(bundle.class_names) != len(CLASS_NAMES):
+        raise MedlibError(f"datasets[{spec.name}].fallback = {fb.name!r} is not a 14-label chest set. "
+                          "Fix: use chestmnist")
+    bundle.name = spec.name
+    bundle.manifest["fallback"] = {"dataset": fb.name, "reason": f"{root / CSV_NAME} not found"}
+    bundle.source = f"{bundle.source} (fallback for {spec.name})"
+    return bundle
+
+
+def parse_labels(findings: "list[str]", csv_path: Path) -> np.ndarray:
+    """``Finding Labels`` strings -> (N, 14) int64; an unknown name is an error naming the CSV line."""
+    y = np.zeros((len(findings), len(CLASS_NAMES)), np.int64)
+    col = {c: j for j, c in enumerate(CLASS_NAMES)}
+    for i, f in enumerate(findings):
+        if not isinstance(f, str) or not f.strip():
+            raise fail(csv_path, f"line {i + 2}: empty 'Finding Labels'", "write 'No Finding' or the labels")
+        for name in f.split("|"):
+            key = name.strip().lower()
+            if key == "no finding":
+                continue
+            if key not in _CSV_TO_CLASS:
+                raise fail(csv_path, f"line {i + 2}: label {name.strip()!r} is not one of the 14 pathologies",
+                           f"use the NIH names ({', '.join(synthetic.NIH_NAMES)}) or 'No Finding'")
+            y[i, col[_CSV_TO_CLASS[key]]] = 1
+    return y
+
+
+def _image_index(root: Path) -> dict[str, Path]:
+    """file name -> path over ``images/`` and ``images_*/images/`` (and ``images_*/`` flat)."""
+    found: dict[str, Path] = {}
+    for folder in [root / "images", *sorted(root.glob("images_*/images")), *sorted(root.glob("images_*"))]:
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                    found.setdefault(p.name, p)
+    return found
+
+
+def _read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise fail(path, "official split list not found", "download it from the NIH box folder next to Data_Entry_2017.csv")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> DatasetBundle:
+    import pandas as pd
+    from sklearn.model_selection import GroupShuffleSplit
+
+    csv = root / CSV_NAME
+    try:
+        df = pd.read_csv(csv)
+    except Exception as exc:  # pandas raises many types for a malformed file
+        raise fail(csv, f"unreadable CSV ({type(exc).__name__})", "download Data_Entry_2017.csv again") from None
+    need = ["Image Index", "Finding Labels", "Patient ID"]
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise fail(csv, f"missing column(s) {miss}", f"use the NIH file with columns {need}")
+    labels = parse_labels(df["Finding Labels"].tolist(), csv)
+    names = df["Image Index"].astype(str).tolist()
+    patients = df["Patient ID"].to_numpy()
+    row_of = {n: i for i, n in enumerate(names)}
+    split_rows: dict[str, np.ndarray] = {}
+    for key, fname in zip(("train_val", "test"), LISTS):
+        listed = _read_list(root / fname)
+        unknown = [n for n in listed if n not in row_of]
+        if unknown:
+            raise fail(root / fname, f"{len(unknown)} image(s) not in {CSV_NAME} (first: {unknown[0]})",
+                       "use the list and CSV from the same NIH release")
+        split_rows[key] = np.array([row_of[n] for n in listed], np.int64)
+    tv = split_rows["train_val"]
+    gss = GroupShuffleSplit(n_splits=1, test_size=VAL_FRACTION, random_state=int(profile.seed))
+    tr_pos, va_pos = next(gss.split(tv, groups=patients[tv]))
+    rows = {"train": np.sort(tv[tr_pos]), "val": np.sort(tv[va_pos]), "test": np.sort(split_rows["test"])}
+    rng = rng_for(profile, spec, "cap-index")
+    rows = {k: r[cap_indices(strata_of(labels[r]), spec.max_per_split, rng)] for k, r in rows.items()}
+    index = _image_index(root)
+    splits = {}
+    for k, r in rows.items():
+        missing = [names[i] for i in r if names[i] not in index]
+        if missing:
+            raise fail(root / "images", f"{len(missing)} image(s) of the {k} split are missing (first: {missing[0]})",
+                       "extract every images_NNN.tar.gz under this folder")
+        paths = [index[names[i]] for i in r]
+        imgs = read_images(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}")
+        splits[k] = Split(images=imgs, labels=labels[r], captions=None, ids=[names[i] for i in r])
+    return finish(
+        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits,
+        source=f"{root} (generated fixture)" if synthetic else str(root), synthetic=synthetic,
+        license="generated (no licence needed)" if synthetic else LICENSE, domain="chest_xray",
+        files=[csv, *(root / f for f in LISTS)],
+        extra={"patients": {k: int(len(np.unique(patients[r]))) for k, r in rows.items()},
+               "val_from": f"train_val by patient (GroupShuffleSplit, {VAL_FRACTION:.0%}, seed {profile.seed})"},
+    )

@@ -1,0 +1,124 @@
+"""Custom image-caption pairs from a CSV ``image_path,caption,label`` (open_clip's CSV convention).
+
+``spec.path`` is the CSV (relative to the data dir unless absolute); image paths are relative to the CSV's
+folder. Optional ``split`` column (train/val/test) else a 70/10/20 split stratified by label with the seed.
+Class list: ``classes.txt`` beside the CSV (one class per line, in label order) when present, and then
+every label must be in it; otherwise the sorted distinct labels. Images keep their colour: all grayscale
+files give (N,H,W), any colour file gives (N,H,W,3). ``synthetic: always|auto`` (no CSV) generates an
+example folder under ``<data_dir>/fixtures/csv_pairs/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DatasetSpec, Profile
+from ..errors import MedlibError, fail
+from . import finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts, synthetic
+from .base import SPLITS, DatasetBundle, Split
+
+COLUMNS = ["image_path", "caption", "label"]
+FRACTIONS = (0.7, 0.1, 0.2)
+CLASSES_FILE = "classes.txt"
+DEFAULT_FIXTURE_N = 200
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _csv(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[Path, bool]:
+    fix = fixture_dir(profile, "csv_pairs")
+    if spec.synthetic == "always" or (spec.synthetic == "auto" and not (spec.path and resolve_path(profile, spec).is_file())):
+        if make:
+            params = {"kind": "csv_pairs", "n": spec.fixture_n or DEFAULT_FIXTURE_N, "version": 1}
+            synthetic.ensure_dir(fix, params, lambda tmp: synthetic.write_csv_pairs(tmp, params["n"]))
+        return fix / "pairs.csv", True
+    if not spec.path:
+        raise MedlibError(f"datasets[{spec.name}].path is empty. Fix: point it at your image_path,caption,label CSV")
+    return resolve_path(profile, spec), False
+
+
+def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
+    path, _ = _csv(profile, spec, make=False)
+    return [path] + ([path.parent / CLASSES_FILE] if (path.parent / CLASSES_FILE).is_file() else [])
+
+
+def _is_rgb(paths: list[Path], csv: Path) -> bool:
+    from PIL import Image
+
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                if im.mode not in _GRAY_MODES:
+                    return True
+        except (OSError, ValueError):
+            continue  # read_images reports it with the row and the fix
+    return False
+
+
+def read_table(csv: Path):
+    """The CSV as a DataFrame with the required columns, non-empty captions and labels (else MedlibError)."""
+    import pandas as pd
+
+    if not csv.is_file():
+        raise fail(csv, "CSV not found", "point datasets[...].path at an image_path,caption,label CSV")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise fail(csv, f"unreadable CSV ({type(exc).__name__})", "save it as comma-separated UTF-8 text") from None
+    miss = [c for c in COLUMNS if c not in df.columns]
+    if miss:
+        raise fail(csv, f"missing column(s) {miss}", f"add a header line with {','.join(COLUMNS)}")
+    if df.empty:
+        raise fail(csv, "no rows", "add image_path,caption,label rows")
+    for col in COLUMNS:
+        empty = np.flatnonzero(df[col].str.strip() == "")
+        if len(empty):
+            raise fail(csv, f"line {empty[0] + 2}: empty {col}", f"fill in the {col} or remove the row")
+    if "split" in df.columns:
+        bad = sorted(set(df["split"].str.strip()) - set(SPLITS))
+        if bad:
+            raise fail(csv, f"split value(s) {bad} not in {list(SPLITS)}", "use train, val or test")
+    return df
+
+
+def class_list(csv: Path, labels: list[str]) -> list[str]:
+    cf = csv.parent / CLASSES_FILE
+    if not cf.is_file():
+        return sorted(set(labels))
+    names = [line.strip() for line in cf.read_text().splitlines() if line.strip()]
+    for i, lab in enumerate(labels):
+        if lab not in names:
+            raise fail(csv, f"line {i + 2}: label {lab!r} is not in {cf.name} {names}",
+                       f"correct the label or add it to {cf}")
+    return names
+
+
+def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+    csv, is_syn = _csv(profile, spec, make=True)
+    df = read_table(csv)
+    labels_raw = df["label"].str.strip().tolist()
+    names = class_list(csv, labels_raw)
+    labels = np.array([names.index(x) for x in labels_raw], np.int64)
+    paths = [csv.parent / p.strip() for p in df["image_path"]]
+    for i, p in enumerate(paths):
+        if not p.is_file():
+            raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
+                       "fix the path (relative to the CSV's folder) or remove the row")
+    rgb = _is_rgb(paths, csv)
+    images = read_images(paths, spec.size, rgb=rgb, index_file=csv, desc=spec.name, first_line=2)
+    if "split" in df.columns:
+        sp = df["split"].str.strip().to_numpy()
+        parts = [np.flatnonzero(sp == s) for s in SPLITS]
+    else:
+        parts = stratified_parts(labels, FRACTIONS, rng_for(profile, spec, "split"))
+    caps, ids = df["caption"].str.strip().tolist(), df["image_path"].str.strip().tolist()
+    splits = {k: Split(images[ix], labels[ix], [caps[i] for i in ix], [ids[i] for i in ix])
+              for k, ix in zip(SPLITS, parts)}
+    files = [csv] + ([csv.parent / CLASSES_FILE] if (csv.parent / CLASSES_FILE).is_file() else [])
+    return finish(
+        profile, spec, task="multiclass", class_names=names, splits=splits,
+        source=f"{csv} (generated fixture)" if is_syn else str(csv), synthetic=is_syn,
+        license="generated (no licence needed)" if is_syn else "user-provided (see the data's own terms)",
+        domain="medical", files=files,
+    )

@@ -1,0 +1,146 @@
+"""MIMIC-CXR image-report pairs from the user's own credentialed MIMIC-CXR-JPG copy (never downloaded here).
+
+Layout at ``spec.path``: ``mimic-cxr-2.0.0-{split,chexpert,metadata}.csv.gz``,
+``files/pNN/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg`` and the reports ``files/pNN/pXXXXXXXX/sXXXXXXXX.txt``.
+
+* Frontal images only (``ViewPosition`` PA or AP), each paired with its study's FINDINGS + IMPRESSION
+  sections (regex on the section headers). Studies with neither section are skipped and counted in
+  ``manifest["skipped_no_sections"]``.
+* Labels: the 14 CheXpert columns (multi-label). Blank = 0. Uncertain (-1) follows ``spec.uncertain``:
+  ``zero`` -> 0 (U-Zeros), ``one`` -> 1 (U-Ones), ``ignore`` -> 0 but counted per class in
+  ``manifest["uncertain"]`` so the amount of ignored uncertainty is visible (the metrics code can use it).
+* Official split (``validate`` -> val). ``max_per_split`` is applied before images and reports are read.
+* Nothing from MIMIC is ever written into ``reports/`` by this module; the prepared-split cache lives
+  under the data dir (the user's side of the data use agreement).
+
+``spec.path == ""`` (and synthetic not ``always``) raises :class:`~medlib.data.DatasetSkipped`;
+``synthetic: always`` generates a small fixture in this layout under ``<data_dir>/fixtures/mimic_cxr/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DatasetSpec, Profile
+from ..errors import MedlibError, fail
+from . import DatasetSkipped, cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from . import synthetic as syn
+from .base import DatasetBundle, Split
+
+CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
+CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
+FRONTAL = ("PA", "AP")
+SPLIT_MAP = {"train": "train", "validate": "val", "test": "test"}
+POLICIES = ("zero", "one", "ignore")
+DEFAULT_FIXTURE_N = 300
+LICENSE = "PhysioNet Credentialed Health Data License 1.5.0 (do not redistribute; never copy into reports/)"
+_HEADER = re.compile(r"^\s*([A-Z][A-Z &/()-]{2,}):", re.MULTILINE)
+
+
+def _root(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
+    if spec.synthetic == "always":
+        return fixture_dir(profile, "mimic_cxr"), True
+    if not spec.path:
+        raise DatasetSkipped(f"{spec.name}: no local copy configured. Fix: set datasets[{spec.name}].path to "
+                             "your MIMIC-CXR-JPG folder (with the reports) in the profile")
+    return resolve_path(profile, spec), False
+
+
+def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
+    root, _ = _root(profile, spec)
+    return [root / f for f in CSVS.values()]
+
+
+def report_sections(text: str) -> str:
+    """FINDINGS + IMPRESSION of a free-text report, whitespace collapsed ('' when it has neither)."""
+    heads = list(_HEADER.finditer(text))
+    parts = []
+    for want in ("FINDINGS", "IMPRESSION"):
+        for i, m in enumerate(heads):
+            if m.group(1).strip() == want:
+                end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+                body = " ".join(text[m.end():end].split())
+                if body:
+                    parts.append(body)
+                break
+    return " ".join(parts)
+
+
+def apply_policy(raw: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """CheXpert values (1, 0, -1, NaN) -> (0/1 int64 labels, per-class count of uncertain entries)."""
+    if policy not in POLICIES:
+        raise MedlibError(f"uncertain = {policy!r}. Fix: use one of {list(POLICIES)}")
+    unc = raw == -1
+    y = (raw == 1) | (unc if policy == "one" else False)
+    return y.astype(np.int64), unc.sum(axis=0).astype(np.int64)
+
+
+def _read_csv(path: Path, need: list[str]):
+    import pandas as pd
+
+    if not path.is_file():
+        raise fail(path, "MIMIC-CXR-JPG file not found", "download it from PhysioNet into the folder set as the path")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise fail(path, f"unreadable CSV ({type(exc).__name__})", "download it again from PhysioNet") from None
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise fail(path, f"missing column(s) {miss}", "use the file from the MIMIC-CXR-JPG 2.0.0 release")
+    return df
+
+
+def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+    root, is_syn = _root(profile, spec)
+    if is_syn:
+        syn.ensure_mimic_cxr(root, spec.fixture_n or DEFAULT_FIXTURE_N)
+    files = {k: root / f for k, f in CSVS.items()}
+    split = _read_csv(files["split"], ["dicom_id", "study_id", "subject_id", "split"])
+    chex = _read_csv(files["chexpert"], ["subject_id", "study_id", *syn.CHEXPERT])
+    meta = _read_csv(files["metadata"], ["dicom_id", "ViewPosition"])
+    df = split.merge(meta[["dicom_id", "ViewPosition"]], on="dicom_id", how="inner")
+    df = df[df["ViewPosition"].isin(FRONTAL)]
+    df = df.merge(chex, on=["subject_id", "study_id"], how="inner").reset_index(drop=True)
+    bad = sorted(set(df["split"]) - set(SPLIT_MAP))
+    if bad:
+        raise fail(files["split"], f"unknown split value(s) {bad}", f"use {list(SPLIT_MAP)}")
+    labels, _ = apply_policy(df[syn.CHEXPERT].to_numpy(dtype=float), spec.uncertain)
+    rng = rng_for(profile, spec, "cap-index")
+    splits, skipped, uncertain = {}, {}, np.zeros(len(CLASS_NAMES), np.int64)
+    for raw_name, name in SPLIT_MAP.items():
+        rows = np.flatnonzero(df["split"].to_numpy() == raw_name)
+        rows = rows[cap_indices(strata_of(labels[rows]), spec.max_per_split, rng)]
+        keep, captions, paths = [], [], []
+        skipped[name] = 0
+        for r in rows:
+            subj, study, dicom = int(df.at[r, "subject_id"]), int(df.at[r, "study_id"]), str(df.at[r, "dicom_id"])
+            sdir = root / "files" / f"p{str(subj)[:2]}" / f"p{subj}"
+            rep = sdir / f"s{study}.txt"
+            if not rep.is_file():
+                raise fail(rep, "report missing", "unzip mimic-cxr-reports.zip (PhysioNet MIMIC-CXR) into the copy")
+            text = report_sections(rep.read_text(errors="replace"))
+            if not text:
+                skipped[name] += 1
+                continue
+            keep.append(r)
+            captions.append(text)
+            paths.append(sdir / f"s{study}" / f"{dicom}.jpg")
+        keep_a = np.array(keep, np.int64)
+        imgs = read_images(paths, spec.size, rgb=False, index_file=files["split"], desc=f"{spec.name}/{name}")
+        uncertain += (df.loc[keep_a, syn.CHEXPERT].to_numpy(dtype=float) == -1).sum(axis=0).astype(np.int64)
+        splits[name] = Split(images=imgs, labels=labels[keep_a].reshape(len(keep_a), -1), captions=captions,
+                             ids=[str(df.at[r, "dicom_id"]) for r in keep])
+    return finish(
+        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits,
+        source=f"{root} (generated fixture)" if is_syn else str(root), synthetic=is_syn,
+        license="generated (no licence needed)" if is_syn else LICENSE, domain="chest_xray",
+        files=list(files.values()),
+        extra={"skipped_no_sections": skipped,
+               "uncertain_policy": spec.uncertain,
+               "uncertain": {c: int(v) for c, v in zip(CLASS_NAMES, uncertain)},
+               "label_policy": f"blank -> 0; -1 -> {'1' if spec.uncertain == 'one' else '0'}"
+                               + (" (counted in 'uncertain')" if spec.uncertain == "ignore" else "")},
+    )
