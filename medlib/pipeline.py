@@ -172,7 +172,16 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
                                 fresh=fresh, **train_kwargs)
     rec = None
     if evaluate:
-        y_score = predict(result, data.splits["test"].images, mode=mode)
+        if mode == "contrastive":
+            # Classify zero-shot style with the fine-tuned towers, exactly as notebook 02 does with the
+            # pretrained ones (multi-label: positive-vs-negative prompt pairs).
+            from .zeroshot import zero_shot_scores
+
+            y_score = zero_shot_scores(result.model, data.splits["test"].images, data.class_names, data.task,
+                                       templates(P, data), batch_size=P.zero_shot.batch_size, domain=data.domain,
+                                       progress=False)
+        else:
+            y_score = predict(result, data.splits["test"].images, mode=mode)
         rec = save_scores(P, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
                           extra=train_extra(result, cfg))
     return result, rec
