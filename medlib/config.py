@@ -96,6 +96,8 @@ class LabelFinetuneConfig:
     wise_alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     shots: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 0])  # 0 = all
     probe_epochs: int = 3
+    probe_lr: float = 1e-3  # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
+    few_shot_min_steps: int = 0  # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
     train: TrainConfig = field(default_factory=TrainConfig)
     multilabel_train: TrainConfig = field(default_factory=TrainConfig)
 

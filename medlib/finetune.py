@@ -222,12 +222,12 @@ def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[s
 
 def lp_ft(bundle: ClipBundle, data: DatasetBundle, *, cfg: TrainConfig, probe_epochs: int, run_dir: Path,
           seed: int, class_texts: list[list[str]] | None = None, mode: str = "label",
-          **kwargs: Any) -> TrainResult:
+          probe_lr: float | None = None, **kwargs: Any) -> TrainResult:
     """LP-FT (Kumar et al., ICLR 2022): linear probe for ``probe_epochs`` on frozen features, then a
     full fine-tune starting from the probed head. Stages live in ``run_dir/probe`` and ``run_dir/ft``;
     the returned history has both, with a ``stage`` column."""
     run_dir = Path(run_dir)
-    probe_cfg = dataclasses.replace(cfg, lock_image=True, epochs=probe_epochs)
+    probe_cfg = dataclasses.replace(cfg, lock_image=True, epochs=probe_epochs, lr=probe_lr or cfg.lr)
     probe = train(bundle, data, mode=mode, cfg=probe_cfg, run_dir=run_dir / "probe", seed=seed,
                   class_texts=class_texts, **kwargs)
     ft_cfg = dataclasses.replace(cfg, lock_image=False)

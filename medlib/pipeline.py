@@ -144,7 +144,10 @@ def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str =
 
 def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, method: str,
               split: str = "test") -> dict:
-    """Image->text and text->image Recall@1/5/10 on the held-out pairs (one caption per image)."""
+    """Image->text and text->image Recall@1/5/10 on the held-out pairs (one caption per image).
+
+    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model.
+    """
     from .zeroshot import encode_images, encode_texts
 
     s = data.splits[split]
@@ -152,8 +155,8 @@ def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, 
         raise ValueError(f"{data.name} has no captions for retrieval")
     img = encode_images(clip, s.images, batch_size=P.zero_shot.batch_size, progress=False)
     txt = encode_texts(clip, s.captions, batch_size=P.zero_shot.batch_size)
-    return save_retrieval_run(P, notebook=notebook, dataset=data.name, model=clip.name, method=method,
-                              image_emb=img, text_emb=txt, split=split)
+    return save_retrieval_run(P, notebook=notebook, dataset=data.name, model=clip.name,
+                              method=f"{method}-retrieval", image_emb=img, text_emb=txt, split=split)
 
 
 def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,
@@ -226,6 +229,22 @@ def few_shot(data: DatasetBundle, k: int, seed: int) -> DatasetBundle:
                 captions=None if tr.captions is None else [tr.captions[i] for i in idx],
                 ids=None if tr.ids is None else [tr.ids[i] for i in idx])
     return dataclasses.replace(data, splits={**data.splits, "train": cut})
+
+
+def probe_config(P: Profile) -> TrainConfig:
+    """The linear-probe configuration: the label config with a frozen image tower, probe epochs and probe lr."""
+    c = P.label_finetune
+    return dataclasses.replace(c.train, lock_image=True, epochs=c.probe_epochs, lr=c.probe_lr)
+
+
+def few_shot_config(cfg: TrainConfig, n_train: int, min_steps: int) -> TrainConfig:
+    """``cfg`` stretched so a k-shot run takes at least ``min_steps`` optimizer steps (a 2-image training set has
+    one step per epoch); warmup shrinks to a tenth of the run and early stopping is off (the best epoch is still
+    chosen on the validation split)."""
+    steps_per_epoch = max(1, -(-n_train // cfg.batch_size))
+    epochs = max(cfg.epochs, -(-min_steps // steps_per_epoch))
+    return dataclasses.replace(cfg, epochs=epochs, warmup_steps=min(cfg.warmup_steps, max(1, epochs * steps_per_epoch // 10)),
+                               patience=epochs)
 
 
 def earlier_run(P: Profile, notebook: str, data: DatasetBundle, model: str, method: str) -> dict | None:

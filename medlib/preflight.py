@@ -65,7 +65,17 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
         local = data / (spec.path or "pubmedvision")
         if not any((local / f).is_file() for f in ("records.jsonl", "records.parquet")):
             return f"PubMedVision sample from {spec.hf_id} (would be saved under {local})"
+    if spec.source == "retrieval" and spec.download and spec.hf_id:
+        local = data / spec.path if spec.path else None
+        if not (local and (local / "captions.jsonl").is_file()) and not _hf_dataset_cached(spec.hf_id):
+            return f"retrieval set {spec.hf_id} (Hugging Face datasets cache)"
     return None
+
+
+def _hf_dataset_cached(hf_id: str) -> bool:
+    root = os.environ.get("HF_DATASETS_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "datasets")
+    return (Path(root) / hf_id.replace("/", "___")).is_dir()
 
 
 def preflight(profile: Profile) -> None:

@@ -146,28 +146,46 @@ def class_images(rng: np.random.Generator, labels: np.ndarray, n_classes: int, s
     return _to_uint8(base + amp * blob + tamp * tex, rng, noise)
 
 
-_LABEL_POS = np.stack([  # 14 places inside / around the lung fields, one per label
-    np.array([.30, .70, .28, .72, .35, .65, .40, .60, .25, .75, .50, .32, .68, .50]),
-    np.array([.35, .62, .75, .40, .50, .30, .62, .22, .55, .60, .45, .80, .82, .88]),
-], axis=1)
+# One place (x, y) per label, as fractions of the image: each on its own cell of the 4x4 grid of 7-px patches
+# that a ViT with patch 7 sees at 28 px (cell centres .125/.375/.625/.875), in or around the lung fields.
+_LABEL_POS = np.array([
+    [.375, .375], [.625, .625], [.125, .875], [.875, .375], [.125, .375], [.625, .125], [.375, .625],
+    [.875, .125], [.125, .625], [.875, .625], [.375, .125], [.375, .875], [.875, .875], [.625, .875]])
 
 
 def multilabel_images(rng: np.random.Generator, labels: np.ndarray, size: int, noise: float = 0.07,
-                      strength: float = 0.25) -> np.ndarray:
-    """(N, S, S) uint8 chest-like images: each positive label j adds a blob at its own place."""
+                      strength: float = 0.3, haze: float = 0.12, max_haze_labels: int = 3,
+                      haze_weight: np.ndarray | None = None) -> np.ndarray:
+    """(N, S, S) uint8 chest-like images: each positive label j adds two signs of disease.
+
+    * a large soft blob (about one 7-px patch wide at 28 px) at its own place, textured with the label's
+      own stripe orientation, with random strength and a little position jitter;
+    * diffuse haze over the thorax ("opacity"), summed over the positive labels (at most
+      ``max_haze_labels``; per-label weights ``haze_weight``, default 1): a coarse, global sign that
+      findings are present. A randomly initialised tiny ViT picks this up within a few dozen steps, the
+      label-specific blobs then tell the labels apart.
+
+    Background brightness varies per image and Gaussian noise is added, so some examples stay ambiguous.
+    """
     n, c = labels.shape
     x, y = _grid(size)
     img = chest_background(rng, n, size)
+    w = np.ones(c, np.float32) if haze_weight is None else np.asarray(haze_weight, np.float32)
+    load = np.zeros(n, np.float32)
     for j in range(c):
         on = np.flatnonzero(labels[:, j])
         if len(on) == 0:
             continue
         pos = _LABEL_POS[j % len(_LABEL_POS)]
-        cx = (pos[0] + rng.normal(0, .04, len(on))).astype(np.float32)
-        cy = (pos[1] + rng.normal(0, .04, len(on))).astype(np.float32)
-        r = rng.uniform(.05, .1, len(on)).astype(np.float32)
-        amp = rng.uniform(0.0, strength, len(on)).astype(np.float32)[:, None, None]
-        img[on] += amp * _blobs(x, y, cx, cy, r)
+        cx = (pos[0] + rng.normal(0, .03, len(on))).astype(np.float32)
+        cy = (pos[1] + rng.normal(0, .03, len(on))).astype(np.float32)
+        r = rng.uniform(.08, .12, len(on)).astype(np.float32)
+        amp = (strength * rng.uniform(0.4, 1.0, len(on))).astype(np.float32)[:, None, None]
+        theta = np.full(len(on), np.pi * j / c, np.float32)
+        tex = 1.0 + 0.4 * _texture(rng, x, y, theta, freq=4.0)
+        img[on] += amp * _blobs(x, y, cx, cy, r) * tex
+        load[on] += w[j] * rng.uniform(0.5, 1.0, len(on)).astype(np.float32)
+    img += haze * np.minimum(load, max_haze_labels)[:, None, None]
     return _to_uint8(img, rng, noise)
 
 
