@@ -1,0 +1,29 @@
+import numpy as np
+
+from medlib import cnn
+from medlib.data.base import DatasetBundle, Split
+
+
+def _bars(n, seed):
+    """Class 1 has a bright vertical bar: learnable in one epoch."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    x[y == 1, :, 12:16] = 220
+    return Split(images=x, labels=y)
+
+
+def test_resnet18_learns_resumes_and_says_which_weights(tmp_path):
+    data = DatasetBundle(name="bars", task="multiclass", class_names=["no", "bar"],
+                         splits={"train": _bars(512, 0), "val": _bars(64, 1), "test": _bars(64, 2)}, source="toy")
+    kw = dict(batch_size=64, lr=1e-3, seed=0, weights="none", progress=False)
+    one = cnn.train_cnn(data, epochs=1, run_dir=tmp_path / "a", **kw)
+    assert one.weights.startswith("none")
+    two = cnn.train_cnn(data, epochs=3, run_dir=tmp_path / "a", **kw)  # resumes after epoch 1
+    straight = cnn.train_cnn(data, epochs=3, run_dir=tmp_path / "b", **kw)
+    assert list(two.history["epoch"]) == [1, 2, 3]
+    p_resumed = cnn.predict_cnn(two.model, data.splits["test"].images, "multiclass")
+    p_straight = cnn.predict_cnn(straight.model, data.splits["test"].images, "multiclass")
+    assert np.array_equal(p_resumed, p_straight)
+    assert np.allclose(p_resumed.sum(1), 1)
+    assert (p_resumed.argmax(1) == data.splits["test"].labels).mean() > 0.9

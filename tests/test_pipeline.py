@@ -1,0 +1,63 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medlib import pipeline
+from medlib.config import TrainConfig
+from medlib.data.base import DatasetBundle, Split
+
+
+def _bundle(n=60, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % c
+    split = Split(images=rng.integers(0, 255, (n, 8, 8), dtype=np.uint8), labels=labels,
+                  captions=[f"c{y}" for y in labels], ids=[str(i) for i in range(n)])
+    return DatasetBundle(name="toy", task="multiclass", class_names=[f"k{i}" for i in range(c)],
+                         splits={"train": split, "val": split, "test": split}, source="toy")
+
+
+def test_few_shot_takes_k_per_class_and_leaves_val_test():
+    b = _bundle()
+    cut = pipeline.few_shot(b, 4, seed=0)
+    tr = cut.splits["train"]
+    assert np.bincount(tr.labels).tolist() == [4, 4, 4]
+    assert cut.splits["val"] is b.splits["val"] and cut.splits["test"] is b.splits["test"]
+    assert [tr.captions[i] for i in range(len(tr))] == [f"c{y}" for y in tr.labels]
+    again = pipeline.few_shot(b, 4, seed=0)
+    assert np.array_equal(again.splits["train"].images, tr.images)  # same seed, same subset
+    assert pipeline.few_shot(b, 0, seed=0) is b  # 0 = all
+
+
+def test_few_shot_config_reaches_min_steps_without_early_stopping():
+    cfg = TrainConfig(epochs=3, batch_size=128, warmup_steps=20, patience=2)
+    k = pipeline.few_shot_config(cfg, n_train=8, min_steps=20)
+    assert k.epochs == 20 and k.patience == 20 and k.warmup_steps == 2
+    big = pipeline.few_shot_config(cfg, n_train=10_000, min_steps=20)
+    assert big.epochs == 3  # already more than 20 steps
+    assert dataclasses.replace(big, warmup_steps=20, patience=2) == cfg
+
+
+def test_binary_threshold_scores_preserve_auroc_and_encode_decision():
+    rng = np.random.default_rng(1)
+    p1 = rng.uniform(0, 1, 500)
+    y = (rng.uniform(0, 1, 500) < p1).astype(int)
+    scores = np.stack([1 - p1, p1], 1)
+    for t in (0.2, 0.5, 0.8):
+        q = pipeline.binary_threshold_scores(scores, t)
+        assert np.allclose(q.sum(1), 1)
+        assert np.array_equal(q.argmax(1), (p1 > t).astype(int))
+        assert roc_auc_score(y, q[:, 1]) == pytest.approx(roc_auc_score(y, p1))
+
+
+def test_remedies_map_to_engine_arguments():
+    from medlib.config import load_profile
+
+    P = load_profile("smoke")
+    assert pipeline.remedy_kwargs("none", "multiclass", P) == {"loss": "ce"}
+    assert pipeline.remedy_kwargs("none", "multilabel", P) == {"loss": "bce"}
+    assert pipeline.remedy_kwargs("focal", "multiclass", P)["loss_kwargs"]["gamma"] == P.imbalance.focal_gamma
+    assert pipeline.remedy_kwargs("balanced_sampler", "multiclass", P)["sampler"] == "balanced"
+    with pytest.raises(ValueError):
+        pipeline.remedy_kwargs("magic", "multiclass", P)
