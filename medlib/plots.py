@@ -128,6 +128,26 @@ def confusion_matrix_plot(cm: np.ndarray | Sequence[Sequence[int]], class_names:
     return _title(fig, title + (" (row-normalised)" if normalize else ""))
 
 
+def multilabel_confusion_plot(confusions: Sequence[Sequence[Sequence[int]]], class_names: Sequence[str],
+                              title: str = "Per-label confusion") -> Figure:
+    """One row per label of its row-normalised 2x2 confusion matrix ``[[TN, FP], [FN, TP]]`` (as in
+    sklearn's ``multilabel_confusion_matrix``): columns TNR, FPR, FNR, TPR (= recall), counts alongside."""
+    cms = np.asarray(confusions, dtype=float).reshape(len(class_names), 2, 2)
+    rows = cms.sum(axis=2, keepdims=True)
+    rates = np.divide(cms, rows, out=np.zeros_like(cms), where=rows > 0).reshape(len(class_names), 4)
+    counts = cms.reshape(len(class_names), 4)
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.38 * len(class_names) + 1.2)))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xticks(range(4), ["TNR", "FPR", "FNR", "TPR (recall)"])
+    ax.set_yticks(range(len(class_names)), class_names)
+    for i in range(len(class_names)):
+        for j in range(4):
+            ax.text(j, i, f"{rates[i, j]:.2f} ({int(counts[i, j])})", ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.55 else "black")
+    return _title(fig, title + " (row-normalised)")
+
+
 def per_class_bars(per_class: Mapping[str, Mapping[str, Any]], metric: str = "recall",
                    title: str = "") -> Figure:
     """Bars of one per-class metric (from a metrics file's ``per_class``), support written under each class."""

@@ -238,17 +238,35 @@ def medmnist_arrays(seed: int, n: int, size: int, n_classes: int, multilabel: bo
 
 def ensure_medmnist(path: Path, flag: str, size: int, n: int, n_classes: int, multilabel: bool, channels: int,
                     prior: list[float] | None = None, seed: int = FIXTURE_SEED) -> Path:
-    params = {"kind": "medmnist", "flag": flag, "size": size, "n": n, "seed": seed, "version": 1}
+    params = {"kind": "medmnist", "flag": flag, "size": size, "n": n, "seed": seed, "version": 2}
     return ensure_file(path, params, lambda: medmnist_arrays(seed, n, size, n_classes, multilabel, channels, prior))
 
 
 # ---- NIH ChestX-ray14 ----------------------------------------------------------------------------------
 
 
+NIH_NO_FINDING = 0.54  # share of "No Finding" images in NIH ChestX-ray14
+
+
+def chest14_labels(rng: np.random.Generator, n: int, no_finding: float = NIH_NO_FINDING) -> np.ndarray:
+    """(n, 14) uint8 NIH-like labels: findings co-occur, as in NIH (about half the images 'No Finding').
+
+    An image is abnormal with probability ``1 - no_finding``; an abnormal image then gets each label with
+    probability ``prevalence / (1 - no_finding)`` (at least one, drawn by prevalence), so the marginal
+    prevalences stay NIH-like (hernia rare) while abnormal images often carry two or more findings.
+    """
+    abnormal = rng.random(n) >= no_finding
+    p = np.minimum(CHEST14_PREV / (1.0 - no_finding), 0.95)
+    y = (rng.random((n, 14)) < p) & abnormal[:, None]
+    empty = np.flatnonzero(abnormal & ~y.any(1))
+    y[empty, rng.choice(14, size=len(empty), p=CHEST14_PREV / CHEST14_PREV.sum())] = True
+    return y.astype(np.uint8)
+
+
 def write_chestxray14(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: int = 64) -> None:
     """NIH layout: Data_Entry_2017.csv, images_001/images/*.png + images_002/images/*.png, official lists.
 
-    Labels: independent draws at NIH-like prevalences (about half the images 'No Finding', hernia rare),
+    Labels: :func:`chest14_labels` (about half the images 'No Finding', hernia rare, findings co-occur),
     with a few forced positives per label on both sides of the patient-wise train_val/test split.
     """
     import pandas as pd
@@ -258,10 +276,12 @@ def write_chestxray14(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: 
     patient = np.sort(rng.integers(1, n_pat + 1, n))
     test_pat = rng.random(n_pat + 1) < 0.2
     is_test = test_pat[patient]
-    y = (rng.random((n, 14)) < CHEST14_PREV).astype(np.uint8)
-    for j in range(14):  # a few positives of every label in train_val and in test
+    y = chest14_labels(rng, n)
+    for j in range(14):  # a few positives of every label in train_val and in test (abnormal images first)
         for side, k in ((~is_test, 6), (is_test, 2)):
-            cand = np.flatnonzero(side)
+            cand = np.flatnonzero(side & (y.sum(1) > 0))
+            if len(cand) < k:
+                cand = np.flatnonzero(side)
             if len(cand):
                 y[rng.choice(cand, size=min(k, len(cand)), replace=False), j] = 1
     img = multilabel_images(rng, y, image_size)
@@ -285,7 +305,7 @@ def write_chestxray14(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: 
 
 
 def ensure_chestxray14(root: Path, n: int, seed: int = FIXTURE_SEED) -> Path:
-    params = {"kind": "chestxray14", "n": n, "seed": seed, "version": 1}
+    params = {"kind": "chestxray14", "n": n, "seed": seed, "version": 2}
     return ensure_dir(root, params, lambda tmp: write_chestxray14(tmp, n, seed))
 
 
@@ -380,7 +400,7 @@ def write_mimic_cxr(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: in
 
 
 def ensure_mimic_cxr(root: Path, n: int, seed: int = FIXTURE_SEED) -> Path:
-    params = {"kind": "mimic_cxr", "n": n, "seed": seed, "version": 1}
+    params = {"kind": "mimic_cxr", "n": n, "seed": seed, "version": 2}
     return ensure_dir(root, params, lambda tmp: write_mimic_cxr(tmp, n, seed))
 
 
