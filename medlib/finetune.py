@@ -45,6 +45,8 @@ from .io import write_text, write_with
 from .models import ClipBundle
 from .preprocess import bundle_input
 from .text import class_prompts, templates_for
+# Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
+from .zeroshot import autocast, image_features, resolve_precision, text_features
 
 MODES = ("contrastive", "label", "multilabel")
 LABEL_LOSSES = ("ce", "weighted_ce", "focal", "logit_adjust")
@@ -91,55 +93,13 @@ def _to_input(bundle: ClipBundle, images: np.ndarray) -> torch.Tensor:
     return bundle_input(bundle, images)
 
 
-def _autocast(device: torch.device, precision: str):
-    bf16 = _precision(device, precision) == "bf16"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-def _precision(device: torch.device, precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise MedlibError(f"TrainConfig.precision={precision!r}: unknown. Fix: use auto, fp32 or bf16")
-    return precision
-
-
-@torch.no_grad()
-def encode_images(bundle: ClipBundle, images: np.ndarray, batch_size: int = 256, precision: str = "auto",
-                  progress: bool = False) -> torch.Tensor:
-    """L2-normalised image embeddings (N, D), float32, on the bundle's device."""
-    was = bundle.model.training
-    bundle.model.eval()
-    out = []
-    for i in tqdm(range(0, len(images), batch_size), desc="encode images", disable=not progress, leave=False):
-        with _autocast(bundle.device, precision):
-            f = bundle.model.encode_image(_to_input(bundle, images[i:i + batch_size]))
-        out.append(F.normalize(f.float(), dim=-1))
-    bundle.model.train(was)
-    return torch.cat(out) if out else torch.empty(0)
-
-
-@torch.no_grad()
-def encode_texts(bundle: ClipBundle, texts: list[str], batch_size: int = 256, precision: str = "auto") -> torch.Tensor:
-    """L2-normalised text embeddings (N, D), float32, on the bundle's device."""
-    was = bundle.model.training
-    bundle.model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        tok = bundle.tokenizer(list(texts[i:i + batch_size])).to(bundle.device)
-        with _autocast(bundle.device, precision):
-            out.append(F.normalize(bundle.model.encode_text(tok).float(), dim=-1))
-    bundle.model.train(was)
-    return torch.cat(out)
-
-
 def class_text_embeddings(bundle: ClipBundle, class_texts: list[list[str]]) -> torch.Tensor:
     """(C, D) prompt-ensemble class embeddings: mean of each class's normalised prompt embeddings,
     renormalised (CLIP's ensembling; ``medlib.zeroshot`` does the same from class names + templates)."""
     if not class_texts or any(len(t) == 0 for t in class_texts):
         raise MedlibError("class_texts: every class needs at least one prompt. Fix: pass a non-empty list per class")
     flat = [t for texts in class_texts for t in texts]
-    emb = encode_texts(bundle, flat)
+    emb = text_features(bundle, flat)
     out, i = [], 0
     for texts in class_texts:
         out.append(F.normalize(emb[i:i + len(texts)].mean(0), dim=-1))
@@ -175,7 +135,7 @@ def predict(bundle_or_result: ClipBundle | TrainResult, images: np.ndarray, *, m
         if class_texts is None:
             raise MedlibError("predict: no classifier head. Fix: pass a TrainResult, head= or class_texts=")
         head = head_from_texts(bundle, class_texts)
-    feats = encode_images(bundle, images, batch_size)
+    feats = image_features(bundle, images, batch_size)
     with torch.no_grad():
         logits = head.to(feats.device)(feats).double()
     probs = torch.sigmoid(logits) if mode == "multilabel" else torch.softmax(logits, dim=-1)
@@ -369,7 +329,7 @@ class _Engine:
                  class_texts: list[list[str]] | None, loss: str, loss_kwargs: dict[str, Any], sampler: str,
                  init_head: nn.Linear | None):
         self.mode, self.cfg, self.seed, self.device = mode, cfg, seed, bundle.device
-        self.precision = _precision(bundle.device, cfg.precision)
+        self.precision = resolve_precision(bundle.device, cfg.precision)
         if bundle.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -414,8 +374,8 @@ class _Engine:
                 # Linear probe: the image tower is frozen, so its features are computed ONCE for train
                 # and val and the head trains on the cached (N, D) tensors -- epochs take milliseconds
                 # instead of a forward pass per batch. No image augmentation in this case (by design).
-                self.train_feats = encode_images(self.bundle, self.train_split.images, precision=self.precision)
-                self.val_feats = encode_images(self.bundle, self.val_split.images, precision=self.precision)
+                self.train_feats = image_features(self.bundle, self.train_split.images, precision=self.precision)
+                self.val_feats = image_features(self.bundle, self.val_split.images, precision=self.precision)
         self.batches_per_epoch = (self.n // cfg.batch_size if mode == "contrastive"
                                   else math.ceil(self.n / cfg.batch_size))
         if self.batches_per_epoch < 1:
@@ -492,7 +452,7 @@ class _Engine:
         if self.mode == "contrastive":
             x = self._images(idx)
             clip = self.bundle.model
-            with _autocast(self.device, self.precision):
+            with autocast(self.device, self.precision):
                 img_f = F.normalize(clip.encode_image(x).float(), dim=-1)
                 if self.label_captions:
                     # label-generated captions repeat a handful of prompts: encode each distinct prompt
@@ -510,7 +470,7 @@ class _Engine:
         if self.probe:
             return self.loss_fn(self.module(self.train_feats[idx.to(self.device)]).float(), y)
         x = self._images(idx)
-        with _autocast(self.device, self.precision):
+        with autocast(self.device, self.precision):
             logits = self.module(x)
         return self.loss_fn(logits.float(), y)
 
@@ -544,9 +504,9 @@ class _Engine:
         self.module.eval()
         val = self.val_split
         if self.mode != "contrastive":
-            feats = self.val_feats if self.probe else encode_images(self.bundle, val.images, precision=self.precision)
+            feats = self.val_feats if self.probe else image_features(self.bundle, val.images, precision=self.precision)
             return _val_metric(self.mode, np.asarray(val.labels), self.classifier.head(feats))
-        img_f = encode_images(self.bundle, val.images, precision=self.precision)
+        img_f = image_features(self.bundle, val.images, precision=self.precision)
         if self.class_texts is not None and self.has_labels and np.asarray(val.labels).ndim == 1:
             head = head_from_texts(self.bundle, self.class_texts)
             return _val_metric("label", np.asarray(val.labels), head(img_f))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import MedlibError
 from .models import ClipBundle, logit_scale
 from .preprocess import bundle_input
 from .text import class_prompts, negative_templates_for
@@ -41,33 +42,62 @@ def _l2(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
 
-def encode_images(bundle: ClipBundle, images_uint8: np.ndarray | torch.Tensor, batch_size: int = 256,
-                  progress: bool = True) -> np.ndarray:
-    """(N, D) float32 L2-normalised image embeddings; images are preprocessed batch by batch on device."""
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on CUDA when ``precision`` is auto/bf16; a no-op context on CPU / fp32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=resolve_precision(device, precision) == "bf16")
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto`` -> bf16 on CUDA, fp32 elsewhere; ``fp32``/``bf16`` as given."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise MedlibError(f"precision={precision!r}: unknown. Fix: use auto, fp32 or bf16")
+    return precision
+
+
+def image_features(bundle: ClipBundle, images_uint8: np.ndarray | torch.Tensor, batch_size: int = 256,
+                   precision: str = "auto", progress: bool = False) -> torch.Tensor:
+    """(N, D) float32 L2-normalised image embeddings on the bundle's device (for training code)."""
     n = int(images_uint8.shape[0])
     chunks = []
     starts = range(0, n, batch_size)
     with inference(bundle.model):
         for i in tqdm(starts, desc=f"encode images ({bundle.name})", disable=not progress or len(starts) <= 1,
                       leave=False):
-            x = bundle_input(bundle, images_uint8[i:i + batch_size])
-            chunks.append(_l2(bundle.model.encode_image(x)).cpu())
+            with autocast(bundle.device, precision):
+                f = bundle.model.encode_image(bundle_input(bundle, images_uint8[i:i + batch_size]))
+            chunks.append(_l2(f))
     if not chunks:
-        return np.zeros((0, _embed_dim(bundle)), dtype=np.float32)
-    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+        return torch.zeros((0, _embed_dim(bundle)), device=bundle.device)
+    return torch.cat(chunks)
 
 
-def encode_texts(bundle: ClipBundle, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """(M, D) float32 L2-normalised text embeddings."""
+def text_features(bundle: ClipBundle, texts: Sequence[str], batch_size: int = 256,
+                  precision: str = "auto") -> torch.Tensor:
+    """(M, D) float32 L2-normalised text embeddings on the bundle's device (for training code)."""
     texts = list(texts)
     chunks = []
     with inference(bundle.model):
         for i in range(0, len(texts), batch_size):
             tokens = bundle.tokenizer(texts[i:i + batch_size]).to(bundle.device)
-            chunks.append(_l2(bundle.model.encode_text(tokens)).cpu())
+            with autocast(bundle.device, precision):
+                chunks.append(_l2(bundle.model.encode_text(tokens)))
     if not chunks:
-        return np.zeros((0, _embed_dim(bundle)), dtype=np.float32)
-    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+        return torch.zeros((0, _embed_dim(bundle)), device=bundle.device)
+    return torch.cat(chunks)
+
+
+def encode_images(bundle: ClipBundle, images_uint8: np.ndarray | torch.Tensor, batch_size: int = 256,
+                  progress: bool = True) -> np.ndarray:
+    """(N, D) float32 L2-normalised image embeddings as numpy; images are preprocessed batch by batch on device."""
+    return image_features(bundle, images_uint8, batch_size, progress=progress).cpu().numpy()
+
+
+def encode_texts(bundle: ClipBundle, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """(M, D) float32 L2-normalised text embeddings as numpy."""
+    return text_features(bundle, texts, batch_size).cpu().numpy()
 
 
 def _embed_dim(bundle: ClipBundle) -> int:
