@@ -1,7 +1,14 @@
-"""Small benchmarks. ``python -m medlib.bench preprocess [--n 2048] [--size 28] [--image-size 224]``
+"""Small benchmarks.
 
-prints the throughput (images/s) of the batched :func:`medlib.preprocess.to_model_input` and of
-open_clip's per-image PIL preprocess on the same uint8 images, and their ratio.
+``python -m medlib.bench preprocess [--n 2048] [--size 28] [--image-size 224]`` prints the throughput
+(images/s) of the batched :func:`medlib.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
+on the same uint8 images, and their ratio.
+
+``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20]`` times
+training steps of a randomly initialised model (label mode: image tower + linear head, cross-entropy; and
+contrastive mode: both towers, CLIP loss) with the engine's precision rule (bf16 autocast on CUDA), split into
+input preparation (uint8 -> normalised tensor on the device, augmentation) and compute, so it says which limits
+throughput.
 """
 
 from __future__ import annotations
@@ -64,6 +71,62 @@ def bench_preprocess(n: int = 2048, size: int = 28, image_size: int = 224, batch
             "batched_img_s": n / t_b, "pil_img_s": n / t_p, "ratio": t_p / t_b}
 
 
+def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int = 128, steps: int = 10,
+                size: int = 224, precision: str = "auto", mode: str = "label", seed: int = 0) -> dict[str, float]:
+    """Images/s of ``steps`` training steps after 2 warm-up steps; seconds spent preparing inputs vs computing."""
+    from .augment import augment_batch
+    from .config import ModelSpec
+    from .losses import clip_loss
+    from .models import load_model
+    from .zeroshot import autocast, resolve_precision
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    bundle = load_model(ModelSpec(name="bench", arch=arch), dev, seed=seed)
+    model = bundle.model.train()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    images = torch.from_numpy(_images(batch_size, size, seed, rgb=False))
+    labels = torch.randint(0, 10, (batch_size,), generator=gen).to(dev)
+    head = torch.nn.Linear(model.visual.output_dim if hasattr(model.visual, "output_dim") else 512, 10).to(dev)
+    tokens = bundle.tokenizer([f"a chest X-ray showing finding {i % 10}." for i in range(batch_size)]).to(dev)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+    prep_s = compute_s = 0.0
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    for step in range(steps + 2):
+        sync()
+        t0 = time.perf_counter()
+        x = to_model_input(images, bundle.image_size, bundle.mean, bundle.std, dev)
+        x = augment_batch(x, gen, bundle.mean, bundle.std)
+        sync()
+        t1 = time.perf_counter()
+        with autocast(dev, precision):
+            if mode == "contrastive":
+                img_f, txt_f, scale = model(x, tokens)[:3]
+                loss = clip_loss(img_f, txt_f, scale)
+            else:
+                feats = torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1)
+                loss = torch.nn.functional.cross_entropy(head(feats), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+        t2 = time.perf_counter()
+        if step >= 2:  # warm-up excluded
+            prep_s += t1 - t0
+            compute_s += t2 - t1
+    total = prep_s + compute_s
+    return {"arch": arch, "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "",
+            "precision": resolve_precision(dev, precision), "mode": mode, "batch_size": batch_size, "steps": steps,
+            "image_size": bundle.image_size, "img_s": steps * batch_size / total,
+            "prep_share": prep_s / total, "compute_share": compute_s / total}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medlib.bench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -76,9 +139,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rgb", action="store_true", help="RGB instead of grayscale images")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    t = sub.add_parser("train", help="training-step throughput, input preparation vs compute")
+    t.add_argument("--arch", default="medclip-tiny", help="open_clip architecture (random init), e.g. ViT-B-32")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--size", type=int, default=224, help="stored image side (px) before resizing to the model's")
+    t.add_argument("--precision", default="auto", help="auto (bf16 on CUDA) | fp32 | bf16")
+    t.add_argument("--mode", default="label", choices=["label", "contrastive"])
+    t.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.what == "train":
+        r = bench_train(args.arch, args.device, args.batch_size, args.steps, args.size, args.precision, args.mode)
+        where = f"{r['device']} {r['gpu']}".strip()
+        print(f"train {r['mode']} {r['arch']} ({r['image_size']}px) batch {r['batch_size']} on {where}, "
+              f"{r['precision']}: {r['img_s']:,.1f} images/s")
+        print(f"  input preparation {100 * r['prep_share']:.0f}% / compute {100 * r['compute_share']:.0f}% of step time"
+              f" -> limited by {'input preparation' if r['prep_share'] > 0.5 else 'compute'}")
+        return 0
     r = bench_preprocess(args.n, args.size, args.image_size, args.batch_size, args.device, args.rgb, args.repeats)
     kind = "RGB" if args.rgb else "gray"
     print(f"preprocess {r['n']} {kind} images {r['size']}px -> {r['image_size']}px on {r['device']} "

@@ -49,9 +49,10 @@ PRIMARY = {"multiclass": "acc", "multilabel": "auroc", "retrieval": "mean_recall
 CI_MAIN = ("acc", "auroc")  # intervals shown in the run tables (all intervals are in the metrics files)
 CI_IMBALANCE = ("macro_f1", "worst_class_recall", "auroc")
 COUNT_COLUMNS = {"n", "support", "train", "val", "test", "n_train", "classes", "count"}
-MAX_ROWS = 12  # longer CSV tables are truncated with a pointer to the file
+MAX_ROWS = 10  # longer CSV tables are truncated with a pointer to the file
 MAX_CLASSES = 6  # per-class pivots wider than this show the rarest classes only
 NOT_RUN = "not run"
+STUDY = {("02", "zero-shot"), ("03", "caption-ft-plain"), ("04", "label-ft"), ("04", "multilabel-ft")}
 FEW_SHOT = re.compile(r"^(?P<base>.+)-(?P<k>\d+)shot$")
 WISE = re.compile(r"^(?P<base>(?:.+-)?wise-ft)-a(?P<alpha>\d+(?:\.\d+)?)$")
 
@@ -244,8 +245,8 @@ class _Inputs:
 def _banner(inp: _Inputs) -> list[str]:
     if not inp.smoke:
         return []
-    return ["> **SMOKE RUN — not results.** The numbers in this section come from a tiny random-init model "
-            "(and small or generated data) run on CPU to test the pipeline; they are not results.", ""]
+    return ["> **SMOKE RUN — not results.** These numbers come from a tiny random-init model on small or generated "
+            "data, run on CPU to test the pipeline.", ""]
 
 
 def _section(inp: _Inputs, title: str, body: list[str]) -> list[str]:
@@ -496,7 +497,7 @@ def _abstract(inp: _Inputs) -> list[str]:
 
     def pick(nn: str, methods: Sequence[str], ds: str, model: str | None) -> dict[str, Any] | None:
         for m in methods:
-            for r in inp.runs_of(nn):
+            for r in _classification(inp.runs_of(nn)):
                 if r["dataset"] == ds and r["method"] == m and (model is None or r["model"] == model):
                     return r
         return None
@@ -507,7 +508,8 @@ def _abstract(inp: _Inputs) -> list[str]:
     for ds in datasets:
         cells = [pick("02", ["zero-shot"], ds, main), pick("03", ["caption-ft-plain"], ds, main),
                  pick("04", ["label-ft", "multilabel-ft"], ds, main), pick("06", ["supervised"], ds, "resnet18")
-                 or next((r for r in inp.runs_of("06") if r["dataset"] == ds and r["model"] == "resnet18"), None)]
+                 or next((r for r in _classification(inp.runs_of("06")) if r["dataset"] == ds
+                          and r["model"] == "resnet18"), None)]
         ref = next(r for r in cells if r is not None)
         key = _primary(ref.get("task"))
         rows.append([ds, f"{ref.get('task')}, {key}", fmt(ref.get("n")),
@@ -629,7 +631,8 @@ def _methods(inp: _Inputs) -> list[str]:
     for sec in ("seed", "device", "zero_shot", "caption_finetune", "label_finetune", "imbalance", "sota"):
         v = cfg.get(sec)
         if isinstance(v, dict):
-            other += [f"{sec}.{k} = {_cfg(x)}" for k, x in v.items() if not isinstance(x, dict)]
+            other += [f"{sec}.{k} = {_cfg(x)}" for k, x in v.items()
+                      if not isinstance(x, dict) and not k.endswith("datasets")]  # datasets: see the tables
         elif v is not None:
             other.append(f"{sec} = {_cfg(v)}")
     if other:
@@ -656,18 +659,25 @@ def _notebook_part(inp: _Inputs, nn: str, counter: list[int], img: Callable[[Pat
     if ret:
         out += ["Retrieval runs (Recall@K):", "", _retrieval_table(ret), ""]
     per_class, used = _per_class_tables(inp, nn)
+    repeated = []
     for name in inp.tables:
         if name.startswith(nn + "_") and name not in skip_tables and name not in used:
-            out += _table_block(inp, name)
+            if _covered(inp, name, inp.tables[name]):
+                repeated.append(f"`tables/{name}.csv`")
+            else:
+                out += _table_block(inp, name)
     out += per_class
+    if repeated:
+        out += [f"Also written by this notebook, repeating numbers of runs shown in this report: "
+                f"{', '.join(repeated)}.", ""]
     if not out:
         out = [f"Notebook {inp.names_for(nn)}: {NOT_RUN}.", ""]
     return out + _figures(inp, _figs_of(inp, nn), counter, img)
 
 
 def _per_class_recall(inp: _Inputs) -> list[str]:
-    """Per-class recall per dataset: notebook 05's runs where there are any, else every run; wide class lists show
-    the rarest classes (by test support) only."""
+    """Per-class recall per dataset: notebook 05's runs where there are any, else the main model's zero-shot,
+    caption and label fine-tunes; wide class lists show the rarest classes (by test support) only."""
     out = []
     cls = _classification(inp.runs)
     for ds in sorted({r["dataset"] for r in cls}):
@@ -675,17 +685,19 @@ def _per_class_recall(inp: _Inputs) -> list[str]:
         if not runs:
             continue
         imb = [r for r in runs if str(r.get("notebook", "")).startswith("05")]
-        if not imb and any(str(r.get("notebook", "")).startswith("05") for r in inp.runs):
-            continue  # another dataset of 05; its runs elsewhere are shown in the Results
-        use = imb or runs
+        fixed = [r for r in runs if r["model"] == inp.main_model() and (r.get("notebook", "")[:2], r["method"])
+                 in STUDY]  # no notebook-05 runs on this dataset: the abstract's fixed methods
+        use = imb or fixed
+        if not use:
+            continue
         ref = max(use, key=lambda r: r.get("n") or 0)
         support = {k: v.get("support", 0) or 0 for k, v in ref["per_class"].items()}
         classes = sorted(support, key=lambda c: support[c])[:MAX_CLASSES] if len(support) > MAX_CLASSES \
             else list(support)
         note = (f" the {len(classes)} rarest of {len(support)} classes (all classes: `per_class` in each metrics "
                 "file)") if len(classes) < len(support) else ""
-        out += [f"Recall per class on **{ds}** ({'notebook 05 runs' if imb else 'all runs'}; test support in "
-                f"brackets{';' + note if note else ''}):", "",
+        who = "notebook 05 runs" if imb else "main model, the methods of the abstract"
+        out += [f"Recall per class on **{ds}** ({who}; test support in brackets{';' + note if note else ''}):", "",
                 md_table(["notebook", "model", "method", *[f"{c} ({fmt(support[c])})" for c in classes]],
                          [[r.get("notebook", "")[:2], r["model"], r["method"],
                            *[fmt(r["per_class"].get(c, {}).get("recall")) for c in classes]]

@@ -28,8 +28,8 @@ RUNS = [
      "ci95": {"acc": [0.58694, 0.66346], "auroc": [0.51001, 0.60049]},
      "per_class": {"normal": {"precision": 0.5, "recall": 0.02564, "f1": 0.0488, "support": 234},
                    "pneumonia": {"precision": 0.6271, "recall": 0.99487, "f1": 0.7693, "support": 390}}},
-    {"run": "04_label_finetune__pneumoniamnist__tiny__full", "notebook": "04_label_finetune",
-     "dataset": "pneumoniamnist", "task": "multiclass", "model": "tiny", "method": "full", "n": 624,
+    {"run": "04_label_finetune__pneumoniamnist__tiny__label-ft", "notebook": "04_label_finetune",
+     "dataset": "pneumoniamnist", "task": "multiclass", "model": "tiny", "method": "label-ft", "n": 624,
      "metrics": {"acc": 0.85337, "balanced_acc": 0.82011, "macro_f1": 0.83777, "auroc": 0.91234,
                  "worst_class_recall": 0.71795, "ece": 0.0612},
      "ci95": {"acc": [0.82372, 0.88141], "auroc": [0.8899, 0.93377]},
@@ -43,6 +43,15 @@ RUNS = [
      "per_class": {"hernia": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 3, "auroc": 0.41},
                    "effusion": {"precision": 0.4, "recall": 0.33333, "f1": 0.3636, "support": 30, "auroc": 0.7}}},
 ]
+
+SWEEPS = [  # few-shot and WiSE-FT runs that score higher on test than label-ft: the abstract must not pick them
+    {"run": f"04_label_finetune__pneumoniamnist__tiny__{m}", "notebook": "04_label_finetune",
+     "dataset": "pneumoniamnist", "task": "multiclass", "model": "tiny", "method": m, "n": 624,
+     "metrics": {"acc": acc, "auroc": 0.95}, "ci95": {"acc": [acc - 0.02, acc + 0.02]}, "per_class": {}}
+    for m, acc in (("label-ft-16shot", 0.97777), ("wise-ft-a0.50", 0.96666), ("wise-ft-a1.00", 0.85337))
+] + [{"run": "06_sota_comparison__pneumoniamnist__resnet18__supervised", "notebook": "06_sota_comparison",
+      "dataset": "pneumoniamnist", "task": "multiclass", "model": "resnet18", "method": "supervised", "n": 624,
+      "metrics": {"acc": 0.81891, "auroc": 0.94835}, "ci95": {"acc": [0.79006, 0.84615]}, "per_class": {}}]
 
 MANIFEST = {"profile": "smoke", "smoke": True, "profile_hash": "abc123def456", "seed": 0, "data_dir": "data",
             "command": "./run_all.sh --profile smoke", "git": {"commit": "a8eac29deadbeef", "dirty": True},
@@ -59,7 +68,7 @@ MANIFEST = {"profile": "smoke", "smoke": True, "profile_hash": "abc123def456", "
 
 def _folder(root, smoke=True, manifest=True):
     base = root / ("smoke" if smoke else "full")
-    for r in RUNS:
+    for r in RUNS + SWEEPS:
         rec = {**r, "profile": base.name, "split": "test", "seed": 0, "predictions": f"predictions/{r['run']}.npz"}
         (base / "metrics").mkdir(parents=True, exist_ok=True)
         (base / "metrics" / f"{r['run']}.json").write_text(json.dumps(rec))
@@ -69,6 +78,19 @@ def _folder(root, smoke=True, manifest=True):
                   }).to_csv(base / "tables" / "sota_comparison.csv", index=False)
     pd.DataFrame({"remedy": ["none", "focal"], "macro_f1": [0.31416, 0.2213], "n": [240, 240]}).to_csv(
         base / "tables" / "05_imbalance__chestxray14.csv", index=False)
+    pd.DataFrame({"remedy": ["none", "focal", "inverse_freq"], "worst_class_recall": [0.11111, 0.44444, 0.44444],
+                  "worst_class_recall_lo": [0.05, 0.3, 0.31], "worst_class_recall_hi": [0.2, 0.6, 0.61]}).to_csv(
+        base / "tables" / "05_remedies__chestxray14.csv", index=False)
+    pd.DataFrame({"dataset": ["pneumoniamnist", "chestxray14"], "task": ["multiclass", "multilabel"],
+                  "classes": [2, 14], "train": [4708, 834], "val": [524, 93], "test": [624, 273],
+                  "source": ["a.npz", "fixture"], "synthetic": [False, True],
+                  "license": ["CC BY 4.0", "generated"]}).to_csv(base / "tables" / "data_summary.csv", index=False)
+    pd.DataFrame({"dataset": ["pneumoniamnist"] * 3, "task": ["multiclass"] * 3, "split": ["train", "train", "val"],
+                  "class": ["normal", "pneumonia", "normal"], "n": [1214, 3494, 135]}).to_csv(
+        base / "tables" / "01_class_counts.csv", index=False)
+    pd.DataFrame({"notebook": ["03_caption_finetune"], "dataset": ["mimic_cxr"],
+                  "reason": ["no local copy; set datasets.mimic_cxr.root"]}).to_csv(
+        base / "tables" / "skipped_datasets.csv", index=False)
     (base / "figures").mkdir()
     (base / "figures" / "02_confusion__pneumoniamnist__tiny__zero-shot.png").write_bytes(PNG)
     (base / "figures" / "05_tradeoff__chestxray14.png").write_bytes(PNG)
@@ -108,10 +130,38 @@ def test_smoke_title_banner_and_figures_embedded(tmp_path):
     b64 = base64.b64encode(PNG).decode()
     assert html.count(f"data:image/png;base64,{b64}") == 2  # every figure embedded
     assert "figures/02_confusion__pneumoniamnist__tiny__zero-shot.png" in md
-    assert "Made by notebook 02_zero_shot_baseline, run `02_zero_shot_baseline__pneumoniamnist__tiny__zero-shot`" in md
-    assert "Made by notebook 05_class_imbalance" in md
+    assert "(notebook 02, run `02_zero_shot_baseline__pneumoniamnist__tiny__zero-shot`)" in md
+    assert "*Figure 2: tradeoff (notebook 05, dataset `chestxray14`).*" in md
     assert not re.search(r"<img[^>]+src=\"figures/", html)  # self-contained: no relative image links
     assert not (base / "report.md").exists()  # build_report writes nothing
+
+
+def test_abstract_fixed_methods_no_test_set_selection(tmp_path):
+    _folder(tmp_path)
+    md, _ = build_report(tmp_path, "smoke")
+    abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in abstract.splitlines() if line.startswith("| pneumoniamnist"))
+    # zero-shot (02), caption FT (03: not run here), label FT (04), ResNet-18 (06), each with its interval
+    assert row.split(" | ")[3:] == ["0.625 [0.587, 0.663]", "not run", "0.853 [0.824, 0.881]",
+                                    "0.819 [0.790, 0.846] |"]
+    assert "tiny" in abstract and "medclip-tiny (random init)" in abstract  # the role-"clip" model
+    for higher in ("0.978", "0.967", "16shot", "wise-ft-a"):  # sweeps score higher on test but are never picked
+        assert higher not in abstract
+    # the remedy line: no remedy vs the highest on test among those listed, said to be descriptive, ties named
+    assert "no remedy 0.111 [0.050, 0.200]; `focal` (tied with inverse_freq) 0.444 [0.300, 0.600]" in abstract
+    assert "descriptive only" in abstract
+    # sweeps are still reported, as pivots
+    assert "shots=16" in md and "alpha=0.50" in md and "0.978" in md and "0.967" in md
+    # data: compact summary, a class-count line, the skipped dataset
+    data = md.split("\n## 1. Data", 1)[1].split("\n## ", 1)[0]
+    assert "| pneumoniamnist | multiclass | 2 | 4708 | 524 | 624 |" in data
+    assert "pneumoniamnist: pneumonia 3494, normal 1214." in data
+    assert "mimic_cxr (notebook 03_caption_finetune): no local copy" in data
+    # published rows cite their source and stay apart from measured ones
+    sota = md.split("\n## 5.", 1)[1].split("\n## ", 1)[0]
+    measured, published = sota.split("**Published", 1)
+    assert "0.854" in published and "[1]" in published and "0.854" not in measured
+    assert "1. Yang et al. 2023" in md.split("\n## References", 1)[1]
 
 
 def test_full_profile_no_banner_and_missing_inputs_not_run(tmp_path):
