@@ -543,12 +543,12 @@ def _remedy_headline(inp: _Inputs) -> list[str]:
         none = df[df["remedy"].astype(str) == "none"]
         base = f"no remedy {cell(none.iloc[0])}; " if len(none) else ""
         lines.append(f"- **{name.split('__', 1)[1]}**: {base}`{best.iloc[0]['remedy']}`{tie} "
-                     f"{cell(best.iloc[0])} (`tables/{name}.csv`).")
+                     f"{cell(best.iloc[0])} among {len(df)} remedies (`tables/{name}.csv`).")
     if not lines:
         return []
-    return [f"**Class imbalance (05).** Worst-class recall without a remedy and for the remedy with the highest "
-            f"worst-class recall on test among the {len(inp.tables[sorted(t for t in inp.tables if t.startswith('05_remedies__'))[0]])} "
-            "listed (descriptive only, not a model selection):", "", *lines, ""]
+    return ["**Class imbalance (05).** Worst-class recall without a remedy and for the remedy with the highest "
+            "worst-class recall on test among those listed (descriptive only, not a model selection):", "",
+            *lines, ""]
 
 
 def _data(inp: _Inputs, counter: list[int], img: Callable[[Path], str]) -> list[str]:
@@ -839,7 +839,8 @@ def _markdown(inp: _Inputs, img: Callable[[Path], str], reports_arg: str) -> str
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 line-height:1.45;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:.82em}th,td{border:1px solid #ccc;padding:.2em .45em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.82em;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.2em .45em}
 th{background:#f3f3f3}td{white-space:nowrap}img{max-width:100%;border:1px solid #eee}
 blockquote{background:#fff3cd;border-left:6px solid #d39e00;margin:.5em 0;padding:.4em 1em}
 code{background:#f6f6f6;padding:0 .2em;white-space:normal}
