@@ -180,14 +180,18 @@ def learning_curve(history: pd.DataFrame, title: str = "Learning curve", val_lab
 
 
 def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None,
-                hue: str | None = None, title: str = "", hatch: str | None = None) -> Figure:
+                hue: str | None = None, title: str = "", hatch: str | None = None,
+                horizontal: bool = False) -> Figure:
     """Grouped bars of ``df[y]`` by ``x`` (and ``hue``) with 95% interval whiskers from ``lo``/``hi``
     (missing intervals drawn without whiskers). Rows where the boolean column ``hatch`` is true are hatched
-    (e.g. published values next to measured ones)."""
+    (e.g. published values next to measured ones). ``horizontal``: one bar per row, labels on the left (for many
+    bars with long labels)."""
     df = df.reset_index(drop=True)
     xs = list(dict.fromkeys(df[x].astype(str)))
     hues = list(dict.fromkeys(df[hue].astype(str))) if hue else [None]
     width = 0.8 / len(hues)
+    if horizontal:
+        return _hbar_with_ci(df, x, y, lo, hi, xs, title, hatch)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(xs) * max(1, len(hues) * 0.6) + 2), 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for h_i, h in enumerate(hues):
@@ -212,6 +216,26 @@ def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str
         ax.set_xlabel("hatched bars = published values (quoted, not measured)")
     ax.set_xticks(range(len(xs)), xs, rotation=30 if len(xs) > 3 else 0, ha="right" if len(xs) > 3 else "center")
     ax.set_ylabel(y)
+    return _title(fig, title)
+
+
+def _hbar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None, hi: str | None, xs: list[str], title: str,
+                  hatch: str | None) -> Figure:
+    fig, ax = plt.subplots(figsize=(8.0, 0.32 * len(xs) + 1.6))
+    color = plt.rcParams["axes.prop_cycle"].by_key()["color"][0]
+    for _, row in df.iterrows():
+        pos = xs.index(str(row[x]))
+        val = float(row[y])
+        err = None
+        if lo and hi and pd.notna(row.get(lo)) and pd.notna(row.get(hi)):
+            err = [[max(0.0, val - float(row[lo]))], [max(0.0, float(row[hi]) - val)]]
+        hatched = bool(hatch and bool(row.get(hatch)))
+        ax.barh(pos, val, 0.7, xerr=err, capsize=3, color=color, hatch="//" if hatched else None,
+                edgecolor="black" if hatched else None, alpha=0.6 if hatched else 1.0)
+        ax.text(val + 0.01, pos, f"{val:.3f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(xs)), xs, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(y + ("   (hatched bars = published values, quoted, not measured)" if hatch else ""))
     return _title(fig, title)
 
 

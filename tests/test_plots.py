@@ -18,3 +18,14 @@ def test_multilabel_confusion_shows_sklearn_recall_per_label():
     assert np.allclose(shown[:, 3], recall_score(y, pred, average=None))  # TPR column = recall
     assert np.allclose(shown[:, 0] + shown[:, 1], 1) and np.allclose(shown[:, 2] + shown[:, 3], 1)
     assert "SMOKE" not in fig._suptitle.get_text()
+
+
+def test_horizontal_bars_draw_one_bar_per_row_and_hatch_published():
+    import pandas as pd
+
+    df = pd.DataFrame({"label": ["ours", "theirs"], "value": [0.8, 0.9], "lo": [0.7, None], "hi": [0.85, None],
+                       "published": [False, True]})
+    fig = plots.bar_with_ci(df, x="label", y="value", lo="lo", hi="hi", hatch="published", horizontal=True)
+    bars = fig.axes[0].patches
+    assert [round(b.get_width(), 3) for b in bars] == [0.8, 0.9]
+    assert [b.get_hatch() for b in bars] == [None, "//"]
