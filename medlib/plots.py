@@ -232,7 +232,8 @@ def _hbar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None, hi: str | No
         hatched = bool(hatch and bool(row.get(hatch)))
         ax.barh(pos, val, 0.7, xerr=err, capsize=3, color=color, hatch="//" if hatched else None,
                 edgecolor="black" if hatched else None, alpha=0.6 if hatched else 1.0)
-        ax.text(val + 0.01, pos, f"{val:.3f}", va="center", fontsize=7)
+        right = val + (err[1][0] if err else 0.0)  # write the value past the whisker
+        ax.text(right + 0.01, pos, f"{val:.3f}", va="center", fontsize=7)
     ax.set_yticks(range(len(xs)), xs, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(y + ("   (hatched bars = published values, quoted, not measured)" if hatch else ""))
