@@ -194,6 +194,23 @@ class Profile:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+# Allowed values of string (or list-of-string) fields: a typo is an error at load time, not an hour into a run.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ModelSpec", "role"): ("clip", "domain"),
+    ("DatasetSpec", "source"): ("medmnist", "pubmedvision", "chestxray14", "mimic_cxr", "csv_pairs", "retrieval"),
+    ("DatasetSpec", "synthetic"): ("never", "auto", "always"),
+    ("DatasetSpec", "uncertain"): ("zero", "one", "ignore"),
+    ("TrainConfig", "precision"): ("auto", "fp32", "bf16"),
+    ("TrainConfig", "optimizer"): ("adamw", "adam"),
+    ("TrainConfig", "scheduler"): ("cosine", "constant"),
+    ("CaptionFinetuneConfig", "variants"): ("plain", "label_aware", "no_augment"),
+    ("LabelFinetuneConfig", "variants"): ("full", "linear_probe", "lp_ft", "wise_ft"),
+    ("ImbalanceConfig", "remedies"): ("none", "inverse_freq", "effective_number", "focal", "logit_adjust",
+                                      "balanced_sampler", "threshold"),
+    ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
+}
+
+
 # ---- loading ------------------------------------------------------------------------------------
 
 
@@ -242,10 +259,34 @@ def load_profile(
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)
     profile = _build(Profile, raw, where=str(path))
+    _check_names(profile, str(path))
     root = project_root()
     for key in ("data_dir", "reports_dir", "runs_dir"):
         setattr(profile, key, str((root / getattr(profile, key)).resolve()))
     return profile
+
+
+def _check_names(p: Profile, where: str) -> None:
+    """Unique model/dataset names, one main CLIP (role 'clip'), and every dataset a section names exists."""
+    for kind, names in (("models", [m.name for m in p.models]), ("datasets", [d.name for d in p.datasets])):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise MedlibError(f"{where}: {kind} named {dup} more than once. Fix: give each a unique name")
+    if p.models and sum(m.role == "clip" for m in p.models) != 1:
+        raise MedlibError(f"{where}: models: exactly one model must have role 'clip' (the one notebooks 03-05 "
+                          "fine-tune). Fix: set role: clip on one model and role: domain on the others")
+    known = {d.name for d in p.datasets}
+    sections = {"zero_shot.datasets": p.zero_shot.datasets, "caption_finetune.datasets": p.caption_finetune.datasets,
+                "label_finetune.datasets": p.label_finetune.datasets,
+                "label_finetune.multilabel_datasets": p.label_finetune.multilabel_datasets,
+                "imbalance.datasets": p.imbalance.datasets, "sota.datasets": p.sota.datasets,
+                "sota.retrieval_dataset": [p.sota.retrieval_dataset] if p.sota.retrieval_dataset else [],
+                "datasets[].fallback": [d.fallback for d in p.datasets if d.fallback]}
+    for key, names in sections.items():
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise MedlibError(f"{where}: {key} names unknown dataset(s) {missing}. Fix: use one of {sorted(known)} "
+                              "or add them under 'datasets:'")
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -290,6 +331,11 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     for name, f in fields.items():
         if name in raw:
             kwargs[name] = _coerce(hints[name], raw[name], f"{where}:{name}")
+            allowed = CHOICES.get((cls.__name__, name))
+            values = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+            bad = [v for v in values if allowed and v not in allowed]
+            if bad:
+                raise MedlibError(f"{where}:{name}: unknown value(s) {bad}. Fix: use one of {list(allowed)}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
             raise MedlibError(f"{where}: missing required key {name!r} in {cls.__name__}. Fix: add it")
     return cls(**kwargs)

@@ -53,7 +53,7 @@ def device(P: Profile) -> torch.device:
 
 
 def main_model(P: Profile) -> ModelSpec:
-    """The profile's main CLIP (role 'clip'): the model the fine-tuning notebooks adapt."""
+    """The profile's main CLIP (role 'clip', exactly one: checked when the profile loads)."""
     return next(m for m in P.models if m.role == "clip")
 
 

@@ -71,3 +71,23 @@ def test_unknown_dataset_or_model_name_is_an_error():
         p.dataset("imagenet")
     with pytest.raises(MedlibError, match="no model named"):
         p.model("gpt")
+
+
+@pytest.mark.parametrize(
+    "yaml_text, needle",
+    [
+        ("smoke: true\ndatasets:\n  - {name: a, source: medmnst}\n", "medmnst"),
+        ("smoke: true\ndatasets:\n  - {name: a, source: medmnist, synthetic: sometimes}\n", "sometimes"),
+        ("smoke: true\nimbalance: {remedies: [none, smote]}\n", "smote"),
+        ("smoke: true\ncaption_finetune: {train: {precision: fp16}}\n", "fp16"),
+        ("smoke: true\nmodels:\n  - {name: a, arch: x, role: domain}\n", "exactly one model"),
+        ("smoke: true\nmodels:\n  - {name: a, arch: x}\n  - {name: a, arch: y, role: domain}\n", "more than once"),
+        ("smoke: true\ndatasets:\n  - {name: a, source: medmnist}\nsota: {datasets: [b]}\n", "unknown dataset"),
+        ("smoke: true\ndatasets:\n  - {name: a, source: chestxray14, fallback: chestmnist}\n", "chestmnist"),
+    ],
+)
+def test_bad_values_and_dangling_names_are_errors_at_load_time(tmp_path, yaml_text, needle):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(MedlibError, match=needle):
+        load_profile(path)
