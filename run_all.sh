@@ -5,6 +5,7 @@
 #   smoke: CPU, offline, minutes; a tiny random-init model -- tests the pipeline, NOT results
 # Outputs: reports/<profile>/ (manifest, metrics, predictions, figures, tables, executed notebooks, report)
 set -euo pipefail
+export MEDLIB_CALLER_CWD="$PWD"   # relative --data-dir / profile paths are relative to where you typed the command
 cd "$(dirname "$0")"
 source scripts/env.sh   # creates .venv on first use, or reuses an active env where medlib imports
 exec "$PY" -m medlib.runner "$@"

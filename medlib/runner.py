@@ -75,6 +75,19 @@ def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True)
 
 
+def _resolve_caller_paths(args: argparse.Namespace) -> None:
+    """run_all.sh changes into the repository; relative --data-dir / --profile PATH.yaml given by the user are
+    relative to where they typed the command (``$MEDLIB_CALLER_CWD``)."""
+    caller = os.environ.get("MEDLIB_CALLER_CWD")
+    if not caller:
+        return
+    if args.data_dir and not Path(args.data_dir).is_absolute():
+        args.data_dir = str(Path(caller) / args.data_dir)
+    prof = Path(args.profile)
+    if prof.suffix in (".yaml", ".yml") and not prof.is_absolute():
+        args.profile = str(Path(caller) / prof)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medlib.runner", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="full")
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None, help="data folder (default: $MEDLIB_DATA_DIR, else data/)")
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
     args = ap.parse_args(argv)
+    _resolve_caller_paths(args)
     root = project_root()
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
@@ -114,14 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         try:
             run_notebook(nb, tmp, args.profile, profile, kernel, root)
-        except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
+        except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (ename/evalue)
             seconds = time.time() - t0
             if tmp.exists():
                 os.replace(tmp, out)
-            record_notebook(profile, nb.stem, seconds, "failed", str(out))
-            print(f"ERROR in {nb.stem}: {error_line(exc)}", file=sys.stderr)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            record_notebook(profile, nb.stem, seconds, "interrupted" if interrupted else "failed", str(out))
+            what = "interrupted (checkpoints under runs/ let the next run resume)" if interrupted else error_line(exc)
+            print(f"ERROR in {nb.stem}: {what}", file=sys.stderr)
             print(f"  executed copy: {out}", file=sys.stderr)
-            return 1
+            return 130 if interrupted else 1
         seconds = time.time() - t0
         os.replace(tmp, out)
         record_notebook(profile, nb.stem, seconds, "ok", str(out))

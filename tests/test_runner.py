@@ -62,3 +62,15 @@ def test_preflight_passes_when_local_copies_exist(tmp_path, monkeypatch):
     for m in P.models:
         m.pretrained = str(ckpt)
     preflight.preflight(P)
+
+
+def test_relative_paths_are_relative_to_the_callers_folder(tmp_path, monkeypatch):
+    import argparse
+
+    monkeypatch.setenv("MEDLIB_CALLER_CWD", str(tmp_path))
+    args = argparse.Namespace(data_dir="mydata", profile="cfg/my.yaml")
+    runner._resolve_caller_paths(args)
+    assert args.data_dir == str(tmp_path / "mydata") and args.profile == str(tmp_path / "cfg" / "my.yaml")
+    named = argparse.Namespace(data_dir="/abs", profile="smoke")
+    runner._resolve_caller_paths(named)
+    assert named.data_dir == "/abs" and named.profile == "smoke"
