@@ -8,7 +8,6 @@ weights are used where they can be loaded; offline they cannot, and the model is
 from __future__ import annotations
 
 import copy
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.base import DatasetBundle
-from .io import write_with
+from .errors import fail
+# Checkpoint I/O (atomic save, one-line error on an unreadable file), split checks and the validation
+# metric are the fine-tuning engine's, so both baselines select epochs the same way.
+from .finetune import _load, _save, _split, val_metric, validation_split
 from .preprocess import to_model_input
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -71,40 +73,46 @@ def predict_cnn(model: torch.nn.Module, images: np.ndarray, task: str, batch_siz
     return np.concatenate(out).astype(np.float64)
 
 
-def _val_score(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
-    if task == "multilabel":
-        from sklearn.metrics import roc_auc_score
-
-        keep = [c for c in range(y_true.shape[1]) if 0 < y_true[:, c].sum() < len(y_true)]
-        return float(roc_auc_score(y_true[:, keep], y_score[:, keep], average="macro")) if keep else 0.0
-    return float((y_score.argmax(1) == y_true).mean())
-
-
 def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, seed: int, run_dir: Path,
               weights: str = "imagenet", device: str | torch.device = "cpu", fresh: bool = False,
               progress: bool = True) -> CnnResult:
     """Train ResNet-18 on ``data``'s train split, select the epoch on val (the test split is not touched).
 
-    A checkpoint is written atomically after every epoch (``run_dir/last.pt``); a second call resumes from it
-    unless ``fresh``.
+    A checkpoint is written atomically after every epoch (``run_dir/last.pt``); a second call with the same
+    settings resumes from it (``epochs`` may grow) unless ``fresh``. A last batch of a single image is
+    skipped each epoch: BatchNorm cannot train on one value per channel (28 px images reach 1x1 in layer4).
     """
     device = torch.device(device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
+    if epochs < 1:
+        raise fail(run_dir, f"epochs={epochs}: no epoch would be trained", "set epochs >= 1")
     task = data.task
+    train, val = _split(data, "train"), validation_split(data, multilabel=task == "multilabel")
+    n_batches = len(train) // batch_size + (len(train) % batch_size > 1)
+    if n_batches < 1:
+        raise fail(f"dataset {data.name!r}", f"{len(train)} training image(s): BatchNorm needs batches of 2 or more",
+                   "use a larger training split")
+    torch.manual_seed(seed)  # the random initialisation (and ImageNet weights' new final layer)
     model, used = build_resnet18(data.num_classes, weights)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    train, val = data.splits["train"], data.splits["val"]
     size = int(train.images.shape[1])
     start, best, best_state, rows = 0, -1.0, None, []
     ckpt = run_dir / "last.pt"
+    # what a resumed run must share with the one that wrote the checkpoint (all but the epoch count)
+    signature = {"task": task, "classes": list(data.class_names), "n_train": len(train), "batch_size": batch_size,
+                 "lr": lr, "seed": seed, "weights": weights}
     if ckpt.is_file() and not fresh:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = _load(ckpt)
+        if state.get("signature") != signature:
+            problem = ("holds a run with different settings (data, batch size, lr, seed or weights)"
+                       if "signature" in state else "was written by an older medlib without its settings")
+            raise fail(ckpt, problem, "pass fresh=True to start over, or use another run_dir")
+        if state["epoch"] > epochs:
+            raise fail(ckpt, f"holds {state['epoch']} trained epochs, more than epochs={epochs}",
+                       "pass fresh=True to start over, or raise epochs")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
@@ -115,11 +123,11 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     labels = torch.as_tensor(train.labels)
     for epoch in range(start, epochs):
         model.train()
-        t0, losses = time.time(), []
+        t0, losses = time.perf_counter(), []
         order = torch.randperm(len(images), generator=gen)
-        batches = range(0, len(order), batch_size)
-        for i in tqdm(batches, desc=f"resnet18 epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-            idx = order[i:i + batch_size]
+        for b in tqdm(range(n_batches), desc=f"resnet18 epoch {epoch + 1}/{epochs}", disable=not progress,
+                      leave=False):
+            idx = order[b * batch_size:(b + 1) * batch_size]
             x = _inputs(images[idx], size, device)
             y = labels[idx].to(device)
             logits = model(x)
@@ -129,15 +137,14 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        score = _val_score(val.labels, predict_cnn(model, val.images, task, device=device), task)
+        score = val_metric(val.labels, predict_cnn(model, val.images, task, device=device), task == "multilabel")
         rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_metric": score,
-                     "seconds": time.time() - t0})
-        if score > best:
+                     "seconds": time.perf_counter() - t0})
+        if score > best:  # strictly better: ties keep the earlier epoch
             best, best_state = score, copy.deepcopy(model.state_dict())
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                 "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "best": best, "best_state": best_state,
-                 "history": rows, "weights": used}
-        write_with(ckpt, lambda p: torch.save(state, p))
+        _save(ckpt, {"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                     "best": best, "best_state": best_state, "history": rows, "weights": used})
     if best_state is not None:
         model.load_state_dict(best_state)
     hist = pd.DataFrame(rows)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -53,6 +54,7 @@ LABEL_LOSSES = ("ce", "weighted_ce", "focal", "logit_adjust")
 MULTILABEL_LOSSES = ("bce", "weighted_bce", "focal", "logit_adjust")
 SAMPLERS = ("none", "balanced")
 CKPT_VERSION = 1
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_metric", "lr", "seconds", "images_per_s"]
 
 
 # ---- results and small modules ---------------------------------------------------------------------
@@ -86,11 +88,6 @@ class ClipClassifier(nn.Module):
 
 
 # ---- features and heads -------------------------------------------------------------------------------
-
-
-def _to_input(bundle: ClipBundle, images: np.ndarray) -> torch.Tensor:
-    """uint8 batch -> normalised (N, 3, S, S) float input on the bundle's device (no PIL)."""
-    return bundle_input(bundle, images)
 
 
 def class_text_embeddings(bundle: ClipBundle, class_texts: list[list[str]]) -> torch.Tensor:
@@ -205,11 +202,6 @@ def _check_mode(mode: str) -> None:
         raise MedlibError(f"finetune: unknown mode {mode!r}. Fix: use one of {MODES}")
 
 
-def _default_class_texts(data: DatasetBundle, mode: str) -> list[list[str]]:
-    """Prompt ensemble per class from ``medlib.text`` (the positive prompts for multilabel)."""
-    return class_prompts(data.class_names, templates_for(data.domain))
-
-
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """open_clip's training-script rule: no weight decay on gains, biases, logit scale, 1-D params."""
     decay, no_decay = [], []
@@ -246,12 +238,29 @@ def _set_trainable(clip: nn.Module, lock_image: bool, lock_text: bool, mode: str
             p.requires_grad_(mode == "contrastive" and not lock_text)
 
 
-def _val_metric(mode: str, y_true: np.ndarray, scores: torch.Tensor) -> float:
-    s = scores.float().cpu().numpy()
-    if mode == "multilabel":  # macro AUROC over the labels that have both values in val
-        cols = [c for c in range(y_true.shape[1]) if 0 < y_true[:, c].sum() < len(y_true)]
-        return float(np.mean([roc_auc_score(y_true[:, c], s[:, c]) for c in cols])) if cols else float("nan")
-    return float((s.argmax(1) == y_true).mean())
+def _informative_labels(y: np.ndarray) -> list[int]:
+    """Columns of a multi-label (N, C) array that hold both values (AUROC is defined only for those)."""
+    return [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+
+
+def val_metric(y_true: np.ndarray, y_score: np.ndarray | torch.Tensor, multilabel: bool) -> float:
+    """Model-selection metric on the validation split (also used by ``medlib.cnn``): accuracy of the
+    argmax, or (multi-label) macro AUROC over the labels that have both values in ``y_true``."""
+    s = y_score.float().cpu().numpy() if isinstance(y_score, torch.Tensor) else np.asarray(y_score)
+    y = np.asarray(y_true)
+    if multilabel:
+        return float(np.mean([roc_auc_score(y[:, c], s[:, c]) for c in _informative_labels(y)]))
+    return float((s.argmax(1) == y).mean())
+
+
+def validation_split(data: DatasetBundle, multilabel: bool) -> Split:
+    """``data.splits["val"]``, checked: present, non-empty and, for a multi-label metric, holding at
+    least one label with both values (else no epoch could ever be selected)."""
+    val = _split(data, "val")
+    if multilabel and not _informative_labels(np.asarray(val.labels)):
+        raise fail(f"dataset {data.name!r}", "no label has both positive and negative examples in the 'val' split "
+                   "(validation AUROC is undefined)", "use a larger validation split")
+    return val
 
 
 def _retrieval_r1(img_f: torch.Tensor, txt_f: torch.Tensor) -> float:
@@ -270,10 +279,7 @@ def _split(data: DatasetBundle, name: str) -> Split:
 def _cap(split: Split, max_n: int, seed: int) -> Split:
     if not max_n or max_n >= len(split):
         return split
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:max_n])
-    return Split(images=split.images[idx], labels=split.labels[idx],
-                 captions=None if split.captions is None else [split.captions[i] for i in idx],
-                 ids=None if split.ids is None else [split.ids[i] for i in idx])
+    return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:max_n]))
 
 
 def _make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: int,
@@ -291,7 +297,13 @@ def _make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: 
                 raise MedlibError(f"loss_kwargs weights={spec!r}: unknown. Fix: inverse_freq, effective_number or a list")
         else:
             w = np.asarray(spec, dtype=np.float64)
+            if w.shape != (c,):
+                raise MedlibError(f"loss_kwargs weights: {w.size} values for {c} classes. "
+                                  "Fix: give one weight per class")
         return torch.as_tensor(w, dtype=torch.float32, device=device)
+
+    def priors(p: np.ndarray) -> torch.Tensor:  # on the device once, not converted every step
+        return torch.as_tensor(p, dtype=torch.float32, device=device)
 
     if mode == "label":
         if name not in LABEL_LOSSES:
@@ -304,7 +316,7 @@ def _make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: 
         if name == "focal":
             w, g = weights(kw.get("weights")), float(kw.get("gamma", 2.0))
             return lambda z, y: losses.focal_loss(z, y, g, w)
-        pri, tau = imbalance.class_priors(labels, c), float(kw.get("tau", 1.0))
+        pri, tau = priors(imbalance.class_priors(labels, c)), float(kw.get("tau", 1.0))
         return lambda z, y: losses.logit_adjusted_loss(z, y, pri, tau)
     name = "bce" if name == "ce" else name
     if name not in MULTILABEL_LOSSES:
@@ -318,7 +330,7 @@ def _make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: 
     if name == "focal":
         g, a = float(kw.get("gamma", 2.0)), float(kw.get("alpha", -1.0))
         return lambda z, y: losses.binary_focal_loss(z, y, g, a)
-    pri, tau = imbalance.class_counts(labels, c) / max(len(labels), 1), float(kw.get("tau", 1.0))
+    pri, tau = priors(imbalance.class_counts(labels, c) / max(len(labels), 1)), float(kw.get("tau", 1.0))
     return lambda z, y: losses.logit_adjusted_bce(z, y, pri, tau)
 
 
@@ -335,19 +347,31 @@ class _Engine:
             torch.backends.cudnn.allow_tf32 = True
         self.bundle = dataclasses.replace(bundle, model=copy.deepcopy(bundle.model))  # caller's model untouched
         self.train_split = _cap(_split(data, "train"), cfg.max_train, seed)
-        self.val_split = _split(data, "val")
         self.c = data.num_classes
         if mode == "multilabel" and self.train_split.labels.ndim != 2:
             raise fail(f"dataset {data.name!r}", "multilabel mode needs (N, C) 0/1 labels", "use mode='label'")
         if mode == "label" and self.train_split.labels.ndim != 1:
             raise fail(f"dataset {data.name!r}", "label mode needs (N,) class labels", "use mode='multilabel'")
+        self.val_split = validation_split(data, multilabel=mode == "multilabel")
         self.has_labels = bool((np.asarray(self.train_split.labels) >= 0).all()) and self.c > 0
         if class_texts is None and (mode != "contrastive" or self.has_labels):
-            class_texts = _default_class_texts(data, mode)
+            class_texts = class_prompts(data.class_names, templates_for(data.domain))
         self.class_texts = class_texts
         if class_texts is not None and len(class_texts) != self.c:
             raise MedlibError(f"class_texts has {len(class_texts)} classes, dataset {data.name!r} has {self.c}. "
                               "Fix: pass one prompt list per class")
+        # The validation metric, decided once (validate() computes it, TrainResult.metric_name names it).
+        # Contrastive runs are validated zero-shot style where val has class labels, else by retrieval.
+        if mode == "multilabel":
+            self.metric_name = "auroc"
+        elif mode == "label" or (class_texts is not None and self.has_labels
+                                 and np.asarray(self.val_split.labels).ndim == 1):
+            self.metric_name = "acc"
+        else:
+            self.metric_name = "recall@1"
+            if self.val_split.captions is None:
+                raise fail(f"dataset {data.name!r}", "contrastive validation needs class labels or captions in "
+                           "the 'val' split", "provide either")
         self.gens = {"shuffle": torch.Generator().manual_seed(seed),
                      "augment": torch.Generator().manual_seed(seed + 1)}
         self.sampler = None
@@ -370,12 +394,6 @@ class _Engine:
             self.classifier = ClipClassifier(clip, head)
             self.module = head if self.probe else self.classifier
             self.loss_fn = _make_loss(mode, loss, loss_kwargs, self.train_split.labels, self.c, self.device)
-            if self.probe:
-                # Linear probe: the image tower is frozen, so its features are computed ONCE for train
-                # and val and the head trains on the cached (N, D) tensors -- epochs take milliseconds
-                # instead of a forward pass per batch. No image augmentation in this case (by design).
-                self.train_feats = image_features(self.bundle, self.train_split.images, precision=self.precision)
-                self.val_feats = image_features(self.bundle, self.val_split.images, precision=self.precision)
         self.batches_per_epoch = (self.n // cfg.batch_size if mode == "contrastive"
                                   else math.ceil(self.n / cfg.batch_size))
         if self.batches_per_epoch < 1:
@@ -394,8 +412,6 @@ class _Engine:
         if cfg.scheduler not in ("cosine", "constant"):
             raise MedlibError(f"TrainConfig.scheduler={cfg.scheduler!r}: unknown. Fix: use cosine or constant")
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg.warmup_steps, steps, cfg.scheduler))
-        # GradScaler is only needed for fp16; bf16/fp32 keep it disabled (its state is still checkpointed).
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
         self.signature = {"version": CKPT_VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
                           "n_train": self.n, "classes": list(data.class_names), "model": bundle.name,
@@ -423,8 +439,6 @@ class _Engine:
             # class for the whole run (as text.captions_from_labels does), drawn once from the seed
             r = torch.from_numpy(np.random.default_rng(self.seed).random(self.n))
             self.fixed_prompt = (r * counts[self.y_train]).long() + self.prompt_offset[self.y_train]
-        vcaps = self.val_split.captions
-        self.val_tokens = tok(list(vcaps)) if vcaps is not None else None
 
     def _caption_ids(self, idx: torch.Tensor) -> torch.Tensor:
         """Row of ``prompt_tokens`` used as each example's caption this step (label-generated captions)."""
@@ -436,6 +450,17 @@ class _Engine:
             j = self.fixed_prompt[idx]
         return j
 
+    # Linear probe: the image tower is frozen, so its features are computed ONCE for train and val and
+    # the head trains on the cached (N, D) tensors -- epochs take milliseconds instead of a forward pass
+    # per batch. No image augmentation in this case (by design). Lazy: a finished run never needs them.
+    @functools.cached_property
+    def train_feats(self) -> torch.Tensor:
+        return image_features(self.bundle, self.train_split.images, precision=self.precision)
+
+    @functools.cached_property
+    def val_feats(self) -> torch.Tensor:
+        return image_features(self.bundle, self.val_split.images, precision=self.precision)
+
     # -- one epoch
     def _order(self) -> torch.Tensor:
         if self.sampler is not None:
@@ -443,7 +468,7 @@ class _Engine:
         return torch.randperm(self.n, generator=self.gens["shuffle"])
 
     def _images(self, idx: torch.Tensor) -> torch.Tensor:
-        x = _to_input(self.bundle, self.train_split.images[idx.numpy()])
+        x = bundle_input(self.bundle, self.train_split.images[idx.numpy()])
         if self.aug is not None:
             x = augment_batch(x, self.gens["augment"], self.bundle.mean, self.bundle.std, self.aug)
         return x
@@ -464,8 +489,8 @@ class _Engine:
                     txt_f = F.normalize(clip.encode_text(self.tokens[idx].to(self.device)).float(), dim=-1)
             scale = clip.logit_scale.exp().float()
             if self.cfg.label_aware and self.has_labels:
-                return losses.label_aware_clip_loss(img_f, txt_f, scale.float(), self.y_train[idx].to(self.device))
-            return losses.clip_loss(img_f, txt_f, scale.float())
+                return losses.label_aware_clip_loss(img_f, txt_f, scale, self.y_train[idx].to(self.device))
+            return losses.clip_loss(img_f, txt_f, scale)
         y = self.y_train[idx].to(self.device)
         if self.probe:
             return self.loss_fn(self.module(self.train_feats[idx.to(self.device)]).float(), y)
@@ -505,16 +530,11 @@ class _Engine:
         val = self.val_split
         if self.mode != "contrastive":
             feats = self.val_feats if self.probe else image_features(self.bundle, val.images, precision=self.precision)
-            return _val_metric(self.mode, np.asarray(val.labels), self.classifier.head(feats))
+            return val_metric(val.labels, self.classifier.head(feats), self.mode == "multilabel")
         img_f = image_features(self.bundle, val.images, precision=self.precision)
-        if self.class_texts is not None and self.has_labels and np.asarray(val.labels).ndim == 1:
-            head = head_from_texts(self.bundle, self.class_texts)
-            return _val_metric("label", np.asarray(val.labels), head(img_f))
-        if self.val_tokens is None:
-            raise MedlibError("contrastive: validation needs class labels or captions. Fix: provide either")
-        txt_f = torch.cat([F.normalize(self.bundle.model.encode_text(self.val_tokens[i:i + 256].to(self.device))
-                                       .float(), dim=-1) for i in range(0, len(self.val_tokens), 256)])
-        return _retrieval_r1(img_f, txt_f)
+        if self.metric_name == "acc":  # zero-shot classification with the current text tower
+            return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
+        return _retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
 
     # -- checkpoint state
     def model_state(self) -> dict[str, torch.Tensor]:
@@ -555,12 +575,7 @@ class _Engine:
             head = head_from_texts(self.bundle, self.class_texts)
         return TrainResult(model=self.bundle, history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
                            best_epoch=best_epoch, run_dir=run_dir, resumed_from=resumed_from, head=head,
-                           mode=self.mode, metric_name="auroc" if self.mode == "multilabel" else
-                           ("acc" if (self.class_texts is not None and self.has_labels) else "recall@1"),
-                           best_metric=best)
-
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_metric", "lr", "seconds", "images_per_s"]
+                           mode=self.mode, metric_name=self.metric_name, best_metric=best)
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
@@ -603,7 +618,6 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         eng.load_model_state(ck["model"])
         eng.opt.load_state_dict(ck["optimizer"])
         eng.sched.load_state_dict(ck["scheduler"])
-        eng.scaler.load_state_dict(ck["scaler"])
         eng.set_rng_state(ck["rng"])
         history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
         resumed_from = start
@@ -615,8 +629,10 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        if best_path.exists():
-            best_path.unlink()
+        # a fresh start drops the old run's checkpoints at once: if it is interrupted before its first
+        # epoch is saved, the next call must not resume the old run (nor find it without its best.pt)
+        for stale in (last, best_path, run_dir / "log.csv"):
+            stale.unlink(missing_ok=True)
     finished = False
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -634,7 +650,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
             bad += 1
         finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
         _save(last, {"signature": eng.signature, "model": eng.model_state(), "optimizer": eng.opt.state_dict(),
-                     "scheduler": eng.sched.state_dict(), "scaler": eng.scaler.state_dict(), "rng": eng.rng_state(),
+                     "scheduler": eng.sched.state_dict(), "rng": eng.rng_state(),
                      "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
                      "finished": finished})
         write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))

@@ -15,6 +15,8 @@ from torch.utils.data import WeightedRandomSampler
 from .errors import MedlibError
 from .losses import class_balanced_weights
 
+THRESHOLD_METRICS = ("f1", "balanced_acc", "youden")
+
 
 def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Examples per class (multiclass) or positives per label (multi-label), shape (C,)."""
@@ -85,11 +87,9 @@ def _best_threshold(y: np.ndarray, s: np.ndarray, metric: str) -> float:
         prec, rec, thr = precision_recall_curve(y, s)
         f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
         return float(thr[int(np.argmax(f1))])
-    if metric in ("balanced_acc", "youden"):
-        fpr, tpr, thr = roc_curve(y, s)  # balanced accuracy = (tpr + 1 - fpr) / 2
-        i = int(np.argmax(tpr - fpr))
-        return float(min(thr[i], 1.0))
-    raise MedlibError(f"tune_thresholds: unknown metric {metric!r}. Fix: use 'f1' or 'balanced_acc'")
+    fpr, tpr, thr = roc_curve(y, s)  # balanced_acc / youden: balanced accuracy = (tpr + 1 - fpr) / 2
+    i = int(np.argmax(tpr - fpr))
+    return float(min(thr[i], 1.0))
 
 
 def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str = "f1") -> np.ndarray:
@@ -99,6 +99,8 @@ def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str
     accuracy). Binary multiclass (y_score (N, 2)): one threshold on the class-1 probability,
     returned as shape (1,). Multiclass with more than two classes has no single threshold: error.
     """
+    if metric not in THRESHOLD_METRICS:  # checked first: a one-class label would never reach the metric
+        raise MedlibError(f"tune_thresholds: unknown metric {metric!r}. Fix: use 'f1' or 'balanced_acc'")
     y = np.asarray(y_true_val)
     s = np.asarray(y_score_val, dtype=np.float64)
     if y.ndim == 2:

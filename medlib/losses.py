@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torchvision.ops import sigmoid_focal_loss
 
+from .errors import fail
+
 _CLIP_LOSS = ClipLoss()  # single process; no label caching, so any batch size works
 
 
@@ -76,7 +78,8 @@ def class_balanced_weights(counts: np.ndarray | list[int], beta: float = 0.999) 
     """
     n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
     if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+        raise fail(f"class-balanced beta={beta}", "must be in [0, 1)",
+                   "set imbalance.cb_beta (loss_kwargs beta) to e.g. 0.999")
     w = (1.0 - beta) / (1.0 - np.power(beta, n))
     return w / w.sum() * len(n)
 

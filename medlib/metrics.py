@@ -50,7 +50,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from .errors import MedlibError
+from .errors import fail
 
 ECE_BINS = 15
 _BOOT_CHUNK = 100  # resamples evaluated at once (bounds memory at _BOOT_CHUNK x N weights)
@@ -96,19 +96,28 @@ def evaluate(
     both classes). See the module docstring for the definitions.
     """
     class_names = [str(c) for c in class_names]
+    y_true, y_score = check_predictions(y_true, y_score, task, class_names)
     if task == "multiclass":
-        y_true, y_score = _check_multiclass(y_true, y_score, class_names)
         out = _evaluate_multiclass(y_true, y_score, class_names)
         boot = lambda w: _boot_multiclass(w, y_true, y_score)  # noqa: E731
-    elif task == "multilabel":
-        y_true, y_score = _check_multilabel(y_true, y_score, class_names)
+    else:
         thr = _thresholds(threshold, len(class_names))
         out = _evaluate_multilabel(y_true, y_score, class_names, thr)
         boot = lambda w: _boot_multilabel(w, y_true, y_score, thr)  # noqa: E731
-    else:
-        raise MedlibError(f"evaluate: unknown task {task!r}. Fix: use 'multiclass' or 'multilabel'")
     out["ci95"] = _bootstrap(boot, len(y_true), out["metrics"], n_boot, seed)
     return out
+
+
+def check_predictions(y_true: np.ndarray, y_score: np.ndarray, task: str,
+                      class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated arrays as :func:`evaluate` reads them: ``y_true`` int64, (N,) for multiclass (MedMNIST's (N, 1)
+    squeezed) or (N, C) of 0/1 for multilabel; ``y_score`` float64 (N, C). Raises MedlibError on bad input."""
+    class_names = [str(c) for c in class_names]
+    if task == "multiclass":
+        return _check_multiclass(y_true, y_score, class_names)
+    if task == "multilabel":
+        return _check_multilabel(y_true, y_score, class_names)
+    raise fail("evaluate", f"unknown task {task!r}", "use 'multiclass' or 'multilabel'")
 
 
 def retrieval_recall(
@@ -122,21 +131,23 @@ def retrieval_recall(
     ``text_to_image`` (M,) gives the image index of each caption (several captions per image allowed);
     default: one caption per image, caption i belongs to image i. i2t: an image is a hit when any of its
     captions is in its top K; t2i: a caption is a hit when its image is in its top K. Ties count against
-    the query (rank = number of candidates scoring strictly higher than the best correct one).
+    the query (rank = number of wrong candidates scoring at least as high as the best correct one), so duplicate
+    captions (identical embeddings) never lift a score; with one correct candidate this is the per-query
+    ``sklearn.metrics.coverage_error`` (ties get the maximal rank) being <= K.
     Own code: scikit-learn has no Recall@K for several positives per query.
     Returns ``{"i2t_R@1": ..., "t2i_R@1": ..., ..., "mean_recall": ...}``.
     """
     sim = similarity(image_emb, text_emb)
     n_img, n_txt = sim.shape
     t2i = _check_text_to_image(text_to_image, n_img, n_txt)
-    # i2t: best score among each image's own captions, then rank against all captions.
-    own = np.full(sim.shape, False)
+    own = np.full(sim.shape, False)  # own[i, j]: caption j belongs to image i
     own[t2i, np.arange(n_txt)] = True
+    # i2t: best score among each image's own captions, ranked against the other captions (ties count against).
     best_own = np.where(own, sim, -np.inf).max(axis=1)
-    i2t_rank = (sim > best_own[:, None]).sum(axis=1)
-    # t2i: score of each caption's image, rank against all images.
+    i2t_rank = ((sim >= best_own[:, None]) & ~own).sum(axis=1)
+    # t2i: score of each caption's image, ranked against the other images (ties count against).
     correct = sim[t2i, np.arange(n_txt)]
-    t2i_rank = (sim > correct[None, :]).sum(axis=0)
+    t2i_rank = ((sim >= correct[None, :]) & ~own).sum(axis=0)
     out: dict[str, float] = {}
     for k in ks:
         out[f"i2t_R@{k}"] = float(np.mean(i2t_rank < k))
@@ -151,8 +162,8 @@ def similarity(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
     a = np.asarray(image_emb, dtype=np.float64)
     b = np.asarray(text_emb, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) == 0 or len(b) == 0:
-        raise MedlibError(f"retrieval_recall: embeddings must be non-empty (N, D) and (M, D), got {a.shape} and "
-                          f"{b.shape}. Fix: pass image and text embeddings of the same width")
+        raise fail("retrieval_recall", f"embeddings must be non-empty (N, D) and (M, D), got {a.shape} and {b.shape}",
+                   "pass image and text embeddings of the same width")
     a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
     b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
     return a @ b.T
@@ -168,23 +179,22 @@ def _check_multiclass(y_true, y_score, class_names):
     if y_true.ndim == 2 and y_true.shape[1] == 1:  # MedMNIST stores labels as (N, 1)
         y_true = y_true[:, 0]
     if y_true.ndim != 1 or y_score.ndim != 2 or len(y_true) != len(y_score) or y_score.shape[1] != c:
-        raise MedlibError(f"evaluate: multiclass needs y_true (N,) and y_score (N, {c}), got {y_true.shape} and "
-                          f"{y_score.shape}. Fix: pass one probability row per example and one column per class")
+        raise fail("evaluate", f"multiclass needs y_true (N,) and y_score (N, {c}), got {y_true.shape} and "
+                   f"{y_score.shape}", "pass one probability row per example and one column per class")
     if len(y_true) == 0:
-        raise MedlibError("evaluate: no examples. Fix: evaluate a non-empty split")
+        raise fail("evaluate", "no examples", "evaluate a non-empty split")
     if c < 2:
-        raise MedlibError(f"evaluate: need at least 2 classes, got {class_names}. Fix: check the class list")
-    if not np.issubdtype(y_true.dtype, np.integer):
-        if not np.all(np.mod(y_true, 1) == 0):
-            raise MedlibError("evaluate: y_true must hold class indices. Fix: pass integer labels")
-        y_true = y_true.astype(np.int64)
+        raise fail("evaluate", f"need at least 2 classes, got {class_names}", "check the class list")
+    if not np.issubdtype(y_true.dtype, np.integer) and not np.all(np.mod(y_true, 1) == 0):
+        raise fail("evaluate", "y_true must hold class indices", "pass integer labels")
+    y_true = y_true.astype(np.int64)
     if y_true.min() < 0 or y_true.max() >= c:
-        raise MedlibError(f"evaluate: label {int(y_true.max() if y_true.max() >= c else y_true.min())} outside "
-                          f"the {c} classes {class_names}. Fix: map labels to 0..{c - 1}")
+        raise fail("evaluate", f"label {int(y_true.max() if y_true.max() >= c else y_true.min())} outside the {c} "
+                   f"classes {class_names}", f"map labels to 0..{c - 1}")
     if not np.all(np.isfinite(y_score)) or not np.allclose(y_score.sum(axis=1), 1.0, atol=1e-3):
-        raise MedlibError("evaluate: multiclass y_score rows must be finite probabilities summing to 1. "
-                          "Fix: apply softmax to the logits before evaluating")
-    return y_true.astype(np.int64), y_score
+        raise fail("evaluate", "multiclass y_score rows must be finite probabilities summing to 1",
+                   "apply softmax to the logits before evaluating")
+    return y_true, y_score
 
 
 def _check_multilabel(y_true, y_score, class_names):
@@ -192,12 +202,12 @@ def _check_multilabel(y_true, y_score, class_names):
     y_score = np.asarray(y_score, dtype=np.float64)
     c = len(class_names)
     if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != c or len(y_true) == 0:
-        raise MedlibError(f"evaluate: multilabel needs y_true and y_score of shape (N, {c}), got {y_true.shape} "
-                          f"and {y_score.shape}. Fix: pass one 0/1 column and one score column per label")
+        raise fail("evaluate", f"multilabel needs y_true and y_score of shape (N, {c}), got {y_true.shape} and "
+                   f"{y_score.shape}", "pass one 0/1 column and one score column per label")
     if not np.isin(y_true, (0, 1)).all():
-        raise MedlibError("evaluate: multilabel y_true must hold only 0 and 1. Fix: binarise the labels")
+        raise fail("evaluate", "multilabel y_true must hold only 0 and 1", "binarise the labels")
     if not np.all(np.isfinite(y_score)):
-        raise MedlibError("evaluate: y_score has NaN or inf. Fix: check the model outputs")
+        raise fail("evaluate", "y_score has NaN or inf", "check the model outputs")
     return y_true.astype(np.int64), y_score
 
 
@@ -208,21 +218,21 @@ def _thresholds(threshold, c: int) -> np.ndarray:
     if thr.ndim == 0:
         return np.full(c, float(thr))
     if thr.shape != (c,):
-        raise MedlibError(f"evaluate: threshold must be a scalar or one per label ({c}), got shape {thr.shape}. "
-                          "Fix: pass a scalar or an array of length C")
+        raise fail("evaluate", f"threshold must be a scalar or one per label ({c}), got shape {thr.shape}",
+                   "pass a scalar or an array of length C")
     return thr
 
 
 def _check_text_to_image(text_to_image, n_img: int, n_txt: int) -> np.ndarray:
     if text_to_image is None:
         if n_img != n_txt:
-            raise MedlibError(f"retrieval_recall: {n_img} images but {n_txt} captions and no text_to_image. "
-                              "Fix: pass text_to_image (the image index of each caption)")
+            raise fail("retrieval_recall", f"{n_img} images but {n_txt} captions and no text_to_image",
+                       "pass text_to_image (the image index of each caption)")
         return np.arange(n_img)
     t2i = np.asarray(text_to_image)
     if t2i.shape != (n_txt,) or not np.issubdtype(t2i.dtype, np.integer) or t2i.min() < 0 or t2i.max() >= n_img:
-        raise MedlibError(f"retrieval_recall: text_to_image must be {n_txt} integer image indices in "
-                          f"0..{n_img - 1}. Fix: pass one image index per caption")
+        raise fail("retrieval_recall", f"text_to_image must be {n_txt} integer image indices in 0..{n_img - 1}",
+                   "pass one image index per caption")
     return t2i.astype(np.int64)
 
 

@@ -215,8 +215,6 @@ def few_shot(data: DatasetBundle, k: int, seed: int) -> DatasetBundle:
 
     Val and test are untouched. Multi-label sets are not supported (shots per class are ill-defined there).
     """
-    from .data.base import Split
-
     if k <= 0:
         return data
     if data.task != "multiclass":
@@ -225,10 +223,7 @@ def few_shot(data: DatasetBundle, k: int, seed: int) -> DatasetBundle:
     rng = np.random.default_rng(seed)
     idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(tr.labels == c))[:k]
                                   for c in range(data.num_classes)]))
-    cut = Split(images=tr.images[idx], labels=tr.labels[idx],
-                captions=None if tr.captions is None else [tr.captions[i] for i in idx],
-                ids=None if tr.ids is None else [tr.ids[i] for i in idx])
-    return dataclasses.replace(data, splits={**data.splits, "train": cut})
+    return dataclasses.replace(data, splits={**data.splits, "train": tr.subset(idx)})
 
 
 def probe_config(P: Profile) -> TrainConfig:

@@ -9,6 +9,7 @@ shows each figure at the end of its cell.
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from .config import Profile
-from .errors import MedlibError
+from .errors import fail
 from .io import write_bytes
 from .results import reports_dir, slug
 
@@ -36,7 +37,7 @@ def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
     """
     name = name[:-4] if name.endswith(".png") else name
     if not name or slug(name) != name:
-        raise MedlibError(f"save_figure: figure name {name!r} must be lowercase [a-z0-9_.-]. Fix: use {slug(name)!r}")
+        raise fail("save_figure", f"figure name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
     if profile.smoke:
         mark_smoke(fig)
     buf = io.BytesIO()
@@ -46,7 +47,7 @@ def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
 
 def mark_smoke(fig: Figure) -> Figure:
     """Prefix the suptitle with "SMOKE — " (once)."""
-    current = fig._suptitle.get_text() if fig._suptitle is not None else ""  # noqa: SLF001 - no public getter
+    current = fig.get_suptitle()
     if not current.startswith("SMOKE"):
         fig.suptitle(f"{SMOKE_PREFIX}{current}" if current else "SMOKE")
     return fig
@@ -97,8 +98,6 @@ def sample_grid(images: np.ndarray, captions: Sequence[str] | None = None, ncols
 
 
 def _wrap(text: str, width: int) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
@@ -167,8 +166,8 @@ def learning_curve(history: pd.DataFrame, title: str = "Learning curve", val_lab
     """Training loss and validation metric per epoch (columns ``epoch``, ``train_loss``, ``val_metric``)."""
     missing = {"epoch", "train_loss", "val_metric"} - set(history.columns)
     if missing:
-        raise MedlibError(f"learning_curve: history lacks columns {sorted(missing)}. Fix: log epoch, train_loss, "
-                          "val_metric per epoch")
+        raise fail("learning_curve", f"history lacks columns {sorted(missing)}",
+                   "log epoch, train_loss, val_metric per epoch")
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot(history["epoch"], history["train_loss"], "o-", color="tab:red", label="train loss")
     ax.set_xlabel("epoch")
@@ -188,24 +187,21 @@ def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str
     bars with long labels)."""
     df = df.reset_index(drop=True)
     xs = list(dict.fromkeys(df[x].astype(str)))
+    if horizontal:
+        if hue:
+            raise fail("bar_with_ci", "hue is not drawn with horizontal=True", "pass hue=None or horizontal=False")
+        return _hbar_with_ci(df, x, y, lo, hi, xs, title, hatch)
     hues = list(dict.fromkeys(df[hue].astype(str))) if hue else [None]
     width = 0.8 / len(hues)
-    if horizontal:
-        return _hbar_with_ci(df, x, y, lo, hi, xs, title, hatch)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(xs) * max(1, len(hues) * 0.6) + 2), 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for h_i, h in enumerate(hues):
         sub = df if h is None else df[df[hue].astype(str) == h]
         for _, row in sub.iterrows():
             pos = xs.index(str(row[x])) + (h_i - (len(hues) - 1) / 2) * width
-            val = float(row[y])
-            err = None
-            if lo and hi and pd.notna(row.get(lo)) and pd.notna(row.get(hi)):
-                err = [[max(0.0, val - float(row[lo]))], [max(0.0, float(row[hi]) - val)]]
-            hatched = bool(hatch and bool(row.get(hatch)))
-            ax.bar(pos, val, width, yerr=err, capsize=3, color=colors[h_i % len(colors)],
-                   hatch="//" if hatched else None, edgecolor="black" if hatched else None, alpha=0.6 if hatched
-                   else 1.0, label=h if h is not None else None)
+            val, err = float(row[y]), _whisker(row, float(row[y]), lo, hi)
+            ax.bar(pos, val, width, yerr=err, capsize=3, color=colors[h_i % len(colors)], label=h,
+                   **_hatch_style(row, hatch))
     if hue:
         handles, labels = ax.get_legend_handles_labels()
         uniq: dict[str, Any] = {}
@@ -219,19 +215,28 @@ def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str
     return _title(fig, title)
 
 
+def _whisker(row: pd.Series, val: float, lo: str | None, hi: str | None) -> list[list[float]] | None:
+    """Error-bar lengths [[below], [above]] from the row's ``lo``/``hi`` columns; None without an interval."""
+    if not (lo and hi and pd.notna(row.get(lo)) and pd.notna(row.get(hi))):
+        return None
+    return [[max(0.0, val - float(row[lo]))], [max(0.0, float(row[hi]) - val)]]
+
+
+def _hatch_style(row: pd.Series, hatch: str | None) -> dict[str, Any]:
+    """Bar style: rows whose boolean column ``hatch`` is true (published values) are hatched and paler."""
+    if hatch and bool(row.get(hatch)):
+        return {"hatch": "//", "edgecolor": "black", "alpha": 0.6}
+    return {"alpha": 1.0}
+
+
 def _hbar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None, hi: str | None, xs: list[str], title: str,
                   hatch: str | None) -> Figure:
     fig, ax = plt.subplots(figsize=(8.0, 0.32 * len(xs) + 1.6))
     color = plt.rcParams["axes.prop_cycle"].by_key()["color"][0]
     for _, row in df.iterrows():
         pos = xs.index(str(row[x]))
-        val = float(row[y])
-        err = None
-        if lo and hi and pd.notna(row.get(lo)) and pd.notna(row.get(hi)):
-            err = [[max(0.0, val - float(row[lo]))], [max(0.0, float(row[hi]) - val)]]
-        hatched = bool(hatch and bool(row.get(hatch)))
-        ax.barh(pos, val, 0.7, xerr=err, capsize=3, color=color, hatch="//" if hatched else None,
-                edgecolor="black" if hatched else None, alpha=0.6 if hatched else 1.0)
+        val, err = float(row[y]), _whisker(row, float(row[y]), lo, hi)
+        ax.barh(pos, val, 0.7, xerr=err, capsize=3, color=color, **_hatch_style(row, hatch))
         right = val + (err[1][0] if err else 0.0)  # write the value past the whisker
         ax.text(right + 0.01, pos, f"{val:.3f}", va="center", fontsize=7)
     ax.set_yticks(range(len(xs)), xs, fontsize=8)

@@ -58,7 +58,9 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
     if spec.synthetic == "always":
         return None
     if spec.source == "medmnist" and spec.download:
-        fname = f"{spec.flag}.npz" if spec.size == 28 else f"{spec.flag}_{spec.size}.npz"
+        from .data.medmnist import file_name
+
+        fname = file_name(spec.flag, spec.size)
         if not (data / "medmnist" / fname).is_file():
             return f"MedMNIST {spec.flag} at {spec.size} px (would be saved as {data / 'medmnist' / fname})"
     if spec.source == "pubmedvision" and spec.download:

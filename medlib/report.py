@@ -52,6 +52,7 @@ COUNT_COLUMNS = {"n", "support", "train", "val", "test", "n_train", "classes", "
 MAX_ROWS = 10  # longer CSV tables are truncated with a pointer to the file
 MAX_CLASSES = 6  # per-class pivots wider than this show the rarest classes only
 NOT_RUN = "not run"
+RUN_FIELDS = ("run", "notebook", "dataset", "model", "method", "task", "metrics")  # read by every section
 STUDY = {("02", "zero-shot"), ("03", "caption-ft-plain"), ("04", "label-ft"), ("04", "multilabel-ft")}
 FEW_SHOT = re.compile(r"^(?P<base>.+)-(?P<k>\d+)shot$")
 WISE = re.compile(r"^(?P<base>(?:.+-)?wise-ft)-a(?P<alpha>\d+(?:\.\d+)?)$")
@@ -141,7 +142,7 @@ class _Inputs:
                        f"run ./run_all.sh --profile {profile_name} first (or pass --reports-dir)")
         self.base, self.profile = base, profile_name
         self.manifest = self._manifest()
-        self.runs = [read_metrics(p) for p in sorted((base / "metrics").glob("*.json"))]
+        self.runs = [self._run(p) for p in sorted((base / "metrics").glob("*.json"))]
         self.tables = {p.stem: self._csv(p) for p in sorted((base / "tables").glob("*.csv"))}
         self.figures = sorted((base / "figures").glob("*.png"))
         self.smoke = self._smoke()
@@ -161,6 +162,14 @@ class _Inputs:
         if not isinstance(data, dict):
             raise fail(path, "manifest is not a JSON object", "delete it and re-run ./run_all.sh")
         return data
+
+    @staticmethod
+    def _run(path: Path) -> dict[str, Any]:
+        rec = read_metrics(path)
+        missing = [k for k in RUN_FIELDS if k not in rec]
+        if missing:
+            raise fail(path, f"metrics file lacks {missing}", "delete it and re-run the notebook that wrote it")
+        return rec
 
     @staticmethod
     def _csv(path: Path) -> pd.DataFrame:
@@ -392,17 +401,17 @@ def _covered(inp: _Inputs, name: str, df: pd.DataFrame) -> bool:
     return True
 
 
-def _table_block(inp: _Inputs, name: str, caption: str = "", max_rows: int = MAX_ROWS) -> list[str]:
+def _table_block(inp: _Inputs, name: str) -> list[str]:
     df = inp.tables[name]
     nb = inp.notebook_of(name)
     if _covered(inp, name, df):
         return [f"`tables/{name}.csv` (notebook {nb}) repeats numbers of runs shown in this report.", ""]
     shown = _compact(inp, df)
     more = ""
-    if len(shown) > max_rows:
-        more = f" First {max_rows} of {len(shown)} rows; the full table is `tables/{name}.csv`."
-        shown = shown.head(max_rows)
-    return [f"**Table `tables/{name}.csv`** — notebook {nb}.{(' ' + caption) if caption else ''}{more}", "",
+    if len(shown) > MAX_ROWS:
+        more = f" First {MAX_ROWS} of {len(shown)} rows; the full table is `tables/{name}.csv`."
+        shown = shown.head(MAX_ROWS)
+    return [f"**Table `tables/{name}.csv`** — notebook {nb}.{more}", "",
             df_table(shown), ""]
 
 
@@ -510,7 +519,9 @@ def _abstract(inp: _Inputs) -> list[str]:
                  pick("04", ["label-ft", "multilabel-ft"], ds, main), pick("06", ["supervised"], ds, "resnet18")
                  or next((r for r in _classification(inp.runs_of("06")) if r["dataset"] == ds
                           and r["model"] == "resnet18"), None)]
-        ref = next(r for r in cells if r is not None)
+        ref = next((r for r in cells if r is not None), None)
+        if ref is None:  # the main model ran on this dataset, but none of the abstract's fixed methods
+            continue
         key = _primary(ref.get("task"))
         rows.append([ds, f"{ref.get('task')}, {key}", fmt(ref.get("n")),
                      *[fmt_metric(r, key) if r is not None and key in r["metrics"] else NOT_RUN for r in cells]])
@@ -641,7 +652,7 @@ def _methods(inp: _Inputs) -> list[str]:
 
 
 def _notebook_part(inp: _Inputs, nn: str, counter: list[int], img: Callable[[Path], str],
-                   ci_for: Sequence[str] = CI_MAIN, skip_tables: Sequence[str] = ()) -> list[str]:
+                   ci_for: Sequence[str] = CI_MAIN) -> list[str]:
     runs = inp.runs_of(nn)
     cls = [r for r in _classification(runs) if not _is_sweep(r["method"])]
     out = []
@@ -661,7 +672,7 @@ def _notebook_part(inp: _Inputs, nn: str, counter: list[int], img: Callable[[Pat
     per_class, used = _per_class_tables(inp, nn)
     repeated = []
     for name in inp.tables:
-        if name.startswith(nn + "_") and name not in skip_tables and name not in used:
+        if name.startswith(nn + "_") and name not in used:
             if _covered(inp, name, inp.tables[name]):
                 repeated.append(f"`tables/{name}.csv`")
             else:

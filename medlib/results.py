@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from .config import Profile
-from .errors import MedlibError, fail
+from .errors import fail
 from .io import write_npz, write_text
-from .metrics import evaluate, retrieval_recall
+from .metrics import check_predictions, evaluate, retrieval_recall
 
 _BAD = re.compile(r"[^a-z0-9_.-]+")
 
@@ -116,15 +116,17 @@ def save_run(
     ``n_boot`` defaults to the profile's ``zero_shot.n_boot``; the seed is the profile's. Nothing is written
     when evaluation fails. Returns the metrics record as written (``record["metrics"]`` holds the headline
     numbers). Multilabel predictions also store the per-label ``threshold`` so every number is recomputable.
+    The predictions file holds the arrays exactly as evaluated: ``y_true`` int64 (N,) or (N, C), ``y_score`` float64.
     """
     run = run_name(notebook, dataset, model, method)
     n_boot = profile.zero_shot.n_boot if n_boot is None else n_boot
+    class_names = [str(c) for c in class_names]
+    y_true, y_score = check_predictions(y_true, y_score, task, class_names)
     result = evaluate(y_true, y_score, task, class_names, n_boot=n_boot, seed=profile.seed, threshold=threshold)
-    y_true = np.asarray(y_true)
     record = _record(profile, run, notebook, dataset, split, task, model, method, len(y_true))
     record.update({"n_boot": int(n_boot), "metrics": result["metrics"], "ci95": result["ci95"],
                    "per_class": result["per_class"], "confusion": result["confusion"]})
-    arrays = {"y_true": y_true, "y_score": np.asarray(y_score), "class_names": np.asarray([str(c) for c in class_names])}
+    arrays = {"y_true": y_true, "y_score": y_score, "class_names": np.asarray(class_names)}
     if task == "multilabel":
         record["threshold"] = result["threshold"]
         record["auroc_skipped"] = result["auroc_skipped"]
@@ -149,10 +151,12 @@ def save_retrieval_run(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Image<->text Recall@K for one run; writes the embeddings (``image_emb``, ``text_emb``, ``text_to_image``,
-    ``y_true`` = ``text_to_image``) and a metrics record with ``task: retrieval``. Returns the record."""
+    ``y_true`` = ``text_to_image``) and a metrics record with ``task: retrieval``. Returns the record.
+    The embeddings are stored as float32 and the metrics are computed from those stored arrays, so they recompute
+    exactly from the predictions file."""
     run = run_name(notebook, dataset, model, method)
-    metrics = retrieval_recall(image_emb, text_emb, ks=ks, text_to_image=text_to_image)
     image_emb, text_emb = np.asarray(image_emb, dtype=np.float32), np.asarray(text_emb, dtype=np.float32)
+    metrics = retrieval_recall(image_emb, text_emb, ks=ks, text_to_image=text_to_image)
     t2i = np.arange(len(image_emb)) if text_to_image is None else np.asarray(text_to_image, dtype=np.int64)
     record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb))
     record.update({"metrics": metrics, "ci95": {}, "per_class": {}, "predictions": f"predictions/{run}.npz",
@@ -219,6 +223,6 @@ def load_runs(profile_or_reports_dir: Profile | str | Path) -> pd.DataFrame:
 def save_table(profile: Profile | str | Path, name: str, df: pd.DataFrame) -> Path:
     """Write ``reports/<profile>/tables/<name>.csv`` atomically (no index column)."""
     if not name or slug(name) != name:
-        raise MedlibError(f"save_table: table name {name!r} must be lowercase [a-z0-9_.-]. Fix: use {slug(name)!r}")
+        raise fail("save_table", f"table name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
     folder = _reports_base(profile) / "tables"
     return write_text(folder / f"{name}.csv", df.to_csv(index=False))

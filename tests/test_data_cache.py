@@ -127,3 +127,37 @@ def test_unknown_source_or_mode_is_a_profile_error(tmp_path):
         load_dataset(profile(tmp_path, dict(name="x", source="dicom")), "x")
     with pytest.raises(MedlibError, match=r"datasets\[x\]\.synthetic = 'maybe' is unknown"):
         load_dataset(profile(tmp_path, dict(PNEU, name="x", synthetic="maybe")), "x")
+
+
+def test_truncated_cache_npz_is_rebuilt(tmp_path):
+    """A truncated zip raises zipfile.BadZipFile (not OSError/ValueError): still a rebuild, not a crash."""
+    p = profile(tmp_path, PNEU)
+    a = get_dataset(p, "pneumoniamnist")
+    npz, _ = cache.paths(p, "pneumoniamnist")
+    npz.write_bytes(npz.read_bytes()[:200])
+    assert_same(a, get_dataset(p, "pneumoniamnist"))
+
+
+def test_crash_between_npz_and_json_never_pairs_an_old_key_with_new_arrays(tmp_path, monkeypatch):
+    p = profile(tmp_path, PNEU)
+    a = get_dataset(p, "pneumoniamnist")
+    p2 = dataclasses.replace(p, datasets=[DatasetSpec(**dict(PNEU, max_per_split=10))])
+
+    def crash(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache.mio, "write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        get_dataset(p2, "pneumoniamnist")  # the npz now holds p2's splits, the JSON was not written
+    monkeypatch.undo()
+    assert_same(a, get_dataset(p, "pneumoniamnist"))
+
+
+def test_fallback_loop_is_a_profile_error_not_a_recursion(tmp_path):
+    from medlib.errors import MedlibError
+
+    nih = dict(name="c", source="chestxray14", path="nih", size=28, synthetic="never")
+    with pytest.raises(MedlibError, match=r"datasets\[c\]\.fallback names itself\. Fix:"):
+        get_dataset(profile(tmp_path, dict(nih, fallback="c")), "c")
+    with pytest.raises(MedlibError, match=r"datasets\[c\]\.fallback loops \(c -> d -> c\)\. Fix:"):
+        get_dataset(profile(tmp_path, dict(nih, fallback="d"), dict(nih, name="d", fallback="c")), "c")

@@ -180,3 +180,35 @@ def test_mimic_broken_csv_names_file(tmp_path):
     p = profile(tmp_path, dict(MIMIC, synthetic="never", path=str(tmp_path / "copy")))
     with pytest.raises(MedlibError, match=r"metadata\.csv\.gz: missing column\(s\) \['ViewPosition'\]"):
         load_dataset(p, "mimic_cxr")
+
+
+def test_mimic_empty_split_keeps_multilabel_shape(tmp_path):
+    """A copy without 'validate' rows gives an empty val split of shape (0, 14), not a reshape crash."""
+    quiet_load(profile(tmp_path / "src", MIMIC), "mimic_cxr")
+    import shutil
+
+    shutil.copytree(tmp_path / "src" / "fixtures" / "mimic_cxr", tmp_path / "copy")
+    f = tmp_path / "copy" / "mimic-cxr-2.0.0-split.csv.gz"
+    df = pd.read_csv(f)
+    df.loc[df["split"] == "validate", "split"] = "train"
+    with gzip.open(f, "wt") as fh:
+        df.to_csv(fh, index=False)
+    b = load_dataset(profile(tmp_path, dict(MIMIC, synthetic="never", path=str(tmp_path / "copy"))), "mimic_cxr")
+    v = b.splits["val"]
+    assert len(v) == 0 and v.labels.shape == (0, 14) and v.labels.dtype == np.int64 and v.captions == []
+    assert b.manifest["counts"]["val"] == {c: 0 for c in b.class_names} and len(b.splits["train"]) > 0
+
+
+def test_mimic_unknown_uncertain_policy_names_the_key(tmp_path):
+    with pytest.raises(MedlibError, match=r"datasets\[mimic_cxr\]\.uncertain = 'maybe' is unknown\. Fix:"):
+        load_dataset(profile(tmp_path, dict(MIMIC, uncertain="maybe")), "mimic_cxr")
+    assert not (tmp_path / "fixtures").exists()  # checked before anything is generated or read
+
+
+def test_mimic_fixture_files_are_byte_identical_across_runs(tmp_path):
+    """Same seed -> same files: the manifest's sha256 must not depend on when the fixture was written."""
+    a = quiet_load(profile(tmp_path / "a", MIMIC), "mimic_cxr")
+    b = quiet_load(profile(tmp_path / "b", MIMIC), "mimic_cxr")
+    assert a.manifest["sha256"] == b.manifest["sha256"]
+    for f in (tmp_path / "a" / "fixtures" / "mimic_cxr").glob("*.csv.gz"):
+        assert f.read_bytes()[4:8] == b"\0\0\0\0"  # gzip header MTIME unset (not the write time)

@@ -12,6 +12,7 @@ from medlib.config import ModelSpec, TrainConfig
 from medlib.data.base import DatasetBundle, Split
 from medlib.errors import MedlibError
 from medlib.models import load_model
+from medlib.preprocess import bundle_input
 
 CLASS_TEXTS = [["a chest X-ray showing normal lungs.", "a normal chest radiograph."],
                ["a chest X-ray showing pneumonia.", "a chest radiograph with pneumonia."]]
@@ -62,7 +63,7 @@ def _fit(bundle, data, tmp, mode="label", cfg=CFG, **kw):
 def test_label_and_contrastive_losses_fall_on_a_small_batch(bundle, data):
     torch.manual_seed(0)
     tr = data.splits["train"]
-    x = finetune._to_input(bundle, tr.images[:32])
+    x = bundle_input(bundle, tr.images[:32])
     y = torch.as_tensor(tr.labels[:32])
     clf = finetune.ClipClassifier(finetune.copy.deepcopy(bundle.model), finetune.head_from_texts(bundle, CLASS_TEXTS))
     opt = torch.optim.AdamW(clf.parameters(), lr=1e-3)
@@ -150,6 +151,48 @@ def test_failed_checkpoint_save_keeps_previous_last_pt(bundle, data, tmp_path, m
     assert _fit(bundle, data, tmp_path).resumed_from == 1
 
 
+def test_interrupted_fresh_start_does_not_resume_the_old_run(bundle, data, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(CFG, epochs=1)
+    first = _fit(bundle, data, tmp_path, cfg=cfg)
+
+    def boom(self, epoch, progress):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # fresh=True, interrupted before its first checkpoint
+        m.setattr(finetune._Engine, "train_epoch", boom)
+        with pytest.raises(KeyboardInterrupt):
+            _fit(bundle, data, tmp_path, cfg=cfg, fresh=True)
+    again = _fit(bundle, data, tmp_path, cfg=cfg)  # starts over, not from the old (finished) run
+    assert again.resumed_from is None
+    x = data.splits["test"].images
+    np.testing.assert_array_equal(finetune.predict(again, x, mode="label"), finetune.predict(first, x, mode="label"))
+
+
+def test_validation_problems_fail_before_training(bundle, tmp_path):
+    d = make_data(multilabel=True)
+    d.splits["val"].labels[:] = 0  # no label has a positive in val: AUROC undefined for every label
+    with pytest.raises(MedlibError, match="'val' split"):
+        _fit(bundle, d, tmp_path / "ml", mode="multilabel")
+    assert not (tmp_path / "ml" / "last.pt").exists()
+    d = make_data(multilabel=True)
+    for s in d.splits.values():
+        s.captions = [f"finding {i}" for i in range(len(s))]
+    d.splits["val"].captions = None  # multi-label contrastive is validated by retrieval: needs val captions
+    with pytest.raises(MedlibError, match="'val' split"):
+        _fit(bundle, d, tmp_path / "c", mode="contrastive")
+    with pytest.raises(MedlibError, match="one weight per class"):
+        _fit(bundle, make_data(), tmp_path / "w", loss="weighted_ce", loss_kwargs={"weights": [1.0, 2.0, 3.0]})
+
+
+def test_contrastive_on_multilabel_names_its_retrieval_metric(bundle, tmp_path):
+    d = make_data(multilabel=True)
+    for s in d.splits.values():
+        s.captions = [f"{'opacity' if y[0] else 'clear lungs'} in image {i}" for i, y in enumerate(s.labels)]
+    r = _fit(bundle, d, tmp_path, mode="contrastive", cfg=dataclasses.replace(CFG, epochs=1, lock_text=False))
+    assert r.metric_name == "recall@1"  # was reported as "acc" though validate() computed retrieval R@1
+    assert r.best_metric == r.history["val_metric"].iloc[0]
+
+
 def test_changed_settings_refuse_to_resume(bundle, data, tmp_path):
     _fit(bundle, data, tmp_path, cfg=dataclasses.replace(CFG, epochs=1))
     with pytest.raises(MedlibError, match="fresh=True"):
@@ -234,7 +277,7 @@ def test_contrastive_uses_free_captions(bundle, tmp_path):
 
 
 def test_augment_is_seeded_and_identity_when_disabled(bundle, data):
-    x = finetune._to_input(bundle, data.splits["train"].images[:16])
+    x = bundle_input(bundle, data.splits["train"].images[:16])
     a1 = augment_batch(x, torch.Generator().manual_seed(3), bundle.mean, bundle.std)
     a2 = augment_batch(x, torch.Generator().manual_seed(3), bundle.mean, bundle.std)
     assert torch.equal(a1, a2) and a1.shape == x.shape and not torch.allclose(a1, x)

@@ -77,3 +77,5 @@ def test_multilabel_thresholds_per_class_and_apply():
 def test_thresholds_reject_many_class_scores():
     with pytest.raises(MedlibError):
         imbalance.tune_thresholds(np.array([0, 1, 2]), np.eye(3))
+    with pytest.raises(MedlibError, match="unknown metric"):  # also when a label has one class only
+        imbalance.tune_thresholds(np.zeros((4, 2), dtype=int), np.full((4, 2), 0.5), metric="accuracy")

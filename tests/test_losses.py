@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from medlib import losses
+from medlib.errors import MedlibError
 
 
 @pytest.fixture
@@ -50,6 +51,8 @@ def test_class_balanced_weights_formula():
     assert w.sum() == pytest.approx(3.0)
     assert w[2] > w[1] > w[0]
     np.testing.assert_allclose(losses.class_balanced_weights(counts, beta=0.0), np.ones(3))  # beta 0: no reweighting
+    with pytest.raises(MedlibError, match="cb_beta"):  # a profile value: one-line error naming the key
+        losses.class_balanced_weights(counts, beta=1.0)
 
 
 def test_label_aware_targets_hand_made():

@@ -10,6 +10,7 @@ from sklearn.metrics import (
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
     recall_score,
+    coverage_error,
     roc_auc_score,
     top_k_accuracy_score,
 )
@@ -199,6 +200,30 @@ def test_retrieval_t2i_matches_sklearn_top_k():
     for k in (1, 5):
         assert r[f"t2i_R@{k}"] == pytest.approx(top_k_accuracy_score(np.arange(40), sim.T, k=k, labels=range(40)))
         assert r[f"i2t_R@{k}"] == pytest.approx(top_k_accuracy_score(np.arange(40), sim, k=k, labels=range(40)))
+
+
+def test_retrieval_ties_count_against_the_query_as_sklearn_coverage_error():
+    # duplicate captions (identical text embeddings) tie: they must not lift i2t recall
+    rng = np.random.default_rng(2)
+    img = rng.normal(size=(30, 6))
+    txt = rng.normal(size=(30, 6))
+    txt[10:20] = txt[10]  # ten images share one caption
+    img[25] = img[24]  # two identical images tie for t2i
+    r = retrieval_recall(img, txt, ks=(1, 5, 10))
+    sim = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (txt / np.linalg.norm(txt, axis=1, keepdims=True)).T
+    own = np.eye(30, dtype=int)
+    # coverage_error of one positive = its rank with ties given the maximal rank
+    i2t_rank = np.array([coverage_error(own[i:i + 1], sim[i:i + 1]) for i in range(30)])
+    t2i_rank = np.array([coverage_error(own[:, j][None], sim[:, j][None]) for j in range(30)])
+    for k in (1, 5, 10):
+        assert r[f"i2t_R@{k}"] == pytest.approx(np.mean(i2t_rank <= k))
+        assert r[f"t2i_R@{k}"] == pytest.approx(np.mean(t2i_rank <= k))
+    assert r["i2t_R@5"] <= 20 / 30  # the ten images sharing a caption all rank >= 10th
+    # several captions per image: an image's tie with another image's identical caption counts against it
+    r = retrieval_recall(np.eye(2), np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), ks=(1, 2),
+                         text_to_image=np.array([0, 1, 1]))
+    assert r["i2t_R@1"] == 0.5 and r["i2t_R@2"] == 1.0  # image 0 ties its caption with image 1's caption 1
+    assert r["t2i_R@1"] == pytest.approx(2 / 3)  # caption 1 (image 1) scores image 0 higher: miss@1
 
 
 def test_retrieval_bad_input():

@@ -29,3 +29,14 @@ def test_horizontal_bars_draw_one_bar_per_row_and_hatch_published():
     bars = fig.axes[0].patches
     assert [round(b.get_width(), 3) for b in bars] == [0.8, 0.9]
     assert [b.get_hatch() for b in bars] == [None, "//"]
+
+
+def test_horizontal_bars_refuse_hue_instead_of_dropping_it():
+    import pandas as pd
+    import pytest
+
+    from medlib.errors import MedlibError
+
+    df = pd.DataFrame({"label": ["a", "b"], "value": [0.8, 0.9], "group": ["x", "y"]})
+    with pytest.raises(MedlibError, match="hue"):
+        plots.bar_with_ci(df, x="label", y="value", hue="group", horizontal=True)

@@ -164,6 +164,18 @@ def test_abstract_fixed_methods_no_test_set_selection(tmp_path):
     assert "1. Yang et al. 2023" in md.split("\n## References", 1)[1]
 
 
+def test_abstract_skips_dataset_without_the_fixed_methods(tmp_path):
+    base = _folder(tmp_path)
+    rec = {"run": "03_caption_finetune__pubmedvision__tiny__caption-ft-label_aware", "notebook": "03_caption_finetune",
+           "dataset": "pubmedvision", "task": "multiclass", "model": "tiny", "method": "caption-ft-label_aware",
+           "n": 160, "metrics": {"acc": 0.41234}, "ci95": {}, "per_class": {}}
+    (base / "metrics" / f"{rec['run']}.json").write_text(json.dumps(rec))
+    md, _ = build_report(tmp_path, "smoke")  # used to raise StopIteration
+    abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
+    assert "| pneumoniamnist" in abstract and "| pubmedvision" not in abstract
+    assert "0.412" in md  # still reported among notebook 03's runs
+
+
 def test_full_profile_no_banner_and_missing_inputs_not_run(tmp_path):
     base = tmp_path / "full"
     (base / "metrics").mkdir(parents=True)
@@ -185,6 +197,10 @@ def test_command_writes_both_files_from_scratch(tmp_path, capsys):
     (base / "metrics" / "bad.json").write_text("{")
     assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 1
     assert "bad.json" in capsys.readouterr().err
+    (base / "metrics" / "bad.json").write_text(json.dumps({"run": "x", "metrics": {}}))  # no dataset/model/...
+    assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "dataset" in err and len(err.strip().splitlines()) == 1
     assert (base / "report.md").read_text() == md  # the old report is untouched on error
 
 

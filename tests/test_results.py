@@ -115,6 +115,30 @@ def test_retrieval_run(profile):
     assert z["image_emb"].shape == (20, 8) and list(z["text_to_image"]) == list(range(20))
 
 
+def test_predictions_file_holds_the_arrays_as_evaluated(profile):
+    # MedMNIST-style (N, 1) float labels: stored as the (N,) int64 labels the metrics were computed from
+    y, s = _probs(50, 3)
+    rec = _save(profile, y[:, None].astype(np.float32), s.astype(np.float32), ["a", "b", "c"])
+    z = results.load_predictions(profile, rec["run"])
+    assert z["y_true"].shape == (50,) and z["y_true"].dtype == np.int64 and z["y_score"].dtype == np.float64
+    assert rec["metrics"]["acc"] == accuracy_score(z["y_true"], z["y_score"].argmax(axis=1))
+
+
+def test_retrieval_metrics_recompute_exactly_from_stored_float32(profile):
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(30, 8))
+    txt = img + 0.5 * rng.normal(size=(30, 8))
+    rec = results.save_retrieval_run(profile, notebook="03_caption_finetune", dataset="pubmedvision", model="tiny",
+                                     method="zero-shot-retrieval", image_emb=img, text_emb=txt, ks=(1, 5))
+    z = results.load_predictions(profile, rec["run"])
+    assert z["image_emb"].dtype == np.float32
+    sim = z["image_emb"].astype(np.float64) @ z["text_emb"].astype(np.float64).T
+    sim /= np.linalg.norm(z["image_emb"].astype(np.float64), axis=1)[:, None]
+    sim /= np.linalg.norm(z["text_emb"].astype(np.float64), axis=1)[None, :]
+    for k in (1, 5):
+        assert rec["metrics"][f"t2i_R@{k}"] == top_k_accuracy_score(z["text_to_image"], sim.T, k=k, labels=range(30))
+
+
 def test_load_runs_and_tables(profile, tmp_path):
     y, s = _probs(90, 2)
     _save(profile, y, s, ["normal", "pneumonia"], method="zero-shot")

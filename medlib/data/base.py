@@ -30,6 +30,11 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def subset(self, idx: np.ndarray) -> "Split":
+        """The rows ``idx`` of every field (images, labels, captions, ids), in that order."""
+        pick = (lambda xs: None if xs is None else [xs[i] for i in idx])
+        return Split(self.images[idx], self.labels[idx], pick(self.captions), pick(self.ids))
+
 
 @dataclass
 class DatasetBundle:

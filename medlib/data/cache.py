@@ -5,7 +5,8 @@ source, synthetic, license, manifest, captions and ids per split, and ``key``: a
 DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and the
 (path, size, mtime) of the files the loader reads. The cache is reused when the key matches, so
 editing the spec, changing the seed or dropping the real file into the data dir rebuilds it.
-Both files are written atomically (npz first, JSON last: the JSON is the commit record).
+Both files are written atomically, the JSON (the commit record) removed first and written last, so a crash
+between the two writes leaves no JSON and the next run rebuilds (never an old key over new arrays).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,9 @@ import numpy as np
 
 from .. import io as mio
 from ..config import Profile
-from . import load_dataset, source_module, warn_synthetic
+from . import load_dataset, source_module
 from .base import DatasetBundle, Split
+from .common import warn_synthetic
 
 FORMAT_VERSION = 1
 
@@ -48,6 +52,7 @@ def cache_key(profile: Profile, name: str) -> str:
 
 def save(profile: Profile, bundle: DatasetBundle, key: str) -> None:
     npz, meta = paths(profile, bundle.name)
+    meta.unlink(missing_ok=True)  # no commit record while the npz is being replaced
     arrays: dict[str, np.ndarray] = {}
     for s, sp in bundle.splits.items():
         arrays[f"{s}_images"] = sp.images
@@ -73,7 +78,7 @@ def read(profile: Profile, name: str, key: str | None = None) -> DatasetBundle |
         with np.load(npz) as z:
             splits = {s: Split(images=z[f"{s}_images"], labels=z[f"{s}_labels"].astype(np.int64),
                                captions=t["captions"], ids=t["ids"]) for s, t in meta["text"].items()}
-    except (OSError, ValueError, KeyError, EOFError) as exc:  # our own cache file: rebuild, but say so
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # our own cache file: rebuild, but say so
         warnings.warn(f"{npz}: cache unreadable ({type(exc).__name__}); rebuilding it", UserWarning, stacklevel=2)
         return None
     return DatasetBundle(name=meta["name"], task=meta["task"], class_names=meta["class_names"], splits=splits,

@@ -20,8 +20,9 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of, synthetic
+from . import source_module, synthetic
 from .base import DatasetBundle, Split
+from .common import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
 
 CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
 CSV_NAME = "Data_Entry_2017.csv"
@@ -38,48 +39,59 @@ def real_root(profile: Profile, spec: DatasetSpec) -> Path:
     return resolve_path(profile, spec, default="chestxray14")
 
 
-def _fixture_root(profile: Profile) -> Path:
-    return fixture_dir(profile, "chestxray14")
-
-
-def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    root = _fixture_root(profile) if spec.synthetic == "always" else real_root(profile, spec)
-    if spec.synthetic != "always" and not (root / CSV_NAME).is_file():
-        if spec.fallback:
-            from . import source_module
-
-            fb = profile.dataset(spec.fallback)
-            return source_module(fb).inputs(profile, fb)
-        if spec.synthetic == "auto":
-            root = _fixture_root(profile)
+def _files(root: Path) -> list[Path]:
+    """The NIH index files: the CSV and the two official split lists."""
     return [root / CSV_NAME, *(root / f for f in LISTS)]
 
 
-def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+def _choose(profile: Profile, spec: DatasetSpec) -> tuple[str, Path]:
+    """('real' | 'fixture' | 'fallback', NIH root) in the order of the module docstring; nothing generated."""
     if spec.synthetic == "always":
-        return _read(profile, spec, _ensure_fixture(profile, spec), synthetic=True)
+        return "fixture", fixture_dir(profile, "chestxray14")
     root = real_root(profile, spec)
     if (root / CSV_NAME).is_file():
-        return _read(profile, spec, root, synthetic=False)
+        return "real", root
     if spec.fallback:
-        return _load_fallback(profile, spec, root)
+        return "fallback", root
     if spec.synthetic == "auto":
-        return _read(profile, spec, _ensure_fixture(profile, spec), synthetic=True)
+        return "fixture", fixture_dir(profile, "chestxray14")
     raise fail(root / CSV_NAME, "NIH ChestX-ray14 files not found",
                f"put Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/ under {root}, "
                f"or set datasets[{spec.name}].fallback: chestmnist")
 
 
-def _ensure_fixture(profile: Profile, spec: DatasetSpec) -> Path:
-    return synthetic.ensure_chestxray14(_fixture_root(profile), spec.fixture_n or DEFAULT_FIXTURE_N)
+def _fallback_spec(profile: Profile, spec: DatasetSpec) -> DatasetSpec:
+    """The spec ``spec.fallback`` names; a chain that comes back to a dataset is a profile error (not a recursion)."""
+    chain, cur = [spec.name], spec
+    while cur.fallback and cur.source == "chestxray14":  # the only source that follows ``fallback``
+        if cur.fallback in chain:
+            what = "names itself" if len(chain) == 1 else f"loops ({' -> '.join(chain + [cur.fallback])})"
+            raise MedlibError(f"datasets[{spec.name}].fallback {what}. Fix: name another dataset without a "
+                              "fallback of its own (e.g. chestmnist)")
+        cur = profile.dataset(cur.fallback)
+        chain.append(cur.name)
+    return profile.dataset(spec.fallback)
+
+
+def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
+    kind, root = _choose(profile, spec)
+    if kind == "fallback":
+        fb = _fallback_spec(profile, spec)
+        return source_module(fb).inputs(profile, fb)
+    return _files(root)
+
+
+def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+    kind, root = _choose(profile, spec)
+    if kind == "fallback":
+        return _load_fallback(profile, spec, root)
+    if kind == "fixture":
+        synthetic.ensure_chestxray14(root, spec.fixture_n or DEFAULT_FIXTURE_N)
+    return _read(profile, spec, root, synthetic=kind == "fixture")
 
 
 def _load_fallback(profile: Profile, spec: DatasetSpec, root: Path) -> DatasetBundle:
-    from . import source_module
-
-    if spec.fallback == spec.name:
-        raise MedlibError(f"datasets[{spec.name}].fallback names itself. Fix: name another dataset (e.g. chestmnist)")
-    fb = profile.dataset(spec.fallback)
+    fb = _fallback_spec(profile, spec)
     warnings.warn(f"{spec.name}: NIH files not found under {root}; using {fb.name} (same 14 labels) instead",
                   UserWarning, stacklevel=2)
     bundle = source_module(fb).load(profile, fb)
@@ -169,10 +181,8 @@ def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> D
         imgs = read_images(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}")
         splits[k] = Split(images=imgs, labels=labels[r], captions=None, ids=[names[i] for i in r])
     return finish(
-        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits,
-        source=f"{root} (generated fixture)" if synthetic else str(root), synthetic=synthetic,
-        license="generated (no licence needed)" if synthetic else LICENSE, domain="chest_xray",
-        files=[csv, *(root / f for f in LISTS)],
+        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),
+        synthetic=synthetic, license=LICENSE, domain="chest_xray", files=_files(root),
         extra={"patients": {k: int(len(np.unique(patients[r]))) for k, r in rows.items()},
                "val_from": f"train_val by patient (GroupShuffleSplit, {VAL_FRACTION:.0%}, seed {profile.seed})"},
     )

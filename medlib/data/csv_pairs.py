@@ -16,8 +16,9 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts, synthetic
+from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
+from .common import finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts, take
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -38,12 +39,17 @@ def _csv(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[Path, bool]:
     return resolve_path(profile, spec), False
 
 
+def _files(csv: Path) -> list[Path]:
+    """The CSV and, when present, the classes.txt beside it."""
+    return [csv] + ([csv.parent / CLASSES_FILE] if (csv.parent / CLASSES_FILE).is_file() else [])
+
+
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    path, _ = _csv(profile, spec, make=False)
-    return [path] + ([path.parent / CLASSES_FILE] if (path.parent / CLASSES_FILE).is_file() else [])
+    return _files(_csv(profile, spec, make=False)[0])
 
 
-def _is_rgb(paths: list[Path], csv: Path) -> bool:
+def _is_rgb(paths: list[Path]) -> bool:
+    """Any colour file among ``paths`` (PIL reads headers only; stops at the first colour file)."""
     from PIL import Image
 
     for p in paths:
@@ -99,26 +105,23 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     df = read_table(csv)
     labels_raw = df["label"].str.strip().tolist()
     names = class_list(csv, labels_raw)
-    labels = np.array([names.index(x) for x in labels_raw], np.int64)
+    index = {c: k for k, c in enumerate(names)}
+    labels = np.array([index[x] for x in labels_raw], np.int64)
     paths = [csv.parent / p.strip() for p in df["image_path"]]
     for i, p in enumerate(paths):
         if not p.is_file():
             raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
                        "fix the path (relative to the CSV's folder) or remove the row")
-    rgb = _is_rgb(paths, csv)
-    images = read_images(paths, spec.size, rgb=rgb, index_file=csv, desc=spec.name, first_line=2)
+    images = read_images(paths, spec.size, rgb=_is_rgb(paths), index_file=csv, desc=spec.name, first_line=2)
     if "split" in df.columns:
         sp = df["split"].str.strip().to_numpy()
         parts = [np.flatnonzero(sp == s) for s in SPLITS]
     else:
         parts = stratified_parts(labels, FRACTIONS, rng_for(profile, spec, "split"))
-    caps, ids = df["caption"].str.strip().tolist(), df["image_path"].str.strip().tolist()
-    splits = {k: Split(images[ix], labels[ix], [caps[i] for i in ix], [ids[i] for i in ix])
-              for k, ix in zip(SPLITS, parts)}
-    files = [csv] + ([csv.parent / CLASSES_FILE] if (csv.parent / CLASSES_FILE).is_file() else [])
+    every = Split(images, labels, df["caption"].str.strip().tolist(), df["image_path"].str.strip().tolist())
     return finish(
-        profile, spec, task="multiclass", class_names=names, splits=splits,
-        source=f"{csv} (generated fixture)" if is_syn else str(csv), synthetic=is_syn,
-        license="generated (no licence needed)" if is_syn else "user-provided (see the data's own terms)",
-        domain="medical", files=files,
+        profile, spec, task="multiclass", class_names=names,
+        splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},
+        source=str(csv), synthetic=is_syn, license="user-provided (see the data's own terms)", domain="medical",
+        files=_files(csv),
     )

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import finish, fixture_dir, synthetic
+from . import synthetic
+from .common import finish, fixture_dir
 from .base import SPLITS, Split
 
 SIZES = (28, 64, 128, 224)
@@ -48,13 +49,11 @@ def file_name(flag: str, size: int) -> str:
 
 
 def real_path(profile: Profile, spec: DatasetSpec) -> Path:
-    flag, _ = _info(spec)
-    return profile.data_path / "medmnist" / file_name(flag, spec.size)
+    return profile.data_path / "medmnist" / file_name(_info(spec)[0], spec.size)
 
 
 def fixture_path(profile: Profile, spec: DatasetSpec) -> Path:
-    flag, _ = _info(spec)
-    return fixture_dir(profile, "medmnist") / file_name(flag, spec.size)
+    return fixture_dir(profile, "medmnist") / file_name(_info(spec)[0], spec.size)
 
 
 def _is_multilabel(info: dict) -> bool:
@@ -71,14 +70,14 @@ def _choose(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
     flag, info = _info(spec)
     real = real_path(profile, spec)
     if spec.synthetic == "always":
-        return _ensure_fixture(profile, spec, info), True
+        return _ensure_fixture(profile, spec, flag, info), True
     if real.is_file():
         return real, False
     if spec.download:
         _download(spec, info, real)
         return real, False
     if spec.synthetic == "auto":
-        return _ensure_fixture(profile, spec, info), True
+        return _ensure_fixture(profile, spec, flag, info), True
     raise fail(real, "MedMNIST file not found",
                f"put {real.name} there (from {info[_url_key(spec.size)].split('?')[0]}), "
                f"set datasets[{spec.name}].download: true, or synthetic: auto for a generated stand-in")
@@ -86,7 +85,6 @@ def _choose(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
     """The file ``load`` would read now (for the cache key); no download, no generation."""
-    flag, info = _info(spec)
     real = real_path(profile, spec)
     if spec.synthetic != "always" and (real.is_file() or spec.download or spec.synthetic == "never"):
         return [real]
@@ -112,8 +110,7 @@ def _download(spec: DatasetSpec, info: dict, dest: Path) -> None:
         raise fail(dest, f"download of {url} left no file", f"download it by hand and save it as {dest}")
 
 
-def _ensure_fixture(profile: Profile, spec: DatasetSpec, info: dict) -> Path:
-    flag, _ = _info(spec)
+def _ensure_fixture(profile: Profile, spec: DatasetSpec, flag: str, info: dict) -> Path:
     n = spec.fixture_n or DEFAULT_FIXTURE_N
     return synthetic.ensure_medmnist(
         fixture_path(profile, spec), flag, spec.size, n, len(info["label"]), _is_multilabel(info),
@@ -121,11 +118,10 @@ def _ensure_fixture(profile: Profile, spec: DatasetSpec, info: dict) -> Path:
     )
 
 
-def read_npz(path: Path, spec: DatasetSpec, info: dict, synthetic: bool) -> dict[str, Split]:
+def read_npz(path: Path, spec: DatasetSpec, flag: str, info: dict, synthetic: bool) -> dict[str, Split]:
     """Read the three splits through the medmnist package and check shapes, dtypes and label range."""
     import medmnist
 
-    flag = spec.flag or spec.name
     cls = getattr(medmnist, info["python_class"])
     origin = "generated fixture" if synthetic else "MedMNIST file"
     fix = ("delete it; it is regenerated on the next run" if synthetic else
@@ -165,11 +161,11 @@ def load(profile: Profile, spec: DatasetSpec):
     """The MedMNIST set ``spec.flag`` as a DatasetBundle (captions None: text.py builds them from labels)."""
     flag, info = _info(spec)
     path, is_syn = _choose(profile, spec)
-    splits = read_npz(path, spec, info, is_syn)
+    splits = read_npz(path, spec, flag, info, is_syn)
     return finish(
         profile, spec, task="multilabel" if _is_multilabel(info) else "multiclass", class_names=class_names(info),
-        splits=splits, source=f"{path} (generated fixture)" if is_syn else str(path), synthetic=is_syn,
-        license="generated (no licence needed)" if is_syn else f"{info['license']} (MedMNIST v2, Yang et al. 2023)",
+        splits=splits, source=str(path), synthetic=is_syn,
+        license=f"{info['license']} (MedMNIST v2, Yang et al. 2023)",
         domain="chest_xray" if flag in CHEST_FLAGS else "medical", files=[path],
         extra={"flag": flag, "medmnist_task": info["task"]},
     )

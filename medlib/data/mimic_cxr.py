@@ -4,8 +4,8 @@ Layout at ``spec.path``: ``mimic-cxr-2.0.0-{split,chexpert,metadata}.csv.gz``,
 ``files/pNN/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg`` and the reports ``files/pNN/pXXXXXXXX/sXXXXXXXX.txt``.
 
 * Frontal images only (``ViewPosition`` PA or AP), each paired with its study's FINDINGS + IMPRESSION
-  sections (regex on the section headers). Studies with neither section are skipped and counted in
-  ``manifest["skipped_no_sections"]``.
+  sections (regex on the section headers). Images whose report has neither section are skipped and
+  counted per split in ``manifest["skipped_no_sections"]``.
 * Labels: the 14 CheXpert columns (multi-label). Blank = 0. Uncertain (-1) follows ``spec.uncertain``:
   ``zero`` -> 0 (U-Zeros), ``one`` -> 1 (U-Ones), ``ignore`` -> 0 but counted per class in
   ``manifest["uncertain"]`` so the amount of ignored uncertainty is visible (the metrics code can use it).
@@ -26,9 +26,10 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import DatasetSkipped, cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from . import DatasetSkipped
 from . import synthetic as syn
 from .base import DatasetBundle, Split
+from .common import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
 
 CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
 CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
@@ -94,6 +95,9 @@ def _read_csv(path: Path, need: list[str]):
 
 
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
+    if spec.uncertain not in POLICIES:  # before any file is read
+        raise MedlibError(f"datasets[{spec.name}].uncertain = {spec.uncertain!r} is unknown. "
+                          f"Fix: use one of {list(POLICIES)}")
     root, is_syn = _root(profile, spec)
     if is_syn:
         syn.ensure_mimic_cxr(root, spec.fixture_n or DEFAULT_FIXTURE_N)
@@ -107,37 +111,37 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     bad = sorted(set(df["split"]) - set(SPLIT_MAP))
     if bad:
         raise fail(files["split"], f"unknown split value(s) {bad}", f"use {list(SPLIT_MAP)}")
-    labels, _ = apply_policy(df[syn.CHEXPERT].to_numpy(dtype=float), spec.uncertain)
+    raw = df[syn.CHEXPERT].to_numpy(dtype=float)
+    labels, _ = apply_policy(raw, spec.uncertain)
+    subjects, studies = df["subject_id"].to_numpy(np.int64), df["study_id"].to_numpy(np.int64)
+    dicoms, split_col = df["dicom_id"].astype(str).tolist(), df["split"].to_numpy()
+    sections: dict[Path, str] = {}  # report -> FINDINGS + IMPRESSION (a study's images share one report)
     rng = rng_for(profile, spec, "cap-index")
     splits, skipped, uncertain = {}, {}, np.zeros(len(CLASS_NAMES), np.int64)
     for raw_name, name in SPLIT_MAP.items():
-        rows = np.flatnonzero(df["split"].to_numpy() == raw_name)
+        rows = np.flatnonzero(split_col == raw_name)
         rows = rows[cap_indices(strata_of(labels[rows]), spec.max_per_split, rng)]
         keep, captions, paths = [], [], []
-        skipped[name] = 0
         for r in rows:
-            subj, study, dicom = int(df.at[r, "subject_id"]), int(df.at[r, "study_id"]), str(df.at[r, "dicom_id"])
-            sdir = root / "files" / f"p{str(subj)[:2]}" / f"p{subj}"
-            rep = sdir / f"s{study}.txt"
-            if not rep.is_file():
-                raise fail(rep, "report missing", "unzip mimic-cxr-reports.zip (PhysioNet MIMIC-CXR) into the copy")
-            text = report_sections(rep.read_text(errors="replace"))
-            if not text:
-                skipped[name] += 1
-                continue
-            keep.append(r)
-            captions.append(text)
-            paths.append(sdir / f"s{study}" / f"{dicom}.jpg")
+            sdir = root / "files" / f"p{str(subjects[r])[:2]}" / f"p{subjects[r]}"
+            rep = sdir / f"s{studies[r]}.txt"
+            if rep not in sections:
+                if not rep.is_file():
+                    raise fail(rep, "report missing", "unzip mimic-cxr-reports.zip (PhysioNet MIMIC-CXR) into the copy")
+                sections[rep] = report_sections(rep.read_text(errors="replace"))
+            if sections[rep]:
+                keep.append(r)
+                captions.append(sections[rep])
+                paths.append(sdir / f"s{studies[r]}" / f"{dicoms[r]}.jpg")
+        skipped[name] = len(rows) - len(keep)
         keep_a = np.array(keep, np.int64)
         imgs = read_images(paths, spec.size, rgb=False, index_file=files["split"], desc=f"{spec.name}/{name}")
-        uncertain += (df.loc[keep_a, syn.CHEXPERT].to_numpy(dtype=float) == -1).sum(axis=0).astype(np.int64)
-        splits[name] = Split(images=imgs, labels=labels[keep_a].reshape(len(keep_a), -1), captions=captions,
-                             ids=[str(df.at[r, "dicom_id"]) for r in keep])
+        uncertain += (raw[keep_a] == -1).sum(axis=0)
+        # labels[keep_a] keeps its (0, 14) shape when a split is empty (reshape(0, -1) would raise).
+        splits[name] = Split(images=imgs, labels=labels[keep_a], captions=captions, ids=[dicoms[r] for r in keep])
     return finish(
-        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits,
-        source=f"{root} (generated fixture)" if is_syn else str(root), synthetic=is_syn,
-        license="generated (no licence needed)" if is_syn else LICENSE, domain="chest_xray",
-        files=list(files.values()),
+        profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),
+        synthetic=is_syn, license=LICENSE, domain="chest_xray", files=list(files.values()),
         extra={"skipped_no_sections": skipped,
                "uncertain_policy": spec.uncertain,
                "uncertain": {c: int(v) for c, v in zip(CLASS_NAMES, uncertain)},

@@ -26,8 +26,10 @@ import numpy as np
 from .. import io as mio
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import check_hub_reachable, finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts, synthetic
-from .base import DatasetBundle, Split
+from . import synthetic
+from .base import SPLITS, DatasetBundle, Split
+from .common import (check_hub_reachable, finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts,
+                     take)
 
 RECORDS = ("records.jsonl", "records.parquet")
 COLUMNS = ["id", "image", "caption", "body_part"]
@@ -89,17 +91,17 @@ def read_records(path: Path):
         raise fail(path, f"missing column(s) {miss}", f"give every record the fields {COLUMNS}")
     if "modality" not in df.columns:
         df["modality"] = ""
+    images = []
     for i, row in enumerate(df.itertuples(index=False)):
         if not isinstance(row.caption, str) or not row.caption.strip():
             raise fail(path, f"record {i + 1} ({row.id}): empty caption", "give every record a caption or remove it")
         if not isinstance(row.body_part, str) or not row.body_part.strip():
             raise fail(path, f"record {i + 1} ({row.id}): empty body_part", "give every record a body_part")
-        img = row.image
-        if not isinstance(img, str):
-            img = list(img) if img is not None else []
-            if len(img) != 1:
-                raise fail(path, f"record {i + 1} ({row.id}): {len(img)} images", "keep single-image records only")
-    df["image"] = [x if isinstance(x, str) else list(x)[0] for x in df["image"]]
+        img = [row.image] if isinstance(row.image, str) else list(row.image) if row.image is not None else []
+        if len(img) != 1:
+            raise fail(path, f"record {i + 1} ({row.id}): {len(img)} images", "keep single-image records only")
+        images.append(img[0])
+    df["image"] = images
     return df
 
 
@@ -123,17 +125,16 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         pick = np.sort(rng_for(profile, spec, "sample").choice(len(df), size=spec.n, replace=False))
         df = df.iloc[pick].reset_index(drop=True)
     mapped, names, rare = group_classes(df["body_part"].str.strip().tolist())
-    labels = np.array([names.index(m) for m in mapped], np.int64)
+    index = {c: k for k, c in enumerate(names)}
+    labels = np.array([index[m] for m in mapped], np.int64)
     images = read_images([root / p for p in df["image"]], spec.size, rgb=True, index_file=rec_path,
                          desc=spec.name, first_line=None if sampled else 1)
     parts = stratified_parts(labels, FRACTIONS, rng_for(profile, spec, "split"))
-    caps, ids = df["caption"].str.strip().tolist(), df["id"].astype(str).tolist()
-    splits = {k: Split(images[ix], labels[ix], [caps[i] for i in ix], [ids[i] for i in ix])
-              for k, ix in zip(("train", "val", "test"), parts)}
+    every = Split(images, labels, df["caption"].str.strip().tolist(), df["id"].astype(str).tolist())
     return finish(
-        profile, spec, task="multiclass", class_names=names, splits=splits,
-        source=f"{root} (generated fixture)" if is_syn else str(root), synthetic=is_syn,
-        license="generated (no licence needed)" if is_syn else LICENSE, domain="medical", files=[rec_path],
+        profile, spec, task="multiclass", class_names=names,
+        splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},
+        source=str(root), synthetic=is_syn, license=LICENSE, domain="medical", files=[rec_path],
         extra={"other_parts": rare, "rare_min": RARE_MIN,
                "modalities": {str(k): int(v) for k, v in df["modality"].value_counts().items()}},
     )

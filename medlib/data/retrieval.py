@@ -20,8 +20,10 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import fail
-from . import cap_indices, check_hub_reachable, empty_split, finish, fixture_dir, pil_to_array, read_images, resolve_path, rng_for, synthetic
+from . import synthetic
 from .base import DatasetBundle, Split
+from .common import (cap_indices, check_hub_reachable, empty_split, finish, fixture_dir, pil_to_array, read_images,
+                     resolve_path, rng_for)
 
 INDEX = "captions.jsonl"
 DEFAULT_FIXTURE_N = 300
@@ -37,8 +39,9 @@ def _choose(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[str, Path 
     n = spec.fixture_n or DEFAULT_FIXTURE_N
     if spec.synthetic == "always":
         return "fixture", synthetic.ensure_retrieval(fix, n) if make else fix
-    if spec.path and (resolve_path(profile, spec) / INDEX).is_file():
-        return "local", resolve_path(profile, spec)
+    local = resolve_path(profile, spec)
+    if spec.path and (local / INDEX).is_file():
+        return "local", local
     if spec.download and spec.hf_id:
         return "hub", None
     if spec.synthetic == "auto":
@@ -50,11 +53,12 @@ def _choose(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[str, Path 
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    kind, root = _choose(profile, spec, make=False)
+    _, root = _choose(profile, spec, make=False)
     return [root / INDEX] if root is not None else []
 
 
-def read_local(root: Path, size: int) -> tuple[np.ndarray, list[list[str]], list[str]]:
+def read_local(root: Path) -> tuple[list[Path], list[list[str]], list[str]]:
+    """captions.jsonl -> (image paths, captions per image, ids); the images are read by the caller."""
     path = root / INDEX
     recs = []
     for i, line in enumerate(path.read_text().splitlines()):
@@ -62,7 +66,8 @@ def read_local(root: Path, size: int) -> tuple[np.ndarray, list[list[str]], list
             continue
         try:
             r = json.loads(line)
-            caps = [str(c).strip() for c in r["captions"]]
+            caps = r["captions"]
+            caps = [str(c).strip() for c in ([caps] if isinstance(caps, str) else caps)]  # a bare string: one caption
             img, rid = str(r["image"]), str(r.get("id", r["image"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise fail(path, f"line {i + 1}: bad record ({type(exc).__name__})",
@@ -72,8 +77,7 @@ def read_local(root: Path, size: int) -> tuple[np.ndarray, list[list[str]], list
         recs.append((img, caps, rid))
     if not recs:
         raise fail(path, "no records", "add one JSON line per image")
-    images = read_images([root / r[0] for r in recs], size, rgb=True, index_file=path, desc=root.name)
-    return images, [r[1] for r in recs], [r[2] for r in recs]
+    return [root / r[0] for r in recs], [r[1] for r in recs], [r[2] for r in recs]
 
 
 def read_hub(spec: DatasetSpec) -> tuple[np.ndarray, list[list[str]], list[str]]:
@@ -109,22 +113,22 @@ def read_hub(spec: DatasetSpec) -> tuple[np.ndarray, list[list[str]], list[str]]
 
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     kind, root = _choose(profile, spec, make=True)
+    cap = lambda n: cap_indices(np.zeros(n, np.int64), spec.max_per_split, rng_for(profile, spec, "cap"))  # noqa: E731
     if kind == "hub":
         images, all_caps, ids = read_hub(spec)
-        files, src = [], spec.hf_id
-    else:
-        images, all_caps, ids = read_local(root, spec.size)
-        files, src = [root / INDEX], str(root) + (" (generated fixture)" if kind == "fixture" else "")
-    keep = cap_indices(np.zeros(len(images), np.int64), spec.max_per_split, rng_for(profile, spec, "cap"))
-    images, all_caps, ids = images[keep], [all_caps[i] for i in keep], [ids[i] for i in keep]
+        keep = cap(len(images))
+        images, files, src = images[keep], [], spec.hf_id
+    else:  # cap the index before any image is read
+        paths, all_caps, ids = read_local(root)
+        keep = cap(len(paths))
+        images = read_images([paths[i] for i in keep], spec.size, rgb=True, index_file=root / INDEX, desc=root.name)
+        files, src = [root / INDEX], str(root)
+    all_caps, ids = [all_caps[i] for i in keep], [ids[i] for i in keep]
     test = Split(images, np.full(len(images), -1, np.int64), [c[0] for c in all_caps], ids)
-    e = empty_split(spec.size, rgb=True)
-    is_syn = kind == "fixture"
     flag = (spec.flag or spec.name).lower()
     return finish(
-        profile, spec, task="retrieval", class_names=[], splits={"train": e, "val": empty_split(spec.size, True),
-                                                                  "test": test},
-        source=src, synthetic=is_syn,
-        license="generated (no licence needed)" if is_syn else LICENSES.get(flag, "see the dataset card"),
+        profile, spec, task="retrieval", class_names=[],
+        splits={"train": empty_split(spec.size, rgb=True), "val": empty_split(spec.size, rgb=True), "test": test},
+        source=src, synthetic=kind == "fixture", license=LICENSES.get(flag, "see the dataset card"),
         domain="general", files=files, extra={"all_captions": all_caps, "flag": flag},
     )

@@ -17,7 +17,6 @@ fixture, where label-specific blobs alone stay near chance (~0.6).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io as _io
 import json
 import os
@@ -56,11 +55,17 @@ def _marker_ok(path: Path, params: dict[str, Any]) -> bool:
 
 
 def ensure_file(path: Path, params: dict[str, Any], build: Callable[[], dict[str, np.ndarray]]) -> Path:
-    """A single-file (npz) fixture at ``path`` with a ``<path>.json`` sidecar of its parameters."""
+    """A single-file (npz) fixture at ``path`` with a ``<path>.json`` sidecar of its parameters.
+
+    The sidecar is removed before the npz is replaced and written after it, so a crash in between leaves
+    no sidecar (regenerated next time), never an old sidecar vouching for a new file.
+    """
     if path.is_file() and _marker_ok(path, params):
         return path
+    sidecar = path.with_name(path.name + ".json")
+    sidecar.unlink(missing_ok=True)
     mio.write_npz(path, **build())
-    mio.write_json(path.with_name(path.name + ".json"), params)
+    mio.write_json(sidecar, params)
     return path
 
 
@@ -402,8 +407,9 @@ def write_mimic_cxr(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: in
     for p, a in zip(frontal_paths, img):
         _save(p, a, "JPEG")
     for name, rows in (("split", split_rows), ("chexpert", chex_rows), ("metadata", meta_rows)):
-        with gzip.open(root / f"mimic-cxr-2.0.0-{name}.csv.gz", "wt") as fh:
-            pd.DataFrame(rows).to_csv(fh, index=False)
+        # mtime=0: gzip otherwise stamps the write time into the header and the file's sha256 changes per run.
+        pd.DataFrame(rows).to_csv(root / f"mimic-cxr-2.0.0-{name}.csv.gz", index=False,
+                                  compression={"method": "gzip", "mtime": 0})
 
 
 def ensure_mimic_cxr(root: Path, n: int, seed: int = FIXTURE_SEED) -> Path:

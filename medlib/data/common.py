@@ -1,0 +1,245 @@
+"""Helpers every source module shares: paths, hashing, image reading, stratified splits, caps, the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import DatasetSpec, Profile
+from ..errors import fail
+from .base import SPLITS, TASKS, DatasetBundle, Split
+
+GENERATED_LICENSE = "generated (no licence needed)"
+
+
+def resolve_path(profile: Profile, spec: DatasetSpec, default: str = "") -> Path:
+    """``spec.path`` (or ``default``) relative to ``profile.data_dir`` unless absolute."""
+    p = Path(spec.path or default).expanduser()
+    return p if p.is_absolute() else profile.data_path / p
+
+
+def fixture_dir(profile: Profile, *parts: str) -> Path:
+    """``<data_dir>/fixtures/<parts...>``: where generated stand-ins live."""
+    return profile.data_path.joinpath("fixtures", *parts)
+
+
+def rng_for(profile: Profile, spec: DatasetSpec, purpose: str) -> np.random.Generator:
+    """A Generator seeded from the profile seed, the dataset name and a purpose (independent streams)."""
+    return np.random.default_rng([profile.seed, zlib.crc32(spec.name.encode()), zlib.crc32(purpose.encode())])
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_image(path: Path, size: int, rgb: bool, index_file: str | Path, where: str = "") -> np.ndarray:
+    """One image file -> uint8 (size, size) grayscale or (size, size, 3) RGB; MedlibError naming both files.
+
+    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    at = f"{Path(index_file).name}{' ' + where if where else ''}"
+    if not Path(path).is_file():
+        raise fail(path, f"image listed in {at} is missing",
+                   f"restore the image or remove its row from {index_file}")
+    try:
+        with Image.open(path) as im:
+            return pil_to_array(im, size, rgb)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise fail(path, f"unreadable image listed in {at} ({type(exc).__name__})",
+                   f"replace the file or remove its row from {index_file}") from None
+
+
+def pil_to_array(im: Any, size: int, rgb: bool) -> np.ndarray:
+    """PIL image -> uint8 array resized to (size, size) (PIL's antialiased bilinear filter)."""
+    from PIL import Image
+
+    im = im.convert("RGB" if rgb else "L")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str,
+                first_line: int | None = None) -> np.ndarray:
+    """Read many images (tqdm progress) into one uint8 array.
+
+    ``first_line``: the line of ``index_file`` that lists ``paths[0]`` (rows in order), for error messages.
+    """
+    from tqdm.auto import tqdm
+
+    shape = (len(paths), size, size, 3) if rgb else (len(paths), size, size)
+    out = np.empty(shape, dtype=np.uint8)
+    for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=len(paths) < 500)):
+        out[i] = read_image(p, size, rgb, index_file, f"line {first_line + i}" if first_line is not None else "")
+    return out
+
+
+def check_hub_reachable(what: str, local_fix: str) -> None:
+    """Fail at once (instead of after huggingface_hub's ~25 s of retries) when the hub cannot be reached.
+
+    Skipped when the user chose offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: a local HF cache may
+    serve the request) or routes through a proxy (a direct probe would not tell).
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    env = os.environ
+    if any(env.get(k, "").strip() not in ("", "0") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return
+    if any(env.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    host = urlparse(env.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError:
+        raise fail(what, f"cannot reach {host} (offline?)",
+                   f"go online once, set HF_DATASETS_OFFLINE=1 to use a cached copy, or {local_fix}") from None
+
+
+def strata_of(labels: np.ndarray) -> np.ndarray:
+    """A 1-D stratum per example: the class (multiclass), first positive label or C (multi-label)."""
+    if labels.ndim == 2:
+        has = labels.any(axis=1)
+        return np.where(has, labels.argmax(axis=1), labels.shape[1])
+    return labels
+
+
+def stratified_parts(strata: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> list[np.ndarray]:
+    """Split ``arange(len(strata))`` into parts of the given fractions, class by class.
+
+    Own code rather than sklearn's ``train_test_split(stratify=...)``, which refuses classes with fewer
+    than 2 members and cannot do a 3-way split in one call; rare classes land in the first parts.
+    """
+    cum = np.cumsum(fractions) / float(np.sum(fractions))
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for c in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == c))
+        bounds = np.round(cum * len(idx)).astype(int)[:-1]
+        for part, chunk in zip(parts, np.split(idx, bounds)):
+            part.append(chunk)
+    return [np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def cap_indices(strata: np.ndarray, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a stratified-ish random subset of at most ``max_n`` (all when max_n <= 0)."""
+    n = len(strata)
+    if max_n <= 0 or n <= max_n:
+        return np.arange(n, dtype=np.int64)
+    frac = max_n / n
+    keep: list[int] = []
+    rest: list[int] = []
+    for c in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == c))
+        k = max(1, int(np.floor(len(idx) * frac)))
+        keep.extend(idx[:k])
+        rest.extend(idx[k:])
+    keep_a, rest_a = np.array(keep), rng.permutation(np.array(rest, dtype=np.int64))
+    if len(keep_a) > max_n:
+        keep_a = rng.choice(keep_a, size=max_n, replace=False)
+    elif len(keep_a) < max_n:
+        keep_a = np.concatenate([keep_a, rest_a[: max_n - len(keep_a)]])
+    return np.sort(keep_a).astype(np.int64)
+
+
+def take(split: Split, idx: np.ndarray) -> Split:
+    """Subset of a split (``Split.subset``)."""
+    return split.subset(idx)
+
+
+def empty_split(size: int, rgb: bool) -> Split:
+    """A split with no examples (retrieval sets have only ``test``)."""
+    shape = (0, size, size, 3) if rgb else (0, size, size)
+    return Split(np.zeros(shape, np.uint8), np.zeros(0, np.int64), [], [])
+
+
+def counts(task: str, class_names: list[str], splits: dict[str, Split]) -> dict[str, dict[str, int]]:
+    """{split: {class: n}}: examples per class (multiclass) or positives per label (multi-label)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, s in splits.items():
+        if task == "multilabel":
+            sums = s.labels.sum(axis=0) if len(s) else np.zeros(len(class_names), np.int64)
+            out[name] = {c: int(v) for c, v in zip(class_names, sums)}
+        elif task == "multiclass":
+            bc = np.bincount(s.labels, minlength=len(class_names)) if len(s) else np.zeros(len(class_names), int)
+            out[name] = {c: int(v) for c, v in zip(class_names, bc)}
+        else:
+            out[name] = {}
+    return out
+
+
+def finish(
+    profile: Profile,
+    spec: DatasetSpec,
+    *,
+    task: str,
+    class_names: list[str],
+    splits: dict[str, Split],
+    source: str,
+    synthetic: bool,
+    license: str,
+    domain: str,
+    files: Sequence[str | Path],
+    extra: dict[str, Any] | None = None,
+) -> DatasetBundle:
+    """Check the splits, apply ``spec.max_per_split``, build the manifest, warn loudly when synthetic.
+
+    ``source``/``license`` describe the real data; for a generated fixture (``synthetic``) the source gets
+    " (generated fixture)" appended and the licence becomes :data:`GENERATED_LICENSE`.
+    """
+    assert task in TASKS, task
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise AssertionError(f"{spec.name}: loader returned no {missing} split(s)")  # a bug in a loader, not input
+    if synthetic:
+        source, license = f"{source} (generated fixture)", GENERATED_LICENSE
+    rng = rng_for(profile, spec, "cap")
+    out: dict[str, Split] = {}
+    for name in SPLITS:
+        s = splits[name]
+        idx = cap_indices(strata_of(s.labels), spec.max_per_split, rng)
+        if len(idx) < len(s):
+            s = take(s, idx)
+        if s.images.dtype != np.uint8 or s.images.shape[1:3] != (spec.size, spec.size):
+            raise AssertionError(f"{spec.name}/{name}: images {s.images.dtype} {s.images.shape}, want uint8 "
+                                 f"{spec.size}x{spec.size}")
+        s.labels = np.ascontiguousarray(s.labels, dtype=np.int64)
+        if s.captions is not None:
+            bad = [i for i, c in enumerate(s.captions) if not isinstance(c, str) or not c.strip()]
+            if bad:
+                raise AssertionError(f"{spec.name}/{name}: empty caption at {bad[:3]}")
+        out[name] = s
+    manifest: dict[str, Any] = {
+        "source": source,
+        "synthetic": synthetic,
+        "counts": counts(task, class_names, out),
+        "n": {k: len(v) for k, v in out.items()},
+        "sha256": {Path(f).name: sha256_file(f) for f in files},
+        "spec": asdict(spec),
+    }
+    if task == "multilabel":
+        manifest["all_negative"] = {k: int((v.labels.sum(axis=1) == 0).sum()) for k, v in out.items()}
+    if synthetic:
+        manifest["note"] = (f"GENERATED fixture standing in for {spec.name}: numbers on it test the code path "
+                            "and are NOT results")
+        warn_synthetic(spec.name, source)
+    manifest.update(extra or {})
+    return DatasetBundle(name=spec.name, task=task, class_names=list(class_names), splits=out, source=source,
+                         synthetic=synthetic, license=license, domain=domain, manifest=manifest)
+
+
+def warn_synthetic(name: str, source: str) -> None:
+    warnings.warn(f"{name}: using a GENERATED fixture ({source}), not the real dataset; its numbers are NOT results",
+                  UserWarning, stacklevel=3)
