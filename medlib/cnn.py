@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .progress import enabled as progress_enabled
 from .data.base import DatasetBundle
 from .errors import fail
 # Checkpoint I/O (atomic save, one-line error on an unreadable file), split checks and the validation
@@ -125,7 +126,8 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
         model.train()
         t0, losses = time.perf_counter(), []
         order = torch.randperm(len(images), generator=gen)
-        for b in tqdm(range(n_batches), desc=f"resnet18 epoch {epoch + 1}/{epochs}", disable=not progress,
+        for b in tqdm(range(n_batches), desc=f"resnet18 epoch {epoch + 1}/{epochs}",
+                      disable=not progress_enabled(progress),
                       leave=False):
             idx = order[b * batch_size:(b + 1) * batch_size]
             x = _inputs(images[idx], size, device)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from .progress import enabled as progress_enabled
 from . import imbalance, losses
 from .augment import AugmentConfig, augment_batch
 from .config import TrainConfig
@@ -506,7 +507,8 @@ class _Engine:
         nb = self.batches_per_epoch
         total, seen = 0.0, 0
         self.opt.zero_grad(set_to_none=True)
-        bar = tqdm(range(nb), desc=f"epoch {epoch}/{self.cfg.epochs} [{self.mode}]", disable=not progress,
+        bar = tqdm(range(nb), desc=f"epoch {epoch}/{self.cfg.epochs} [{self.mode}]",
+                   disable=not progress_enabled(progress),
                    leave=False)
         for b in bar:
             idx = order[b * bs:(b + 1) * bs]

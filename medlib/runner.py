@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         # Children (papermill kernels) see the same data dir and root.
         os.environ["MEDLIB_DATA_DIR"] = profile.data_dir
         os.environ["MEDLIB_ROOT"] = str(root)
+        os.environ.setdefault("MEDLIB_PROGRESS", "0")  # headless: no per-epoch bars in the executed copies
         notebooks = select(discover_notebooks(root), args.only, args.start)
         if not notebooks:
             raise MedlibError(f"{root / 'notebooks'}: no numbered notebooks found. Fix: run from the repository root")

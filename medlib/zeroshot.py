@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .progress import enabled as progress_enabled
 from .errors import MedlibError
 from .models import ClipBundle, logit_scale
 from .preprocess import bundle_input
@@ -64,7 +65,8 @@ def image_features(bundle: ClipBundle, images_uint8: np.ndarray | torch.Tensor, 
     chunks = []
     starts = range(0, n, batch_size)
     with inference(bundle.model):
-        for i in tqdm(starts, desc=f"encode images ({bundle.name})", disable=not progress or len(starts) <= 1,
+        for i in tqdm(starts, desc=f"encode images ({bundle.name})",
+                      disable=not progress_enabled(progress) or len(starts) <= 1,
                       leave=False):
             with autocast(bundle.device, precision):
                 f = bundle.model.encode_image(bundle_input(bundle, images_uint8[i:i + batch_size]))

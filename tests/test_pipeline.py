@@ -61,3 +61,12 @@ def test_remedies_map_to_engine_arguments():
     assert pipeline.remedy_kwargs("balanced_sampler", "multiclass", P)["sampler"] == "balanced"
     with pytest.raises(ValueError):
         pipeline.remedy_kwargs("magic", "multiclass", P)
+
+
+def test_progress_bars_can_be_switched_off_for_headless_runs(monkeypatch):
+    from medlib import progress
+
+    monkeypatch.delenv("MEDLIB_PROGRESS", raising=False)
+    assert progress.enabled() and not progress.enabled(False)
+    monkeypatch.setenv("MEDLIB_PROGRESS", "0")
+    assert not progress.enabled(True)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..progress import enabled as progress_enabled
 from ..config import DatasetSpec, Profile
 from ..errors import fail
 from .base import SPLITS, TASKS, DatasetBundle, Split
@@ -81,7 +82,7 @@ def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | P
 
     shape = (len(paths), size, size, 3) if rgb else (len(paths), size, size)
     out = np.empty(shape, dtype=np.uint8)
-    for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=len(paths) < 500)):
+    for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=len(paths) < 500 or not progress_enabled())):
         out[i] = read_image(p, size, rgb, index_file, f"line {first_line + i}" if first_line is not None else "")
     return out
 

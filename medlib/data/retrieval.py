@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import enabled as progress_enabled
 from ..config import DatasetSpec, Profile
 from ..errors import fail
 from . import synthetic
@@ -99,7 +100,7 @@ def read_hub(spec: DatasetSpec) -> tuple[np.ndarray, list[list[str]], list[str]]
     from tqdm.auto import tqdm
 
     imgs, caps, ids = [], [], []
-    for i, r in enumerate(tqdm(ds, desc=spec.name, leave=False)):
+    for i, r in enumerate(tqdm(ds, desc=spec.name, leave=False, disable=not progress_enabled())):
         c = r[ccol]
         c = [c] if isinstance(c, str) else [x.get("raw", "") if isinstance(x, dict) else str(x) for x in c]
         c = [x.strip() for x in c if x and x.strip()]
