@@ -252,20 +252,6 @@ def earlier_run(P: Profile, notebook: str, data: DatasetBundle, model: str, meth
         return None
 
 
-def metric_rows(records: list[dict], metrics: list[str]) -> pd.DataFrame:
-    """Long table (dataset, model, method, metric, value, ci_low, ci_high, n) from metrics records."""
-    rows = []
-    for r in records:
-        for m in metrics:
-            v = r["metrics"].get(m)
-            if v is None:
-                continue
-            lo, hi = (r.get("ci95", {}).get(m) or [None, None])
-            rows.append({"dataset": r["dataset"], "model": r["model"], "method": r["method"], "metric": m,
-                         "value": v, "ci_low": lo, "ci_high": hi, "n": r.get("n")})
-    return pd.DataFrame(rows)
-
-
 def binary_threshold_scores(y_score: np.ndarray, threshold: float) -> np.ndarray:
     """Re-express a binary decision ``p1 >= threshold`` as probabilities whose argmax is that decision.
 
