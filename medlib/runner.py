@@ -66,13 +66,30 @@ def error_line(exc: BaseException) -> str:
     return f"{ename}: {evalue[0] if evalue else ''}"
 
 
+def _kernel_manager_class():
+    """On POSIX, talk to the kernel over local IPC sockets instead of unencrypted TCP on localhost (and without
+    ipykernel's warning about it on every notebook); elsewhere jupyter_client's default."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    return IPCKernelManager
+
+
 def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path) -> None:
     import papermill as pm
 
     # profile_arg is what the user typed (a name or a YAML path): the notebook loads it the same way.
     params = {"profile": profile_arg, "data_dir": profile.data_dir}
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
-                        progress_bar=False, log_output=False, request_save_on_cell_execute=True)
+                        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+                        kernel_manager_class=_kernel_manager_class())
 
 
 def _resolve_caller_paths(args: argparse.Namespace) -> None:
