@@ -131,13 +131,20 @@ def save_scores(P: Profile, *, notebook: str, data: DatasetBundle, model: str, m
                     extra=extra, threshold=threshold)
 
 
+def zero_shot_y_score(P: Profile, clip: ClipBundle, data: DatasetBundle, split: str = "test",
+                      progress: bool = True) -> np.ndarray:
+    """Class probabilities of ``split`` from the profile's prompt ensemble (multi-label: positive-vs-negative
+    prompt pairs), for a pretrained or a contrastively fine-tuned model alike."""
+    from .zeroshot import zero_shot_scores
+
+    return zero_shot_scores(clip, data.splits[split].images, data.class_names, data.task, templates(P, data),
+                            batch_size=P.zero_shot.batch_size, domain=data.domain, progress=progress)
+
+
 def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str = NOTEBOOKS["02"],
               split: str = "test", method: str = "zero-shot") -> dict:
     """Zero-shot classification of ``split`` with the profile's prompt ensemble; saved per the contract."""
-    from .zeroshot import zero_shot_scores
-
-    y_score = zero_shot_scores(clip, data.splits[split].images, data.class_names, data.task, templates(P, data),
-                               batch_size=P.zero_shot.batch_size, domain=data.domain)
+    y_score = zero_shot_y_score(P, clip, data, split)
     return save_scores(P, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
                        split=split, extra={"templates": templates(P, data), "model_display": clip.display})
 
@@ -176,13 +183,8 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
     rec = None
     if evaluate:
         if mode == "contrastive":
-            # Classify zero-shot style with the fine-tuned towers, exactly as notebook 02 does with the
-            # pretrained ones (multi-label: positive-vs-negative prompt pairs).
-            from .zeroshot import zero_shot_scores
-
-            y_score = zero_shot_scores(result.model, data.splits["test"].images, data.class_names, data.task,
-                                       templates(P, data), batch_size=P.zero_shot.batch_size, domain=data.domain,
-                                       progress=False)
+            # Classify zero-shot style with the fine-tuned towers, exactly as notebook 02 does.
+            y_score = zero_shot_y_score(P, result.model, data, "test", progress=False)
         else:
             y_score = predict(result, data.splits["test"].images, mode=mode)
         rec = save_scores(P, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
