@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from .progress import enabled as progress_enabled
 from .data.base import DatasetBundle
 from .errors import fail
-# Checkpoint I/O (atomic save, one-line error on an unreadable file), split checks and the validation
-# metric are the fine-tuning engine's, so both baselines select epochs the same way.
-from .finetune import _load, _save, _split, val_metric, validation_split
+# The one checkpoint format, split checks and the validation metric are the training package's, so both
+# trainers checkpoint and select epochs the same way.
+from .train import checkpoint
+from .train.validation import require_split, val_metric, validation_split
 from .preprocess import to_model_input
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +90,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     if epochs < 1:
         raise fail(run_dir, f"epochs={epochs}: no epoch would be trained", "set epochs >= 1")
     task = data.task
-    train, val = _split(data, "train"), validation_split(data, multilabel=task == "multilabel")
+    train, val = require_split(data, "train"), validation_split(data, multilabel=task == "multilabel")
     n_batches = len(train) // batch_size + (len(train) % batch_size > 1)
     if n_batches < 1:
         raise fail(f"dataset {data.name!r}", f"{len(train)} training image(s): BatchNorm needs batches of 2 or more",
@@ -106,7 +107,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     signature = {"task": task, "classes": list(data.class_names), "n_train": len(train), "batch_size": batch_size,
                  "lr": lr, "seed": seed, "weights": weights}
     if ckpt.is_file() and not fresh:
-        state = _load(ckpt)
+        state = checkpoint.load(ckpt)
         if state.get("signature") != signature:
             problem = ("holds a run with different settings (data, batch size, lr, seed or weights)"
                        if "signature" in state else "was written by an older medlib without its settings")
@@ -144,7 +145,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
                      "seconds": time.perf_counter() - t0})
         if score > best:  # strictly better: ties keep the earlier epoch
             best, best_state = score, copy.deepcopy(model.state_dict())
-        _save(ckpt, {"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        checkpoint.save(ckpt, {"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                      "best": best, "best_state": best_state, "history": rows, "weights": used})
     if best_state is not None:

@@ -7,13 +7,18 @@ and priors are computed from the training labels by :mod:`medlib.imbalance`.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torchvision.ops import sigmoid_focal_loss
 
-from .errors import fail
+from .errors import MedlibError, fail
+
+LABEL_LOSSES = ("ce", "weighted_ce", "focal", "logit_adjust")
+MULTILABEL_LOSSES = ("bce", "weighted_bce", "focal", "logit_adjust")
 
 _CLIP_LOSS = ClipLoss()  # single process; no label caching, so any batch size works
 
@@ -120,3 +125,60 @@ def logit_adjusted_bce(logits: torch.Tensor, target: torch.Tensor, priors: torch
     p = torch.as_tensor(priors, dtype=torch.float32, device=logits.device).clamp(1e-6, 1 - 1e-6)
     adjusted = logits.float() + tau * torch.log(p / (1 - p)) if tau else logits.float()
     return F.binary_cross_entropy_with_logits(adjusted, target.to(adjusted.dtype))
+
+
+# ---- the loss factory of the training engine ---------------------------------------------------------
+
+
+def make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: int,
+               device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss function of (logits, target) for label/multilabel modes; weights from the TRAIN labels."""
+    from . import imbalance  # imbalance imports this module (class_balanced_weights)
+
+    def weights(spec: Any) -> torch.Tensor | None:
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            if spec == "inverse_freq":
+                w = imbalance.inverse_frequency_weights(labels, c)
+            elif spec == "effective_number":
+                w = imbalance.effective_number_weights(labels, c, float(kw.get("beta", 0.999)))
+            else:
+                raise MedlibError(f"loss_kwargs weights={spec!r}: unknown. Fix: inverse_freq, effective_number or a list")
+        else:
+            w = np.asarray(spec, dtype=np.float64)
+            if w.shape != (c,):
+                raise MedlibError(f"loss_kwargs weights: {w.size} values for {c} classes. "
+                                  "Fix: give one weight per class")
+        return torch.as_tensor(w, dtype=torch.float32, device=device)
+
+    def priors(p: np.ndarray) -> torch.Tensor:  # on the device once, not converted every step
+        return torch.as_tensor(p, dtype=torch.float32, device=device)
+
+    if mode == "label":
+        if name not in LABEL_LOSSES:
+            raise MedlibError(f"loss {name!r} is not a label-mode loss. Fix: use one of {LABEL_LOSSES}")
+        if name == "ce":
+            return lambda z, y: F.cross_entropy(z.float(), y)
+        if name == "weighted_ce":
+            w = weights(kw.get("weights", "inverse_freq"))
+            return lambda z, y: F.cross_entropy(z.float(), y, weight=w)
+        if name == "focal":
+            w, g = weights(kw.get("weights")), float(kw.get("gamma", 2.0))
+            return lambda z, y: focal_loss(z, y, g, w)
+        pri, tau = priors(imbalance.class_priors(labels, c)), float(kw.get("tau", 1.0))
+        return lambda z, y: logit_adjusted_loss(z, y, pri, tau)
+    name = "bce" if name == "ce" else name
+    if name not in MULTILABEL_LOSSES:
+        raise MedlibError(f"loss {name!r} is not a multilabel loss. Fix: use one of {MULTILABEL_LOSSES}")
+    if name == "bce":
+        w = weights(kw.get("weights"))
+        return lambda z, y: weighted_bce(z, y, weight=w)
+    if name == "weighted_bce":
+        pw = weights(kw.get("pos_weight", list(imbalance.pos_weights(labels))))
+        return lambda z, y: weighted_bce(z, y, pos_weight=pw)
+    if name == "focal":
+        g, a = float(kw.get("gamma", 2.0)), float(kw.get("alpha", -1.0))
+        return lambda z, y: binary_focal_loss(z, y, g, a)
+    pri, tau = priors(imbalance.class_counts(labels, c) / max(len(labels), 1)), float(kw.get("tau", 1.0))
+    return lambda z, y: logit_adjusted_bce(z, y, pri, tau)

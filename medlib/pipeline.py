@@ -171,10 +171,10 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
              **train_kwargs: Any):
     """Train with the one engine (resumable under runs/<profile>/<run>/), evaluate the test split once, save.
 
-    ``trainer``: ``medlib.finetune.train`` (default) or ``medlib.finetune.lp_ft`` (takes ``probe_epochs``).
+    ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
     Returns ``(TrainResult, metrics record or None)``.
     """
-    from .finetune import predict, train
+    from .train import predict, train
 
     run = run_name(notebook, data.name, clip.name, method)
     result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=P.seed,
@@ -268,7 +268,7 @@ def binary_threshold_scores(y_score: np.ndarray, threshold: float) -> np.ndarray
     return np.stack([1 - q1, q1], axis=1)
 
 
-# Remedy name -> keyword arguments of medlib.finetune.train (per task). "threshold" reuses the "none" model.
+# Remedy name -> keyword arguments of medlib.train.train (per task). "threshold" reuses the "none" model.
 def remedy_kwargs(remedy: str, task: str, P: Profile) -> dict[str, Any]:
     c = P.imbalance
     weighted = "weighted_bce" if task == "multilabel" else "weighted_ce"

@@ -64,11 +64,11 @@ def to_model_input(
 ) -> torch.Tensor:
     """uint8 batch -> float32 (N, 3, S, S) normalised model input on ``device``.
 
-    ``train`` must stay False: training augmentation lives in ``medlib.finetune``; ``generator`` is
+    ``train`` must stay False: training augmentation lives in ``medlib.train.engine``; ``generator`` is
     accepted for signature compatibility and unused.
     """
     if train:
-        raise ValueError("to_model_input(train=True) is not supported: medlib.finetune applies augmentation")
+        raise ValueError("to_model_input(train=True) is not supported: medlib.train.engine applies augmentation")
     if interpolation not in _INTERP:
         raise ValueError(f"interpolation {interpolation!r} not supported; use one of {sorted(_INTERP)}")
     x = as_uint8_nchw(images, device)

@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import time
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medlib import finetune, losses
+from medlib import losses, train as training
+from medlib.train import engine
 from medlib.augment import AugmentConfig, augment_batch
 from medlib.config import ModelSpec, TrainConfig
 from medlib.data.base import DatasetBundle, Split
@@ -53,7 +55,7 @@ def data():
 
 
 def _fit(bundle, data, tmp, mode="label", cfg=CFG, **kw):
-    return finetune.train(bundle, data, mode=mode, cfg=cfg, run_dir=tmp, seed=0, class_texts=CLASS_TEXTS,
+    return training.train(bundle, data, mode=mode, cfg=cfg, run_dir=tmp, seed=0, class_texts=CLASS_TEXTS,
                           progress=False, **kw)
 
 
@@ -65,7 +67,7 @@ def test_label_and_contrastive_losses_fall_on_a_small_batch(bundle, data):
     tr = data.splits["train"]
     x = bundle_input(bundle, tr.images[:32])
     y = torch.as_tensor(tr.labels[:32])
-    clf = finetune.ClipClassifier(finetune.copy.deepcopy(bundle.model), finetune.head_from_texts(bundle, CLASS_TEXTS))
+    clf = training.ClipClassifier(copy.deepcopy(bundle.model), training.head_from_texts(bundle, CLASS_TEXTS))
     opt = torch.optim.AdamW(clf.parameters(), lr=1e-3)
     ls = []
     for _ in range(8):
@@ -74,7 +76,7 @@ def test_label_and_contrastive_losses_fall_on_a_small_batch(bundle, data):
         ls.append(loss.item())
     assert ls[-1] < 0.7 * ls[0]  # cross-entropy
 
-    model = finetune.copy.deepcopy(bundle.model)
+    model = copy.deepcopy(bundle.model)
     tok = bundle.tokenizer([CLASS_TEXTS[int(c)][0] + f" case {i}" for i, c in enumerate(y)])
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     ls = []
@@ -94,7 +96,7 @@ def test_resume_after_interruption_equals_uninterrupted_and_seed_is_deterministi
     cfg = dataclasses.replace(CFG, **extra)
     test_x = data.splits["test"].images
     full = _fit(bundle, data, tmp_path / "a", mode, cfg)
-    p_full = finetune.predict(full, test_x, mode=mode)
+    p_full = training.predict(full, test_x, mode=mode)
     assert full.resumed_from is None and len(full.history) == 2
     assert np.allclose(p_full.sum(1), 1)
 
@@ -106,7 +108,7 @@ def test_resume_after_interruption_equals_uninterrupted_and_seed_is_deterministi
         _fit(bundle, data, tmp_path / "b", mode, cfg, on_epoch_end=interrupt)
     resumed = _fit(bundle, data, tmp_path / "b", mode, cfg)
     assert resumed.resumed_from == 1
-    np.testing.assert_array_equal(finetune.predict(resumed, test_x, mode=mode), p_full)
+    np.testing.assert_array_equal(training.predict(resumed, test_x, mode=mode), p_full)
     cols = ["epoch", "train_loss", "val_metric", "lr"]
     assert resumed.history[cols].equals(full.history[cols])
     assert resumed.best_epoch == full.best_epoch
@@ -114,7 +116,7 @@ def test_resume_after_interruption_equals_uninterrupted_and_seed_is_deterministi
     # same seed, fresh run elsewhere -> identical; fresh=True on a used dir -> starts over, identical
     again = _fit(bundle, data, tmp_path / "b", mode, cfg, fresh=True)
     assert again.resumed_from is None
-    np.testing.assert_array_equal(finetune.predict(again, test_x, mode=mode), p_full)
+    np.testing.assert_array_equal(training.predict(again, test_x, mode=mode), p_full)
 
 
 def test_finished_run_returns_stored_model_immediately(bundle, data, tmp_path):
@@ -124,7 +126,7 @@ def test_finished_run_returns_stored_model_immediately(bundle, data, tmp_path):
     assert again.resumed_from == 2 and time.perf_counter() - t0 < 5
     assert again.history.equals(first.history)
     x = data.splits["test"].images
-    np.testing.assert_array_equal(finetune.predict(again, x, mode="label"), finetune.predict(first, x, mode="label"))
+    np.testing.assert_array_equal(training.predict(again, x, mode="label"), training.predict(first, x, mode="label"))
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,train_loss,val_metric,lr,seconds,images_per_s") and len(log) == 3
 
@@ -159,13 +161,13 @@ def test_interrupted_fresh_start_does_not_resume_the_old_run(bundle, data, tmp_p
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:  # fresh=True, interrupted before its first checkpoint
-        m.setattr(finetune._Engine, "train_epoch", boom)
+        m.setattr(engine.Engine, "train_epoch", boom)
         with pytest.raises(KeyboardInterrupt):
             _fit(bundle, data, tmp_path, cfg=cfg, fresh=True)
     again = _fit(bundle, data, tmp_path, cfg=cfg)  # starts over, not from the old (finished) run
     assert again.resumed_from is None
     x = data.splits["test"].images
-    np.testing.assert_array_equal(finetune.predict(again, x, mode="label"), finetune.predict(first, x, mode="label"))
+    np.testing.assert_array_equal(training.predict(again, x, mode="label"), training.predict(first, x, mode="label"))
 
 
 def test_validation_problems_fail_before_training(bundle, tmp_path):
@@ -220,10 +222,10 @@ def test_linear_probe_freezes_image_tower_and_lp_ft_runs(bundle, data, tmp_path)
     probe = _fit(bundle, data, tmp_path / "probe", cfg=cfg)
     for (n, p0), p1 in zip(bundle.model.named_parameters(), probe.model.model.parameters()):
         assert torch.equal(p0, p1), n
-    zs_head = finetune.head_from_texts(bundle, CLASS_TEXTS)
+    zs_head = training.head_from_texts(bundle, CLASS_TEXTS)
     assert not torch.equal(zs_head.weight, probe.head.weight)
     assert probe.history["val_metric"].iloc[-1] > 0.6
-    res = finetune.lp_ft(bundle, data, cfg=dataclasses.replace(CFG, epochs=1), probe_epochs=2,
+    res = training.lp_ft(bundle, data, cfg=dataclasses.replace(CFG, epochs=1), probe_epochs=2,
                          run_dir=tmp_path / "lpft", seed=0, class_texts=CLASS_TEXTS, progress=False)
     assert list(res.history["stage"]) == ["probe", "probe", "ft"]
 
@@ -231,15 +233,15 @@ def test_linear_probe_freezes_image_tower_and_lp_ft_runs(bundle, data, tmp_path)
 def test_wise_interpolation_endpoints_are_exact(bundle, data, tmp_path):
     a = {"w": torch.randn(3, 3), "n": torch.tensor(5)}
     b = {"w": torch.randn(3, 3), "n": torch.tensor(7)}
-    assert torch.equal(finetune.wise_interpolate(a, b, 0.0)["w"], a["w"])
-    assert torch.equal(finetune.wise_interpolate(a, b, 1.0)["w"], b["w"])
-    torch.testing.assert_close(finetune.wise_interpolate(a, b, 0.25)["w"], 0.75 * a["w"] + 0.25 * b["w"])
+    assert torch.equal(training.wise_interpolate(a, b, 0.0)["w"], a["w"])
+    assert torch.equal(training.wise_interpolate(a, b, 1.0)["w"], b["w"])
+    torch.testing.assert_close(training.wise_interpolate(a, b, 0.25)["w"], 0.75 * a["w"] + 0.25 * b["w"])
     ft = _fit(bundle, data, tmp_path, cfg=dataclasses.replace(CFG, epochs=1))
     x = data.splits["test"].images
-    p0 = finetune.predict(finetune.wise_ft(ft, bundle, CLASS_TEXTS, 0.0), x, mode="label")
-    np.testing.assert_allclose(p0, finetune.predict(bundle, x, mode="label", class_texts=CLASS_TEXTS), atol=1e-6)
-    p1 = finetune.predict(finetune.wise_ft(ft, bundle, CLASS_TEXTS, 1.0), x, mode="label")
-    np.testing.assert_array_equal(p1, finetune.predict(ft, x, mode="label"))
+    p0 = training.predict(training.wise_ft(ft, bundle, CLASS_TEXTS, 0.0), x, mode="label")
+    np.testing.assert_allclose(p0, training.predict(bundle, x, mode="label", class_texts=CLASS_TEXTS), atol=1e-6)
+    p1 = training.predict(training.wise_ft(ft, bundle, CLASS_TEXTS, 1.0), x, mode="label")
+    np.testing.assert_array_equal(p1, training.predict(ft, x, mode="label"))
 
 
 @pytest.mark.parametrize("loss,kw,sampler", [("weighted_ce", {"weights": "effective_number", "beta": 0.99}, "none"),
@@ -256,7 +258,7 @@ def test_multilabel_mode(bundle, tmp_path):
     r = _fit(bundle, d, tmp_path, mode="multilabel", loss="weighted_bce",
              cfg=dataclasses.replace(CFG, epochs=1, optimizer="adam", weight_decay=0.0))
     assert r.metric_name == "auroc" and 0 <= r.best_metric <= 1
-    p = finetune.predict(r, d.splits["test"].images, mode="multilabel")
+    p = training.predict(r, d.splits["test"].images, mode="multilabel")
     assert p.shape == (64, 2) and ((p >= 0) & (p <= 1)).all()
     with pytest.raises(MedlibError):
         _fit(bundle, d, tmp_path / "x", mode="label")

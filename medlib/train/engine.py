@@ -1,4 +1,4 @@
-"""The training engine: one loop, three modes (contrastive, label, multilabel), resumable.
+"""The training loop: one engine, three modes (contrastive, label, multilabel), resumable.
 
 ``train(bundle, data, mode=..., cfg=..., run_dir=..., seed=...)`` fine-tunes a copy of ``bundle``
 on ``data.splits["train"]``, validates each epoch on ``data.splits["val"]`` (the test split is never
@@ -10,11 +10,15 @@ Modes
 - ``contrastive``: image-caption pairs, open_clip's CLIP loss (or the label-aware variant). Captions
   are ``split.captions``, or generated from the labels with the class prompts (one prompt sampled per
   example and step when ``cfg.text_augment``). Classification afterwards is zero-shot style: the
-  head is rebuilt from the (fine-tuned) text tower with :func:`head_from_texts`.
+  head is rebuilt from the (fine-tuned) text tower with :func:`medlib.train.heads.head_from_texts`.
 - ``label``: linear head initialised from the class-text embeddings (prompt ensemble x logit
   scale) on the normalised image embedding; cross-entropy or an imbalance loss. ``cfg.lock_image``
-  gives a linear probe on cached features; :func:`lp_ft` and :func:`wise_ft` build the variants.
-- ``multilabel``: the same head over C labels (initialised from the positive prompts), BCE.
+  gives a linear probe on cached features; :mod:`medlib.train.variants` builds LP-FT and WiSE-FT.
+- ``multilabel``: the same head over C labels, BCE.
+
+The other steps live beside this file: heads (``heads.py``), trainable parameters and the optimizer
+(``optim.py``), the schedule (``scheduler.py``), checkpoint I/O (``checkpoint.py``), the validation
+metric (``validation.py``); the loss factory is :func:`medlib.losses.make_loss`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import functools
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,309 +37,33 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from .progress import enabled as progress_enabled
-from . import imbalance, losses
-from .augment import AugmentConfig, augment_batch
-from .config import TrainConfig
-from .data.base import DatasetBundle, Split
-from .errors import MedlibError, fail
-from .io import write_text, write_with
-from .models import ClipBundle
-from .preprocess import bundle_input
-from .text import class_prompts, templates_for
+from .. import imbalance, losses
+from ..augment import AugmentConfig, augment_batch
+from ..config import TrainConfig
+from ..data.base import DatasetBundle
+from ..errors import MedlibError, fail
+from ..io import write_text
+from ..models import ClipBundle
+from ..preprocess import bundle_input
+from ..progress import enabled as progress_enabled
+from ..text import class_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
-from .zeroshot import autocast, image_features, resolve_precision, text_features
+from ..zeroshot import autocast, image_features, resolve_precision, text_features
+from . import checkpoint
+from .heads import ClipClassifier, check_mode, head_from_texts
+from .optim import build_optimizer, set_trainable
+from .result import HISTORY_COLUMNS, TrainResult
+from .scheduler import build_scheduler
+from .validation import cap, require_split, retrieval_r1, val_metric, validation_split
 
-MODES = ("contrastive", "label", "multilabel")
-LABEL_LOSSES = ("ce", "weighted_ce", "focal", "logit_adjust")
-MULTILABEL_LOSSES = ("bce", "weighted_bce", "focal", "logit_adjust")
 SAMPLERS = ("none", "balanced")
 CKPT_VERSION = 1
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_metric", "lr", "seconds", "images_per_s"]
 
 
-# ---- results and small modules ---------------------------------------------------------------------
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns; ``model`` holds the best epoch's weights."""
-
-    model: ClipBundle
-    history: pd.DataFrame  # epoch, train_loss, val_metric, lr, seconds, images_per_s
-    best_epoch: int
-    run_dir: Path
-    resumed_from: int | None  # epoch the run resumed after (None: started fresh)
-    head: nn.Linear | None = None  # classifier head (label/multilabel; contrastive: from class texts)
-    mode: str = "label"
-    metric_name: str = "acc"
-    best_metric: float = float("nan")
-
-
-class ClipClassifier(nn.Module):
-    """``head(normalize(clip.encode_image(x)))``: the label/multilabel model."""
-
-    def __init__(self, clip: nn.Module, head: nn.Linear):
-        super().__init__()
-        self.clip = clip
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.normalize(self.clip.encode_image(x), dim=-1))
-
-
-# ---- features and heads -------------------------------------------------------------------------------
-
-
-def class_text_embeddings(bundle: ClipBundle, class_texts: list[list[str]]) -> torch.Tensor:
-    """(C, D) prompt-ensemble class embeddings: mean of each class's normalised prompt embeddings,
-    renormalised (CLIP's ensembling; ``medlib.zeroshot`` does the same from class names + templates)."""
-    if not class_texts or any(len(t) == 0 for t in class_texts):
-        raise MedlibError("class_texts: every class needs at least one prompt. Fix: pass a non-empty list per class")
-    flat = [t for texts in class_texts for t in texts]
-    emb = text_features(bundle, flat)
-    out, i = [], 0
-    for texts in class_texts:
-        out.append(F.normalize(emb[i:i + len(texts)].mean(0), dim=-1))
-        i += len(texts)
-    return torch.stack(out)
-
-
-def head_from_texts(bundle: ClipBundle, class_texts: list[list[str]]) -> nn.Linear:
-    """Linear head (D -> C) with weights ``logit_scale * class embedding`` and zero bias: applied to
-    the normalised image embedding it reproduces the zero-shot classifier's logits exactly."""
-    emb = class_text_embeddings(bundle, class_texts)
-    scale = float(bundle.model.logit_scale.exp().item())
-    head = nn.Linear(emb.shape[1], emb.shape[0], bias=True).to(bundle.device)
-    with torch.no_grad():
-        head.weight.copy_(emb * scale)
-        head.bias.zero_()
-    return head
-
-
-def predict(bundle_or_result: ClipBundle | TrainResult, images: np.ndarray, *, mode: str,
-            batch_size: int = 256, head: nn.Linear | None = None,
-            class_texts: list[list[str]] | None = None) -> np.ndarray:
-    """Class probabilities (N, C): softmax for contrastive/label, sigmoid for multilabel.
-
-    The head is, in order: ``head``, the result's head, or one built from ``class_texts``.
-    """
-    _check_mode(mode)
-    if isinstance(bundle_or_result, TrainResult):
-        bundle, head = bundle_or_result.model, head or bundle_or_result.head
-    else:
-        bundle = bundle_or_result
-    if head is None:
-        if class_texts is None:
-            raise MedlibError("predict: no classifier head. Fix: pass a TrainResult, head= or class_texts=")
-        head = head_from_texts(bundle, class_texts)
-    feats = image_features(bundle, images, batch_size)
-    with torch.no_grad():
-        logits = head.to(feats.device)(feats).double()
-    probs = torch.sigmoid(logits) if mode == "multilabel" else torch.softmax(logits, dim=-1)
-    return probs.cpu().numpy()
-
-
-# ---- WiSE-FT and LP-FT --------------------------------------------------------------------------------
-
-
-def wise_interpolate(zero_shot_state: dict[str, torch.Tensor], finetuned_state: dict[str, torch.Tensor],
-                     alpha: float) -> dict[str, torch.Tensor]:
-    """WiSE-FT (Wortsman et al., CVPR 2022): ``theta = (1 - alpha) * theta_zs + alpha * theta_ft``.
-
-    Floating tensors are interpolated (alpha 0 / 1 return the endpoints exactly); other tensors
-    (integer buffers) are taken from the fine-tuned state.
-    """
-    if set(zero_shot_state) != set(finetuned_state):
-        diff = sorted(set(zero_shot_state) ^ set(finetuned_state))[:5]
-        raise MedlibError(f"wise_interpolate: the two states have different keys ({diff}). Fix: use the same model")
-    out = {}
-    for k, ft in finetuned_state.items():
-        zs = zero_shot_state[k]
-        if not torch.is_floating_point(ft) or alpha == 1.0:
-            out[k] = ft.detach().clone()
-        elif alpha == 0.0:
-            out[k] = zs.detach().clone().to(ft)
-        else:
-            out[k] = ((1 - alpha) * zs.to(ft) + alpha * ft).detach()
-    return out
-
-
-def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[str]], alpha: float) -> TrainResult:
-    """WiSE-FT model for label/multilabel results: interpolate the zero-shot CLIP + text-initialised
-    head with the fine-tuned CLIP + head. Returns a new TrainResult (history of the fine-tune)."""
-    if result.head is None:
-        raise MedlibError("wise_ft: the result has no head. Fix: use a label or multilabel result")
-    zs_model = ClipClassifier(zero_shot.model, head_from_texts(zero_shot, class_texts))
-    ft_model = ClipClassifier(result.model.model, result.head)
-    mixed = ClipClassifier(copy.deepcopy(result.model.model), copy.deepcopy(result.head))
-    mixed.load_state_dict(wise_interpolate(zs_model.state_dict(), ft_model.state_dict(), alpha))
-    bundle = dataclasses.replace(result.model, model=mixed.clip)
-    return dataclasses.replace(result, model=bundle, head=mixed.head)
-
-
-def lp_ft(bundle: ClipBundle, data: DatasetBundle, *, cfg: TrainConfig, probe_epochs: int, run_dir: Path,
-          seed: int, class_texts: list[list[str]] | None = None, mode: str = "label",
-          probe_lr: float | None = None, **kwargs: Any) -> TrainResult:
-    """LP-FT (Kumar et al., ICLR 2022): linear probe for ``probe_epochs`` on frozen features, then a
-    full fine-tune starting from the probed head. Stages live in ``run_dir/probe`` and ``run_dir/ft``;
-    the returned history has both, with a ``stage`` column."""
-    run_dir = Path(run_dir)
-    probe_cfg = dataclasses.replace(cfg, lock_image=True, epochs=probe_epochs, lr=probe_lr or cfg.lr)
-    probe = train(bundle, data, mode=mode, cfg=probe_cfg, run_dir=run_dir / "probe", seed=seed,
-                  class_texts=class_texts, **kwargs)
-    ft_cfg = dataclasses.replace(cfg, lock_image=False)
-    ft = train(bundle, data, mode=mode, cfg=ft_cfg, run_dir=run_dir / "ft", seed=seed, class_texts=class_texts,
-               init_head=probe.head, **kwargs)
-    hist = pd.concat([probe.history.assign(stage="probe"), ft.history.assign(stage="ft")], ignore_index=True)
-    return dataclasses.replace(ft, history=hist, run_dir=run_dir)
-
-
-# ---- the engine ---------------------------------------------------------------------------------------
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise MedlibError(f"finetune: unknown mode {mode!r}. Fix: use one of {MODES}")
-
-
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """open_clip's training-script rule: no weight decay on gains, biases, logit scale, 1-D params."""
-    decay, no_decay = [], []
-    for n, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        excluded = p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n or "logit_bias" in n
-        (no_decay if excluded else decay).append(p)
-    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
-
-
-def _lr_lambda(warmup: int, total: int, kind: str) -> Callable[[int], float]:
-    """Linear warmup then cosine (or constant) decay, per optimizer step."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        e = step - warmup
-        es = max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(e, es) / es))
-    return f
-
-
-def _set_trainable(clip: nn.Module, lock_image: bool, lock_text: bool, mode: str) -> None:
-    for n, p in clip.named_parameters():
-        is_image = n.startswith("visual.")
-        is_scale = n.startswith("logit_")
-        if is_scale:
-            p.requires_grad_(mode == "contrastive")
-        elif is_image:
-            p.requires_grad_(not lock_image)
-        else:  # the text tower: label/multilabel modes never run it in training
-            p.requires_grad_(mode == "contrastive" and not lock_text)
-
-
-def _informative_labels(y: np.ndarray) -> list[int]:
-    """Columns of a multi-label (N, C) array that hold both values (AUROC is defined only for those)."""
-    return [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
-
-
-def val_metric(y_true: np.ndarray, y_score: np.ndarray | torch.Tensor, multilabel: bool) -> float:
-    """Model-selection metric on the validation split (also used by ``medlib.cnn``): accuracy of the
-    argmax, or (multi-label) macro AUROC over the labels that have both values in ``y_true``."""
-    s = y_score.float().cpu().numpy() if isinstance(y_score, torch.Tensor) else np.asarray(y_score)
-    y = np.asarray(y_true)
-    if multilabel:
-        return float(np.mean([roc_auc_score(y[:, c], s[:, c]) for c in _informative_labels(y)]))
-    return float((s.argmax(1) == y).mean())
-
-
-def validation_split(data: DatasetBundle, multilabel: bool) -> Split:
-    """``data.splits["val"]``, checked: present, non-empty and, for a multi-label metric, holding at
-    least one label with both values (else no epoch could ever be selected)."""
-    val = _split(data, "val")
-    if multilabel and not _informative_labels(np.asarray(val.labels)):
-        raise fail(f"dataset {data.name!r}", "no label has both positive and negative examples in the 'val' split "
-                   "(validation AUROC is undefined)", "use a larger validation split")
-    return val
-
-
-def _retrieval_r1(img_f: torch.Tensor, txt_f: torch.Tensor) -> float:
-    """Mean of image->text and text->image Recall@1 for paired rows."""
-    sim = img_f @ txt_f.T
-    idx = torch.arange(len(sim), device=sim.device)
-    return float(((sim.argmax(1) == idx).float().mean() + (sim.argmax(0) == idx).float().mean()) / 2)
-
-
-def _split(data: DatasetBundle, name: str) -> Split:
-    if name not in data.splits or len(data.splits[name]) == 0:
-        raise fail(f"dataset {data.name!r}", f"has no {name!r} split", "use a loader that carves a validation split")
-    return data.splits[name]
-
-
-def _cap(split: Split, max_n: int, seed: int) -> Split:
-    if not max_n or max_n >= len(split):
-        return split
-    return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:max_n]))
-
-
-def _make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: int,
-               device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Loss function of (logits, target) for label/multilabel modes; weights from the TRAIN labels."""
-    def weights(spec: Any) -> torch.Tensor | None:
-        if spec is None:
-            return None
-        if isinstance(spec, str):
-            if spec == "inverse_freq":
-                w = imbalance.inverse_frequency_weights(labels, c)
-            elif spec == "effective_number":
-                w = imbalance.effective_number_weights(labels, c, float(kw.get("beta", 0.999)))
-            else:
-                raise MedlibError(f"loss_kwargs weights={spec!r}: unknown. Fix: inverse_freq, effective_number or a list")
-        else:
-            w = np.asarray(spec, dtype=np.float64)
-            if w.shape != (c,):
-                raise MedlibError(f"loss_kwargs weights: {w.size} values for {c} classes. "
-                                  "Fix: give one weight per class")
-        return torch.as_tensor(w, dtype=torch.float32, device=device)
-
-    def priors(p: np.ndarray) -> torch.Tensor:  # on the device once, not converted every step
-        return torch.as_tensor(p, dtype=torch.float32, device=device)
-
-    if mode == "label":
-        if name not in LABEL_LOSSES:
-            raise MedlibError(f"loss {name!r} is not a label-mode loss. Fix: use one of {LABEL_LOSSES}")
-        if name == "ce":
-            return lambda z, y: F.cross_entropy(z.float(), y)
-        if name == "weighted_ce":
-            w = weights(kw.get("weights", "inverse_freq"))
-            return lambda z, y: F.cross_entropy(z.float(), y, weight=w)
-        if name == "focal":
-            w, g = weights(kw.get("weights")), float(kw.get("gamma", 2.0))
-            return lambda z, y: losses.focal_loss(z, y, g, w)
-        pri, tau = priors(imbalance.class_priors(labels, c)), float(kw.get("tau", 1.0))
-        return lambda z, y: losses.logit_adjusted_loss(z, y, pri, tau)
-    name = "bce" if name == "ce" else name
-    if name not in MULTILABEL_LOSSES:
-        raise MedlibError(f"loss {name!r} is not a multilabel loss. Fix: use one of {MULTILABEL_LOSSES}")
-    if name == "bce":
-        w = weights(kw.get("weights"))
-        return lambda z, y: losses.weighted_bce(z, y, weight=w)
-    if name == "weighted_bce":
-        pw = weights(kw.get("pos_weight", list(imbalance.pos_weights(labels))))
-        return lambda z, y: losses.weighted_bce(z, y, pos_weight=pw)
-    if name == "focal":
-        g, a = float(kw.get("gamma", 2.0)), float(kw.get("alpha", -1.0))
-        return lambda z, y: losses.binary_focal_loss(z, y, g, a)
-    pri, tau = priors(imbalance.class_counts(labels, c) / max(len(labels), 1)), float(kw.get("tau", 1.0))
-    return lambda z, y: losses.logit_adjusted_bce(z, y, pri, tau)
-
-
-class _Engine:
-    """One training run's state; :func:`train` drives it. Kept private: the public API is train()."""
+class Engine:
+    """One training run's state; :func:`train` drives it (the public API is train())."""
 
     def __init__(self, bundle: ClipBundle, data: DatasetBundle, mode: str, cfg: TrainConfig, seed: int,
                  class_texts: list[list[str]] | None, loss: str, loss_kwargs: dict[str, Any], sampler: str,
@@ -347,7 +74,7 @@ class _Engine:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.bundle = dataclasses.replace(bundle, model=copy.deepcopy(bundle.model))  # caller's model untouched
-        self.train_split = _cap(_split(data, "train"), cfg.max_train, seed)
+        self.train_split = cap(require_split(data, "train"), cfg.max_train, seed)
         self.c = data.num_classes
         if mode == "multilabel" and self.train_split.labels.ndim != 2:
             raise fail(f"dataset {data.name!r}", "multilabel mode needs (N, C) 0/1 labels", "use mode='label'")
@@ -384,7 +111,7 @@ class _Engine:
         self.y_train = torch.as_tensor(np.asarray(self.train_split.labels))
         self.n = len(self.train_split)
         clip = self.bundle.model
-        _set_trainable(clip, cfg.lock_image, cfg.lock_text, mode)
+        set_trainable(clip, cfg.lock_image, cfg.lock_text, mode)
         self.probe = mode != "contrastive" and cfg.lock_image
         if mode == "contrastive":
             self.module: nn.Module = clip
@@ -394,25 +121,15 @@ class _Engine:
                 head_from_texts(self.bundle, class_texts)
             self.classifier = ClipClassifier(clip, head)
             self.module = head if self.probe else self.classifier
-            self.loss_fn = _make_loss(mode, loss, loss_kwargs, self.train_split.labels, self.c, self.device)
+            self.loss_fn = losses.make_loss(mode, loss, loss_kwargs, self.train_split.labels, self.c, self.device)
         self.batches_per_epoch = (self.n // cfg.batch_size if mode == "contrastive"
                                   else math.ceil(self.n / cfg.batch_size))
         if self.batches_per_epoch < 1:
             raise fail(f"dataset {data.name!r}", f"{self.n} training pairs < batch size {cfg.batch_size}",
                        "lower batch_size")
         steps = cfg.epochs * math.ceil(self.batches_per_epoch / max(cfg.grad_accum, 1))
-        params = _param_groups(self.module, cfg.weight_decay)
-        if not any(g["params"] for g in params):
-            raise MedlibError("finetune: nothing to train (both towers locked). Fix: unlock a tower")
-        opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(cfg.optimizer)
-        if opt_cls is None:
-            raise MedlibError(f"TrainConfig.optimizer={cfg.optimizer!r}: unknown. Fix: use adamw or adam")
-        if cfg.optimizer == "adam":  # classic Adam: L2 decay only where asked, no decoupling
-            params = [{"params": [p for g in params for p in g["params"]], "weight_decay": cfg.weight_decay}]
-        self.opt = opt_cls(params, lr=cfg.lr)
-        if cfg.scheduler not in ("cosine", "constant"):
-            raise MedlibError(f"TrainConfig.scheduler={cfg.scheduler!r}: unknown. Fix: use cosine or constant")
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg.warmup_steps, steps, cfg.scheduler))
+        self.opt = build_optimizer(self.module, cfg.optimizer, cfg.lr, cfg.weight_decay)
+        self.sched = build_scheduler(self.opt, cfg.scheduler, cfg.warmup_steps, steps)
         self.signature = {"version": CKPT_VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
                           "n_train": self.n, "classes": list(data.class_names), "model": bundle.name,
@@ -536,7 +253,7 @@ class _Engine:
         img_f = image_features(self.bundle, val.images, precision=self.precision)
         if self.metric_name == "acc":  # zero-shot classification with the current text tower
             return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
-        return _retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
+        return retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
 
     # -- checkpoint state
     def model_state(self) -> dict[str, torch.Tensor]:
@@ -580,17 +297,6 @@ class _Engine:
                            mode=self.mode, metric_name=self.metric_name, best_metric=best)
 
 
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    write_with(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-fixable state
-        raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None
-
-
 def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
           class_texts: list[list[str]] | None = None, loss: str = "ce", loss_kwargs: dict | None = None,
           sampler: str = "none", fresh: bool = False, progress: bool = True,
@@ -605,15 +311,15 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     ``init_head``: start from this head instead of the text-initialised one (LP-FT).
     ``on_epoch_end(epoch, row)``: called after each epoch's checkpoint is written.
     """
-    _check_mode(mode)
+    check_mode(mode)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    eng = _Engine(bundle, data, mode, cfg, seed, class_texts, loss, dict(loss_kwargs or {}), sampler, init_head)
+    eng = Engine(bundle, data, mode, cfg, seed, class_texts, loss, dict(loss_kwargs or {}), sampler, init_head)
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     history: list[dict[str, Any]] = []
     start, best, best_epoch, bad, resumed_from = 0, -math.inf, 0, 0, None
     if last.exists() and not fresh:
-        ck = _load(last)
+        ck = checkpoint.load(last)
         if ck.get("signature") != eng.signature:
             raise fail(last, "holds a run with different settings (mode, config, data or seed)",
                        "pass fresh=True to start over, or use another run_dir")
@@ -624,7 +330,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
         resumed_from = start
         if ck["finished"]:
-            eng.load_model_state(_load(best_path)["model"])
+            eng.load_model_state(checkpoint.load(best_path)["model"])
             return eng.result(run_dir, history, best_epoch, best, resumed_from)
     else:
         # seed the global RNGs too (dropout, anything drawing from them); shuffling uses our generators
@@ -647,11 +353,11 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         history.append(row)
         if metric > best:  # strictly better: ties keep the earlier epoch
             best, best_epoch, bad = metric, epoch, 0
-            _save(best_path, {"model": eng.model_state(), "epoch": epoch, "metric": metric})
+            checkpoint.save(best_path, {"model": eng.model_state(), "epoch": epoch, "metric": metric})
         else:
             bad += 1
         finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
-        _save(last, {"signature": eng.signature, "model": eng.model_state(), "optimizer": eng.opt.state_dict(),
+        checkpoint.save(last, {"signature": eng.signature, "model": eng.model_state(), "optimizer": eng.opt.state_dict(),
                      "scheduler": eng.sched.state_dict(), "rng": eng.rng_state(),
                      "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
                      "finished": finished})
@@ -662,5 +368,5 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
             break
     if not best_path.exists():  # zero epochs requested
         raise MedlibError(f"{run_dir}: no epoch was trained (epochs={cfg.epochs}). Fix: set epochs >= 1")
-    eng.load_model_state(_load(best_path)["model"])
+    eng.load_model_state(checkpoint.load(best_path)["model"])
     return eng.result(run_dir, history, best_epoch, best, resumed_from)
