@@ -7,7 +7,6 @@ weights are used where they can be loaded; offline they cannot, and the model is
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +79,10 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
               progress: bool = True) -> CnnResult:
     """Train ResNet-18 on ``data``'s train split, select the epoch on val (the test split is not touched).
 
-    A checkpoint is written atomically after every epoch (``run_dir/last.pt``); a second call with the same
-    settings resumes from it (``epochs`` may grow) unless ``fresh``. A last batch of a single image is
+    A checkpoint is written atomically after every epoch (``run_dir/last.pt``, the best epoch's weights in
+    ``best.pt``, both in the one format of ``medlib.train.checkpoint``); a second call with the same settings
+    resumes an interrupted run from it, or returns a finished one at once, unless ``fresh``. A finished run
+    keeps no optimizer state (disk), so it cannot be extended to more epochs: pass ``fresh=True`` for that. A last batch of a single image is
     skipped each epoch: BatchNorm cannot train on one value per channel (28 px images reach 1x1 in layer4).
     """
     device = torch.device(device)
@@ -101,26 +102,27 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     size = int(train.images.shape[1])
-    start, best, best_state, rows = 0, -1.0, None, []
-    ckpt = run_dir / "last.pt"
+    start, best, rows = 0, -1.0, []
+    ckpt, best_path = run_dir / "last.pt", run_dir / "best.pt"
     # what a resumed run must share with the one that wrote the checkpoint (all but the epoch count)
-    signature = {"task": task, "classes": list(data.class_names), "n_train": len(train), "batch_size": batch_size,
-                 "lr": lr, "seed": seed, "weights": weights}
+    signature = {"trainer": "cnn", "task": task, "classes": list(data.class_names), "n_train": len(train),
+                 "batch_size": batch_size, "lr": lr, "seed": seed, "weights": weights}
     if ckpt.is_file() and not fresh:
-        state = checkpoint.load(ckpt)
-        if state.get("signature") != signature:
-            problem = ("holds a run with different settings (data, batch size, lr, seed or weights)"
-                       if "signature" in state else "was written by an older medlib without its settings")
-            raise fail(ckpt, problem, "pass fresh=True to start over, or use another run_dir")
+        state = checkpoint.load(ckpt, signature)  # the one format: refuses other settings and code-running files
         if state["epoch"] > epochs:
             raise fail(ckpt, f"holds {state['epoch']} trained epochs, more than epochs={epochs}",
                        "pass fresh=True to start over, or raise epochs")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, best_state, rows, used = (state["epoch"], state["best"], state["best_state"], state["history"],
-                                               state["weights"])
+        start, best, rows, used = state["epoch"], state["best"], state["history"], state["weights"]
+        if state["finished"] and state["epoch"] < epochs:
+            raise fail(ckpt, f"holds a finished {state['epoch']}-epoch run (its optimizer state is not kept)",
+                       "pass fresh=True to train for more epochs")
+        if not state["finished"]:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            checkpoint.set_rng_state(state["rng"], {"shuffle": gen})
+    else:
+        for stale in (ckpt, best_path):
+            stale.unlink(missing_ok=True)
     images = torch.as_tensor(train.images)
     labels = torch.as_tensor(train.labels)
     for epoch in range(start, epochs):
@@ -144,12 +146,18 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
         rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_metric": score,
                      "seconds": time.perf_counter() - t0})
         if score > best:  # strictly better: ties keep the earlier epoch
-            best, best_state = score, copy.deepcopy(model.state_dict())
-        checkpoint.save(ckpt, {"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                     "best": best, "best_state": best_state, "history": rows, "weights": used})
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            best = score
+            checkpoint.save(best_path, {"signature": signature, "model": model.state_dict(), "epoch": epoch + 1,
+                                        "metric": score})
+        finished = epoch + 1 == epochs
+        record = {"signature": signature, "epoch": epoch + 1, "best": best, "history": rows, "weights": used,
+                  "finished": finished}
+        if not finished:  # a finished run keeps this small record; its weights are best.pt's
+            record.update(model=model.state_dict(), optimizer=opt.state_dict(),
+                          rng=checkpoint.rng_state({"shuffle": gen}))
+        checkpoint.save(ckpt, record)
+    if best_path.is_file():
+        model.load_state_dict(checkpoint.load(best_path, signature)["model"])
     hist = pd.DataFrame(rows)
     best_epoch = int(hist.loc[hist["val_metric"].idxmax(), "epoch"]) if len(hist) else 0
     return CnnResult(model=model.eval(), weights=used, history=hist, best_epoch=best_epoch)

@@ -21,9 +21,21 @@ def test_resnet18_learns_resumes_and_says_which_weights(tmp_path):
     data = DatasetBundle(name="bars", task="multiclass", class_names=["no", "bar"],
                          splits={"train": _bars(512, 0), "val": _bars(64, 1), "test": _bars(64, 2)}, source="toy")
     kw = dict(batch_size=64, lr=1e-3, seed=0, weights="none", progress=False)
-    one = cnn.train_cnn(data, epochs=1, run_dir=tmp_path / "a", **kw)
-    assert one.weights.startswith("none")
+    calls = []
+
+    def interrupt_in_epoch_2(*a, **k):  # validation of epoch 2: the run dies after epoch 1's checkpoint
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict(*a, **k)
+
+    real_predict = cnn.predict_cnn
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cnn, "predict_cnn", interrupt_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            cnn.train_cnn(data, epochs=3, run_dir=tmp_path / "a", **kw)
     two = cnn.train_cnn(data, epochs=3, run_dir=tmp_path / "a", **kw)  # resumes after epoch 1
+    assert two.weights.startswith("none")
     straight = cnn.train_cnn(data, epochs=3, run_dir=tmp_path / "b", **kw)
     assert list(two.history["epoch"]) == [1, 2, 3]
     p_resumed = cnn.predict_cnn(two.model, data.splits["test"].images, "multiclass")

@@ -1,28 +1,111 @@
-"""Checkpoint I/O for every trainer (the CLIP engine and the CNN baseline): one format, written atomically.
+"""The one checkpoint format of every trainer (the CLIP engine and the CNN baseline).
 
-A checkpoint is a dict of tensors and plain python values (numbers, strings, lists, dicts) saved with
-``torch.save`` under a temporary name and renamed into place (``medlib.io.write_with``).
+A run directory holds
+- ``best.pt``: the best epoch's weights -- only what the run changed (:func:`changed_state`: trainable
+  parameters, the head, buffers); frozen towers are the base model's and are not copied;
+- ``last.pt``: while the run is going, the last epoch's changed weights, optimizer, scheduler and RNG
+  states (resume after kill -9 is exact); once it has finished, a small record (``finished: True``,
+  history, best epoch) without weights or optimizer, so a re-run returns at once from ``best.pt``.
+
+Every file is a dict of tensors and plain values (numbers, strings, lists, tuples, dicts), written under a
+temporary name and renamed into place, and read with ``torch.load(weights_only=True)``: a checkpoint never
+runs code. A file that would need more (a crafted pickle) is refused with a one-line error.
 """
 
 from __future__ import annotations
 
+import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn as nn
 
 from ..errors import fail
 from ..io import write_with
 
+FORMAT = "medlib-train-checkpoint"
+VERSION = 2
+
 
 def save(path: Path, obj: dict[str, Any]) -> None:
-    """Write ``obj`` to ``path`` atomically (a failed write leaves the previous file intact)."""
-    write_with(path, lambda tmp: torch.save(obj, tmp))
+    """Write ``obj`` (tensors and plain values) to ``path`` atomically, with the format marker."""
+    blob = {"format": FORMAT, "version": VERSION, **obj}
+    write_with(Path(path), lambda tmp: torch.save(blob, tmp))
 
 
-def load(path: Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (tensors on CPU); MedlibError if it cannot be read."""
+def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (tensors on CPU), read without running code.
+
+    MedlibError (one line, naming the file and the fix) when the file is unreadable, needs code to load
+    (anything but tensors and plain values), is not a medlib training checkpoint, or -- with
+    ``signature`` -- was written by a run with other settings.
+    """
+    path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "global" in str(exc).lower():
+            raise fail(path, "refused: not a plain-tensor checkpoint (loading it would run code)",
+                       "delete it and re-run with fresh=True; load only checkpoints medlib wrote") from None
+        raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-fixable state
         raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        raise fail(path, "not a checkpoint of this medlib version", "delete it or pass fresh=True to start over")
+    if signature is not None and obj.get("signature") != signature:
+        raise fail(path, "holds a run with different settings (mode, config, data or seed)",
+                   "pass fresh=True to start over, or use another run_dir")
+    return obj
+
+
+# ---- what a run changed -------------------------------------------------------------------------------
+
+
+def changed_state(module: nn.Module, also: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The part of ``module.state_dict()`` a run can change: trainable parameters, parameters whose names
+    start with one of ``also`` (a head), and buffers (BatchNorm statistics move in train mode). Frozen
+    parameters are the base model's and are left out."""
+    keep = {n for n, p in module.named_parameters() if p.requires_grad or n.startswith(also)}
+    params = {n for n, _ in module.named_parameters()}
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items() if k in keep or k not in params}
+
+
+def load_changed_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Put a :func:`changed_state` back into ``module`` (built from the same base model)."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise fail(path, "its weights do not fit this model", "pass fresh=True to start over, or use another run_dir")
+
+
+# ---- RNG states as tensors and plain values -----------------------------------------------------------
+
+
+def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """python, numpy, torch (and CUDA) global RNG states plus ``generators``' states, loadable with
+    ``weights_only=True`` (numpy's key array is stored as a tensor)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    st: dict[str, Any] = {"python": random.getstate(),
+                          "numpy": [kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), int(pos), int(has_gauss),
+                                    float(gauss)],
+                          "torch": torch.get_rng_state(),
+                          "gens": {k: g.get_state() for k, g in (generators or {}).items()}}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    version, internal, gauss = st["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, key, pos, has_gauss, g = st["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, g))
+    torch.set_rng_state(st["torch"])
+    for k, s in st["gens"].items():
+        if generators is not None and k in generators:
+            generators[k].set_state(s)
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])

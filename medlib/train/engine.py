@@ -59,7 +59,6 @@ from .scheduler import build_scheduler
 from .validation import cap, require_split, retrieval_r1, val_metric, validation_split
 
 SAMPLERS = ("none", "balanced")
-CKPT_VERSION = 1
 
 
 class Engine:
@@ -130,7 +129,7 @@ class Engine:
         steps = cfg.epochs * math.ceil(self.batches_per_epoch / max(cfg.grad_accum, 1))
         self.opt = build_optimizer(self.module, cfg.optimizer, cfg.lr, cfg.weight_decay)
         self.sched = build_scheduler(self.opt, cfg.scheduler, cfg.warmup_steps, steps)
-        self.signature = {"version": CKPT_VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
+        self.signature = {"version": checkpoint.VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
                           "n_train": self.n, "classes": list(data.class_names), "model": bundle.name,
                           "init_head": init_head is not None}
@@ -255,33 +254,29 @@ class Engine:
             return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
         return retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
 
-    # -- checkpoint state
-    def model_state(self) -> dict[str, torch.Tensor]:
-        m = self.classifier if self.mode != "contrastive" else self.bundle.model
-        return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+    # -- checkpoint state: only what this run changes (see checkpoint.changed_state)
+    def _state_module(self) -> nn.Module:
+        return self.classifier if self.mode != "contrastive" else self.bundle.model
 
-    def load_model_state(self, state: dict[str, torch.Tensor]) -> None:
-        m = self.classifier if self.mode != "contrastive" else self.bundle.model
-        m.load_state_dict(state)
+    def model_state(self) -> dict[str, torch.Tensor]:
+        if self.probe:  # a linear probe changes its head alone (the frozen tower runs in eval mode)
+            return {f"head.{k}": v.detach().cpu().clone() for k, v in self.classifier.head.state_dict().items()}
+        return checkpoint.changed_state(self._state_module(), also=("head.",))
+
+    def load_model_state(self, state: dict[str, torch.Tensor], path: Path) -> None:
+        checkpoint.load_changed_state(self._state_module(), state, path)
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        gens = dict(self.gens)
+        if self.sampler is not None:
+            gens["sampler"] = self.sampler.generator
+        return gens
 
     def rng_state(self) -> dict[str, Any]:
-        st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-              "gens": {k: g.get_state() for k, g in self.gens.items()},
-              "sampler": None if self.sampler is None else self.sampler.generator.get_state()}
-        if torch.cuda.is_available():
-            st["cuda"] = torch.cuda.get_rng_state_all()
-        return st
+        return checkpoint.rng_state(self._generators())
 
     def set_rng_state(self, st: dict[str, Any]) -> None:
-        random.setstate(st["python"])
-        np.random.set_state(st["numpy"])
-        torch.set_rng_state(st["torch"])
-        for k, s in st["gens"].items():
-            self.gens[k].set_state(s)
-        if self.sampler is not None and st["sampler"] is not None:
-            self.sampler.generator.set_state(st["sampler"])
-        if "cuda" in st and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["cuda"])
+        checkpoint.set_rng_state(st, self._generators())
 
     def result(self, run_dir: Path, history: list[dict], best_epoch: int, best: float,
                resumed_from: int | None) -> TrainResult:
@@ -319,19 +314,16 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     history: list[dict[str, Any]] = []
     start, best, best_epoch, bad, resumed_from = 0, -math.inf, 0, 0, None
     if last.exists() and not fresh:
-        ck = checkpoint.load(last)
-        if ck.get("signature") != eng.signature:
-            raise fail(last, "holds a run with different settings (mode, config, data or seed)",
-                       "pass fresh=True to start over, or use another run_dir")
-        eng.load_model_state(ck["model"])
+        ck = checkpoint.load(last, eng.signature)
+        history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
+        resumed_from = start
+        if ck["finished"]:  # a small record: the weights are best.pt's
+            eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
+            return eng.result(run_dir, history, best_epoch, best, resumed_from)
+        eng.load_model_state(ck["model"], last)
         eng.opt.load_state_dict(ck["optimizer"])
         eng.sched.load_state_dict(ck["scheduler"])
         eng.set_rng_state(ck["rng"])
-        history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
-        resumed_from = start
-        if ck["finished"]:
-            eng.load_model_state(checkpoint.load(best_path)["model"])
-            return eng.result(run_dir, history, best_epoch, best, resumed_from)
     else:
         # seed the global RNGs too (dropout, anything drawing from them); shuffling uses our generators
         random.seed(seed)
@@ -341,6 +333,10 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         # epoch is saved, the next call must not resume the old run (nor find it without its best.pt)
         for stale in (last, best_path, run_dir / "log.csv"):
             stale.unlink(missing_ok=True)
+        # epoch 0: where training starts (label/multilabel: the zero-shot classifier). Logged, not selectable.
+        t0 = time.perf_counter()
+        history.append({"epoch": 0, "train_loss": math.nan, "val_metric": eng.validate(), "lr": math.nan,
+                        "seconds": time.perf_counter() - t0, "images_per_s": math.nan})
     finished = False
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -353,14 +349,17 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         history.append(row)
         if metric > best:  # strictly better: ties keep the earlier epoch
             best, best_epoch, bad = metric, epoch, 0
-            checkpoint.save(best_path, {"model": eng.model_state(), "epoch": epoch, "metric": metric})
+            checkpoint.save(best_path, {"signature": eng.signature, "model": eng.model_state(), "epoch": epoch,
+                                        "metric": metric})
         else:
             bad += 1
         finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
-        checkpoint.save(last, {"signature": eng.signature, "model": eng.model_state(), "optimizer": eng.opt.state_dict(),
-                     "scheduler": eng.sched.state_dict(), "rng": eng.rng_state(),
-                     "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
-                     "finished": finished})
+        record = {"signature": eng.signature, "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                  "history": history, "finished": finished}
+        if not finished:  # what an exact resume needs; a finished run keeps the small record alone
+            record.update(model=eng.model_state(), optimizer=eng.opt.state_dict(), scheduler=eng.sched.state_dict(),
+                          rng=eng.rng_state())
+        checkpoint.save(last, record)
         write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -368,5 +367,5 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
             break
     if not best_path.exists():  # zero epochs requested
         raise MedlibError(f"{run_dir}: no epoch was trained (epochs={cfg.epochs}). Fix: set epochs >= 1")
-    eng.load_model_state(checkpoint.load(best_path)["model"])
+    eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
     return eng.result(run_dir, history, best_epoch, best, resumed_from)
