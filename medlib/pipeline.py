@@ -195,7 +195,7 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
 def train_extra(result: Any, cfg: TrainConfig) -> dict:
     hist = result.history
     return {"best_epoch": int(result.best_epoch), "best_val_metric": float(result.best_metric),
-            "val_metric_name": result.metric_name, "epochs_run": int(len(hist)),
+            "val_metric_name": result.metric_name, "epochs_run": int((hist["epoch"] > 0).sum()),  # row 0: before training
             "train_seconds": float(hist["seconds"].sum()) if "seconds" in hist else None,
             "train_config": dataclasses.asdict(cfg), "run_dir": str(result.run_dir)}
 

@@ -12,10 +12,12 @@ Every model call runs under ``torch.no_grad()`` in eval mode (the previous train
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from open_clip import build_zero_shot_classifier
 from tqdm.auto import tqdm
 
 from .progress import enabled as progress_enabled
@@ -113,12 +115,44 @@ def ensemble(prompt_embeddings: np.ndarray) -> np.ndarray:
     return (mean / np.linalg.norm(mean, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def class_text_embeddings(bundle: ClipBundle, class_texts: Sequence[Sequence[str]]) -> torch.Tensor:
+    """(C, D) float32 prompt-ensemble class embeddings on the bundle's device: the mean of each class's
+    L2-normalised prompt embeddings, renormalised (CLIP's recipe). The one ensembling implementation of
+    medlib (zero-shot scoring, classifier heads, training-time validation): open_clip's
+    ``build_zero_shot_classifier``, fed the already-formatted prompts (class ``i``'s ``j``-th prompt)."""
+    texts = [list(t) for t in class_texts]
+    if not texts or any(len(t) == 0 for t in texts):
+        raise MedlibError("class_texts: every class needs at least one prompt. Fix: pass a non-empty list per class")
+    n_tpl = len(texts[0])
+    if any(len(t) != n_tpl for t in texts):
+        raise MedlibError("class_texts: every class needs the same number of prompts (one per template). "
+                          "Fix: build them with medlib.text.class_prompts")
+    templates = [functools.partial(_nth_prompt, texts, j) for j in range(n_tpl)]
+    with inference(bundle.model):
+        w = build_zero_shot_classifier(bundle.model, bundle.tokenizer, list(range(len(texts))), templates,
+                                       num_classes_per_batch=max(1, 256 // n_tpl), device=bundle.device)
+    return w.T.float().contiguous()
+
+
+def _nth_prompt(texts: list[list[str]], j: int, i: int) -> str:
+    return texts[i][j]
+
+
 def class_embeddings(bundle: ClipBundle, class_names: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-    """(C, D) prompt-ensemble class embeddings (CLIP's recipe)."""
-    prompts = class_prompts(class_names, templates)
-    n_cls, n_tpl = len(prompts), len(prompts[0]) if prompts else 0
-    flat = encode_texts(bundle, [p for per_class in prompts for p in per_class])
-    return ensemble(flat.reshape(n_cls, n_tpl, -1))
+    """(C, D) prompt-ensemble class embeddings of ``class_names`` x ``templates`` (CLIP's recipe)."""
+    return class_text_embeddings(bundle, class_prompts(class_names, templates)).cpu().numpy()
+
+
+def classifier_weights(bundle: ClipBundle, class_texts: Sequence[Sequence[str]],
+                       negative_texts: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
+    """(C, D) weights ``W`` of the zero-shot classifier as a linear map of the normalised image embedding:
+    ``s * pos`` (multiclass: softmax of ``img @ W.T``) or, with ``negative_texts``, ``s * (pos - neg)``
+    (multilabel: ``sigmoid(img @ W.T)`` = :func:`scores_from_embeddings`'s pairwise score). ``s`` is
+    :func:`medlib.models.logit_scale` (clamped at 100), as zero-shot scoring uses."""
+    w = class_text_embeddings(bundle, class_texts)
+    if negative_texts is not None:
+        w = w - class_text_embeddings(bundle, negative_texts)
+    return logit_scale(bundle) * w
 
 
 def scores_from_embeddings(image_emb: np.ndarray, class_emb: np.ndarray, scale: float, task: str,

@@ -48,7 +48,7 @@ from ..io import write_text
 from ..models import ClipBundle
 from ..preprocess import bundle_input
 from ..progress import enabled as progress_enabled
-from ..text import class_prompts, templates_for
+from ..text import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
 from ..zeroshot import autocast, image_features, resolve_precision, text_features
 from . import checkpoint
@@ -66,7 +66,7 @@ class Engine:
 
     def __init__(self, bundle: ClipBundle, data: DatasetBundle, mode: str, cfg: TrainConfig, seed: int,
                  class_texts: list[list[str]] | None, loss: str, loss_kwargs: dict[str, Any], sampler: str,
-                 init_head: nn.Linear | None):
+                 init_head: nn.Linear | None, negative_texts: list[list[str]] | None = None):
         self.mode, self.cfg, self.seed, self.device = mode, cfg, seed, bundle.device
         self.precision = resolve_precision(bundle.device, cfg.precision)
         if bundle.device.type == "cuda":
@@ -84,6 +84,9 @@ class Engine:
         if class_texts is None and (mode != "contrastive" or self.has_labels):
             class_texts = class_prompts(data.class_names, templates_for(data.domain))
         self.class_texts = class_texts
+        if mode == "multilabel" and negative_texts is None:  # the zero-shot default (medlib.zeroshot)
+            negative_texts = negative_prompts(data.class_names, data.domain)
+        self.negative_texts = negative_texts if mode == "multilabel" else None
         if class_texts is not None and len(class_texts) != self.c:
             raise MedlibError(f"class_texts has {len(class_texts)} classes, dataset {data.name!r} has {self.c}. "
                               "Fix: pass one prompt list per class")
@@ -117,7 +120,7 @@ class Engine:
             self._setup_text()
         else:
             head = copy.deepcopy(init_head).to(self.device) if init_head is not None else \
-                head_from_texts(self.bundle, class_texts)
+                head_from_texts(self.bundle, class_texts, self.negative_texts)
             self.classifier = ClipClassifier(clip, head)
             self.module = head if self.probe else self.classifier
             self.loss_fn = losses.make_loss(mode, loss, loss_kwargs, self.train_split.labels, self.c, self.device)
@@ -295,7 +298,7 @@ class Engine:
 def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
           class_texts: list[list[str]] | None = None, loss: str = "ce", loss_kwargs: dict | None = None,
           sampler: str = "none", fresh: bool = False, progress: bool = True,
-          init_head: nn.Linear | None = None,
+          init_head: nn.Linear | None = None, negative_texts: list[list[str]] | None = None,
           on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune a copy of ``bundle`` on ``data`` (train split; val for selection) and return the best model.
 
@@ -304,12 +307,15 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     focal | logit_adjust; multilabel bce (= ce) | weighted_bce | focal | logit_adjust; options in
     ``loss_kwargs`` (weights="inverse_freq"|"effective_number"|list, beta, gamma, tau, alpha).
     ``init_head``: start from this head instead of the text-initialised one (LP-FT).
+    ``negative_texts``: multilabel only, the "absent" prompts per class; the head starts as the zero-shot
+    classifier ``s * (pos - neg)`` (default: the domain's negative templates, as ``medlib.zeroshot``).
     ``on_epoch_end(epoch, row)``: called after each epoch's checkpoint is written.
     """
     check_mode(mode)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    eng = Engine(bundle, data, mode, cfg, seed, class_texts, loss, dict(loss_kwargs or {}), sampler, init_head)
+    eng = Engine(bundle, data, mode, cfg, seed, class_texts, loss, dict(loss_kwargs or {}), sampler, init_head,
+                 negative_texts)
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     history: list[dict[str, Any]] = []
     start, best, best_epoch, bad, resumed_from = 0, -math.inf, 0, 0, None

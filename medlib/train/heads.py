@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import MedlibError
 from ..models import ClipBundle
-from ..zeroshot import image_features, text_features
+from ..zeroshot import classifier_weights, image_features
 from .result import MODES, TrainResult
 
 
@@ -35,38 +35,27 @@ class ClipClassifier(nn.Module):
         return self.head(F.normalize(self.clip.encode_image(x), dim=-1))
 
 
-def class_text_embeddings(bundle: ClipBundle, class_texts: list[list[str]]) -> torch.Tensor:
-    """(C, D) prompt-ensemble class embeddings: mean of each class's normalised prompt embeddings,
-    renormalised (CLIP's ensembling; ``medlib.zeroshot`` does the same from class names + templates)."""
-    if not class_texts or any(len(t) == 0 for t in class_texts):
-        raise MedlibError("class_texts: every class needs at least one prompt. Fix: pass a non-empty list per class")
-    flat = [t for texts in class_texts for t in texts]
-    emb = text_features(bundle, flat)
-    out, i = [], 0
-    for texts in class_texts:
-        out.append(F.normalize(emb[i:i + len(texts)].mean(0), dim=-1))
-        i += len(texts)
-    return torch.stack(out)
-
-
-def head_from_texts(bundle: ClipBundle, class_texts: list[list[str]]) -> nn.Linear:
-    """Linear head (D -> C) with weights ``logit_scale * class embedding`` and zero bias: applied to
-    the normalised image embedding it reproduces the zero-shot classifier's logits exactly."""
-    emb = class_text_embeddings(bundle, class_texts)
-    scale = float(bundle.model.logit_scale.exp().item())
-    head = nn.Linear(emb.shape[1], emb.shape[0], bias=True).to(bundle.device)
+def head_from_texts(bundle: ClipBundle, class_texts: list[list[str]],
+                    negative_texts: list[list[str]] | None = None) -> nn.Linear:
+    """Linear head (D -> C) that reproduces the zero-shot classifier on the normalised image embedding:
+    weights :func:`medlib.zeroshot.classifier_weights` (``s * pos``; multilabel, with ``negative_texts``,
+    ``s * (pos - neg)`` so that ``sigmoid`` of its logits is the zero-shot pairwise score), zero bias."""
+    w = classifier_weights(bundle, class_texts, negative_texts)
+    head = nn.Linear(w.shape[1], w.shape[0], bias=True).to(bundle.device)
     with torch.no_grad():
-        head.weight.copy_(emb * scale)
+        head.weight.copy_(w)
         head.bias.zero_()
     return head
 
 
 def predict(bundle_or_result: ClipBundle | TrainResult, images: np.ndarray, *, mode: str,
             batch_size: int = 256, head: nn.Linear | None = None,
-            class_texts: list[list[str]] | None = None) -> np.ndarray:
+            class_texts: list[list[str]] | None = None,
+            negative_texts: list[list[str]] | None = None) -> np.ndarray:
     """Class probabilities (N, C): softmax for contrastive/label, sigmoid for multilabel.
 
-    The head is, in order: ``head``, the result's head, or one built from ``class_texts``.
+    The head is, in order: ``head``, the result's head, or the zero-shot one built from ``class_texts``
+    (multilabel: and ``negative_texts``).
     """
     check_mode(mode)
     if isinstance(bundle_or_result, TrainResult):
@@ -76,7 +65,10 @@ def predict(bundle_or_result: ClipBundle | TrainResult, images: np.ndarray, *, m
     if head is None:
         if class_texts is None:
             raise MedlibError("predict: no classifier head. Fix: pass a TrainResult, head= or class_texts=")
-        head = head_from_texts(bundle, class_texts)
+        if mode == "multilabel" and negative_texts is None:
+            raise MedlibError("predict: a multilabel zero-shot head needs negative_texts. "
+                              "Fix: pass medlib.text.negative_prompts(class_names, domain)")
+        head = head_from_texts(bundle, class_texts, negative_texts if mode == "multilabel" else None)
     feats = image_features(bundle, images, batch_size)
     with torch.no_grad():
         logits = head.to(feats.device)(feats).double()

@@ -41,12 +41,18 @@ def wise_interpolate(zero_shot_state: dict[str, torch.Tensor], finetuned_state: 
     return out
 
 
-def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[str]], alpha: float) -> TrainResult:
+def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[str]], alpha: float,
+            negative_texts: list[list[str]] | None = None) -> TrainResult:
     """WiSE-FT model for label/multilabel results: interpolate the zero-shot CLIP + text-initialised
-    head with the fine-tuned CLIP + head. Returns a new TrainResult (history of the fine-tune)."""
+    head (multilabel: from ``class_texts`` and ``negative_texts``, as the engine initialises it) with the
+    fine-tuned CLIP + head. Returns a new TrainResult (history of the fine-tune)."""
     if result.head is None:
         raise MedlibError("wise_ft: the result has no head. Fix: use a label or multilabel result")
-    zs_model = ClipClassifier(zero_shot.model, head_from_texts(zero_shot, class_texts))
+    if result.mode == "multilabel" and negative_texts is None:
+        raise MedlibError("wise_ft: a multilabel result needs negative_texts (its zero-shot end). "
+                          "Fix: pass medlib.text.negative_prompts(class_names, domain)")
+    zs_head = head_from_texts(zero_shot, class_texts, negative_texts if result.mode == "multilabel" else None)
+    zs_model = ClipClassifier(zero_shot.model, zs_head)
     ft_model = ClipClassifier(result.model.model, result.head)
     mixed = ClipClassifier(copy.deepcopy(result.model.model), copy.deepcopy(result.head))
     mixed.load_state_dict(wise_interpolate(zs_model.state_dict(), ft_model.state_dict(), alpha))
