@@ -112,6 +112,7 @@ class ImbalanceConfig:
     focal_gamma: float = 2.0
     cb_beta: float = 0.999
     la_tau: float = 1.0
+    threshold_metric: str = "balanced_acc"  # what the threshold remedy maximises on validation
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -208,6 +209,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ImbalanceConfig", "remedies"): ("none", "inverse_freq", "effective_number", "focal", "logit_adjust",
                                       "balanced_sampler", "threshold"),
     ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
+    ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
 }
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from .errors import MedlibError
 from .losses import class_balanced_weights
+from .metrics import predict_labels
 
 THRESHOLD_METRICS = ("f1", "balanced_acc", "youden")
 
@@ -92,12 +93,14 @@ def _best_threshold(y: np.ndarray, s: np.ndarray, metric: str) -> float:
     return float(min(thr[i], 1.0))
 
 
-def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str = "f1") -> np.ndarray:
-    """Decision thresholds chosen on the VALIDATION split only.
+def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str = "balanced_acc") -> np.ndarray:
+    """Decision thresholds chosen on the VALIDATION split only, for the rule ``score >= threshold``
+    (scikit-learn's curves use the same rule, so the chosen threshold achieves the metric it was chosen for).
 
-    Multi-label (y_true (N, C)): one threshold per label, maximising that label's F1 (or balanced
-    accuracy). Binary multiclass (y_score (N, 2)): one threshold on the class-1 probability,
-    returned as shape (1,). Multiclass with more than two classes has no single threshold: error.
+    ``metric``: the profile's ``imbalance.threshold_metric`` -- ``balanced_acc`` (default; = Youden's J),
+    ``f1`` (of the positive class / label) or ``youden``. Multi-label (y_true (N, C)): one threshold per
+    label. Binary multiclass (y_score (N, 2)): one threshold on the class-1 probability, returned as
+    shape (1,). Multiclass with more than two classes has no single threshold: error.
     """
     if metric not in THRESHOLD_METRICS:  # checked first: a one-class label would never reach the metric
         raise MedlibError(f"tune_thresholds: unknown metric {metric!r}. Fix: use 'f1' or 'balanced_acc'")
@@ -113,13 +116,12 @@ def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str
 
 
 def apply_thresholds(y_score: np.ndarray, thresholds: np.ndarray, task: str) -> np.ndarray:
-    """Predictions from scores: (N,) class indices for binary multiclass, (N, C) 0/1 for multi-label."""
+    """Predictions from scores: (N,) class indices for binary multiclass, (N, C) 0/1 for multi-label, by
+    the one rule of :func:`medlib.metrics.predict_labels` (a score at or above its threshold is positive)."""
     s = np.asarray(y_score)
     t = np.asarray(thresholds, dtype=np.float64)
-    if task == "multilabel":
-        return (s >= t[None, :]).astype(np.int64)
-    if task == "multiclass":
-        if s.shape[1] != 2 or t.size != 1:
-            raise MedlibError("apply_thresholds: a single threshold needs binary (N, 2) scores. Fix: use argmax")
-        return (s[:, 1] >= t[0]).astype(np.int64)
-    raise MedlibError(f"apply_thresholds: unknown task {task!r}. Fix: use 'multiclass' or 'multilabel'")
+    if task == "multiclass" and (s.ndim != 2 or s.shape[1] != 2 or t.size != 1):
+        raise MedlibError("apply_thresholds: a single threshold needs binary (N, 2) scores. Fix: use argmax")
+    if task not in ("multiclass", "multilabel"):
+        raise MedlibError(f"apply_thresholds: unknown task {task!r}. Fix: use 'multiclass' or 'multilabel'")
+    return predict_labels(s, task, t)

@@ -3,7 +3,8 @@
 Point estimates come from scikit-learn, so every number in a metrics file can be recomputed from its
 predictions file with scikit-learn alone:
 
-multiclass (``y_true`` (N,) ints, ``y_score`` (N, C) probabilities, rows sum to 1; prediction = argmax)
+multiclass (``y_true`` (N,) ints, ``y_score`` (N, C) probabilities, rows sum to 1; prediction = argmax, or for
+binary scores with a validation-chosen ``threshold``, ``y_score[:, 1] >= threshold``; then no ECE is reported)
     acc           ``accuracy_score``
     top3          ``top_k_accuracy_score(k=3, labels=range(C))`` (only when C >= 3)
     balanced_acc  ``balanced_accuracy_score`` (mean recall over classes present in y_true)
@@ -14,8 +15,8 @@ multiclass (``y_true`` (N,) ints, ``y_score`` (N, C) probabilities, rows sum to 
     ece           expected calibration error of the top-label confidence, 15 equal-width bins (Guo et al.
                   2017); scikit-learn has no ECE, see :func:`expected_calibration_error`.
 
-multilabel (``y_true`` (N, C) of 0/1, ``y_score`` (N, C) sigmoid scores; prediction = ``y_score > threshold``,
-the strict ``>`` of MedMNIST's evaluator, ``threshold`` a scalar or one per label, default 0.5)
+multilabel (``y_true`` (N, C) of 0/1, ``y_score`` (N, C) sigmoid scores; prediction = ``y_score >= threshold``,
+``threshold`` a scalar or one per label, default 0.5)
     acc           MedMNIST's convention: the mean over labels of ``accuracy_score(y_true[:, j], y_pred[:, j])``
                   (= 1 - ``hamming_loss``), not the exact-match subset accuracy.
     macro_f1      ``f1_score(average="macro", zero_division=0)`` over all labels
@@ -92,14 +93,15 @@ def evaluate(
     """Headline metrics, 95% bootstrap intervals, per-class scores and confusion matrix.
 
     Returns ``{"metrics": {...}, "ci95": {metric: [lo, hi]}, "per_class": {cls: {...}}, "confusion": ...}``;
-    multilabel results also carry ``"threshold"`` (one per label) and ``"auroc_skipped"`` (labels without
+    multilabel results (and binary multiclass ones evaluated with a ``threshold``) also carry ``"threshold"`` (one per label) and ``"auroc_skipped"`` (labels without
     both classes). See the module docstring for the definitions.
     """
     class_names = [str(c) for c in class_names]
     y_true, y_score = check_predictions(y_true, y_score, task, class_names)
     if task == "multiclass":
-        out = _evaluate_multiclass(y_true, y_score, class_names)
-        boot = lambda w: _boot_multiclass(w, y_true, y_score)  # noqa: E731
+        t = None if threshold is None else _binary_threshold(threshold, len(class_names))
+        out = _evaluate_multiclass(y_true, y_score, class_names, t)
+        boot = lambda w: _boot_multiclass(w, y_true, y_score, t)  # noqa: E731
     else:
         thr = _thresholds(threshold, len(class_names))
         out = _evaluate_multilabel(y_true, y_score, class_names, thr)
@@ -118,6 +120,29 @@ def check_predictions(y_true: np.ndarray, y_score: np.ndarray, task: str,
     if task == "multilabel":
         return _check_multilabel(y_true, y_score, class_names)
     raise fail("evaluate", f"unknown task {task!r}", "use 'multiclass' or 'multilabel'")
+
+
+def predict_labels(y_score: np.ndarray, task: str, threshold: Any = None) -> np.ndarray:
+    """Decisions from scores -- medlib's one threshold rule: a score **at or above** its threshold is positive.
+
+    multiclass: the argmax, or for binary (N, 2) scores with a ``threshold``, ``y_score[:, 1] >= threshold``
+    (class 1); multilabel: ``y_score >= threshold`` per label (default 0.5). Used by :func:`evaluate`, its
+    bootstrap, ``medlib.imbalance.apply_thresholds`` and threshold tuning, so all agree at the boundary.
+    """
+    s = np.asarray(y_score)
+    if task == "multilabel":
+        return (s >= _thresholds(threshold, s.shape[1])[None, :]).astype(np.int64)
+    if threshold is None:
+        return s.argmax(axis=1)
+    return (s[:, 1] >= _binary_threshold(threshold, s.shape[1])).astype(np.int64)
+
+
+def _binary_threshold(threshold: Any, c: int) -> float:
+    t = np.asarray(threshold, dtype=np.float64).ravel()
+    if c != 2 or t.size != 1:
+        raise fail("evaluate", f"a multiclass threshold needs binary (N, 2) scores and one value, got {c} classes "
+                   f"and {t.size} values", "pass threshold=None (argmax) or one threshold on the class-1 score")
+    return float(t[0])
 
 
 def retrieval_recall(
@@ -250,10 +275,10 @@ def _per_class(y_true, y_pred, class_names, labels) -> dict[str, dict[str, Any]]
             for i, name in enumerate(class_names)}
 
 
-def _evaluate_multiclass(y_true, y_score, class_names) -> dict[str, Any]:
+def _evaluate_multiclass(y_true, y_score, class_names, threshold: float | None = None) -> dict[str, Any]:
     c = len(class_names)
     labels = np.arange(c)
-    y_pred = y_score.argmax(axis=1)
+    y_pred = predict_labels(y_score, "multiclass", threshold)
     present = np.bincount(y_true, minlength=c) > 0
     m: dict[str, float | None] = {"acc": float(accuracy_score(y_true, y_pred))}
     if c >= 3:
@@ -268,13 +293,17 @@ def _evaluate_multiclass(y_true, y_score, class_names) -> dict[str, Any]:
         m["auroc"] = float(roc_auc_score(y_true, y_score, multi_class="ovr", average="macro", labels=labels))
     recall = recall_score(y_true, y_pred, average=None, labels=labels, zero_division=0)
     m["worst_class_recall"] = float(recall[present].min())
-    m["ece"] = expected_calibration_error(y_true, y_score)
+    out: dict[str, Any] = {}
+    if threshold is None:  # ECE is the argmax's calibration: it has no meaning for a thresholded decision
+        m["ece"] = expected_calibration_error(y_true, y_score)
+    else:
+        out["threshold"] = [float(threshold)]
     return {"metrics": m, "per_class": _per_class(y_true, y_pred, class_names, labels),
-            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(), **out}
 
 
 def _evaluate_multilabel(y_true, y_score, class_names, thr) -> dict[str, Any]:
-    y_pred = (y_score > thr[None, :]).astype(np.int64)
+    y_pred = predict_labels(y_score, "multilabel", thr)
     c = len(class_names)
     pos = y_true.sum(axis=0)
     both = (pos > 0) & (pos < len(y_true))
@@ -374,9 +403,9 @@ def _topk_hits(y_true, y_score, k):
     return (order == y_true[:, None]).any(axis=1).astype(np.float64)
 
 
-def _boot_multiclass(w, y_true, y_score) -> dict[str, np.ndarray]:
+def _boot_multiclass(w, y_true, y_score, threshold: float | None = None) -> dict[str, np.ndarray]:
     c = y_score.shape[1]
-    y_pred = y_score.argmax(axis=1)
+    y_pred = predict_labels(y_score, "multiclass", threshold)
     cm = (w @ np.eye(c * c)[y_true * c + y_pred]).reshape(-1, c, c)  # (B, true, pred)
     tp = np.diagonal(cm, axis1=1, axis2=2)
     support, predicted = cm.sum(axis=2), cm.sum(axis=1)
@@ -394,12 +423,13 @@ def _boot_multiclass(w, y_true, y_score) -> dict[str, np.ndarray]:
     else:
         aucs = np.stack([_weighted_auc(w, y_true == j, y_score[:, j]) for j in range(c)], axis=1)
         out["auroc"] = aucs.mean(axis=1)  # NaN (skipped) when a class is missing from the resample
-    out["ece"] = _ece_weighted(w, *_ece_parts(y_true, y_score, ECE_BINS), ECE_BINS)
+    if threshold is None:
+        out["ece"] = _ece_weighted(w, *_ece_parts(y_true, y_score, ECE_BINS), ECE_BINS)
     return out
 
 
 def _boot_multilabel(w, y_true, y_score, thr) -> dict[str, np.ndarray]:
-    y_pred = (y_score > thr[None, :]).astype(np.float64)
+    y_pred = predict_labels(y_score, "multilabel", thr).astype(np.float64)
     yt = y_true.astype(np.float64)
     tp, fp = w @ (yt * y_pred), w @ ((1 - yt) * y_pred)
     fn, tn = w @ (yt * (1 - y_pred)), w @ ((1 - yt) * (1 - y_pred))

@@ -254,20 +254,6 @@ def earlier_run(P: Profile, notebook: str, data: DatasetBundle, model: str, meth
         return None
 
 
-def binary_threshold_scores(y_score: np.ndarray, threshold: float) -> np.ndarray:
-    """Re-express a binary decision ``p1 >= threshold`` as probabilities whose argmax is that decision.
-
-    ``p1' = sigmoid(logit(p1) - logit(threshold))``: a monotone map, so AUROC is unchanged, rows still sum to
-    1, and every metric stays recomputable from the saved ``y_score`` with scikit-learn.
-    """
-    eps = 1e-12
-    p1 = np.clip(np.asarray(y_score, dtype=np.float64)[:, 1], eps, 1 - eps)
-    t = float(np.clip(threshold, eps, 1 - eps))
-    z = np.log(p1 / (1 - p1)) - np.log(t / (1 - t))
-    q1 = 1.0 / (1.0 + np.exp(-z))
-    return np.stack([1 - q1, q1], axis=1)
-
-
 # Remedy name -> keyword arguments of medlib.train.train (per task). "threshold" reuses the "none" model.
 def remedy_kwargs(remedy: str, task: str, P: Profile) -> dict[str, Any]:
     c = P.imbalance

@@ -115,7 +115,8 @@ def save_run(
 
     ``n_boot`` defaults to the profile's ``zero_shot.n_boot``; the seed is the profile's. Nothing is written
     when evaluation fails. Returns the metrics record as written (``record["metrics"]`` holds the headline
-    numbers). Multilabel predictions also store the per-label ``threshold`` so every number is recomputable.
+    numbers). Multilabel predictions (and binary ones evaluated with a ``threshold``) also store the
+    ``threshold`` so every number is recomputable.
     The predictions file holds the arrays exactly as evaluated: ``y_true`` int64 (N,) or (N, C), ``y_score`` float64.
     """
     run = run_name(notebook, dataset, model, method)
@@ -127,10 +128,11 @@ def save_run(
     record.update({"n_boot": int(n_boot), "metrics": result["metrics"], "ci95": result["ci95"],
                    "per_class": result["per_class"], "confusion": result["confusion"]})
     arrays = {"y_true": y_true, "y_score": y_score, "class_names": np.asarray(class_names)}
-    if task == "multilabel":
+    if "threshold" in result:  # multilabel, or binary with a tuned threshold: stored so metrics recompute
         record["threshold"] = result["threshold"]
-        record["auroc_skipped"] = result["auroc_skipped"]
         arrays["threshold"] = np.asarray(result["threshold"])
+    if task == "multilabel":
+        record["auroc_skipped"] = result["auroc_skipped"]
     record["predictions"] = f"predictions/{run}.npz"
     record["extra"] = dict(extra or {})
     return _write_run(profile, run, record, arrays)

@@ -78,7 +78,7 @@ def test_multilabel_matches_sklearn_and_skips_label_without_positives():
     names = [f"l{i}" for i in range(6)]
     thr = np.array([0.5, 0.4, 0.5, 0.6, 0.5, 0.55])
     out = evaluate(y, s, "multilabel", names, n_boot=0, threshold=thr)
-    m, pred = out["metrics"], (s > thr).astype(int)
+    m, pred = out["metrics"], (s >= thr).astype(int)
     ok = [j for j in range(6) if j != 2]
     assert out["auroc_skipped"] == ["l2"]
     assert m["auroc"] == pytest.approx(np.mean([roc_auc_score(y[:, j], s[:, j]) for j in ok]))
@@ -88,12 +88,12 @@ def test_multilabel_matches_sklearn_and_skips_label_without_positives():
     assert m["worst_class_recall"] == pytest.approx(recall_score(y, pred, average=None, zero_division=0)[ok].min())
     assert out["per_class"]["l2"]["auroc"] is None and out["per_class"]["l2"]["support"] == 0
     assert out["confusion"] == multilabel_confusion_matrix(y, pred).tolist()
-    # default threshold 0.5 with MedMNIST's strict '>'
+    # default threshold 0.5 with medlib's one rule, score >= threshold (a score of exactly 0.5 is positive)
     s2 = s.copy()
     s2[0, 0] = 0.5
     out2 = evaluate(y, s2, "multilabel", names, n_boot=0)
     assert out2["threshold"] == [0.5] * 6
-    assert out2["metrics"]["acc"] == pytest.approx(np.mean(y == (s2 > 0.5)))
+    assert out2["metrics"]["acc"] == pytest.approx(np.mean(y == (s2 >= 0.5)))
 
 
 def test_vectorised_bootstrap_formulas_equal_sklearn_on_unit_weights():

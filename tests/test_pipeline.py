@@ -2,7 +2,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from medlib import pipeline
 from medlib.config import TrainConfig
@@ -37,18 +36,6 @@ def test_few_shot_config_reaches_min_steps_without_early_stopping():
     big = pipeline.few_shot_config(cfg, n_train=10_000, min_steps=20)
     assert big.epochs == 3  # already more than 20 steps
     assert dataclasses.replace(big, warmup_steps=20, patience=2) == cfg
-
-
-def test_binary_threshold_scores_preserve_auroc_and_encode_decision():
-    rng = np.random.default_rng(1)
-    p1 = rng.uniform(0, 1, 500)
-    y = (rng.uniform(0, 1, 500) < p1).astype(int)
-    scores = np.stack([1 - p1, p1], 1)
-    for t in (0.2, 0.5, 0.8):
-        q = pipeline.binary_threshold_scores(scores, t)
-        assert np.allclose(q.sum(1), 1)
-        assert np.array_equal(q.argmax(1), (p1 > t).astype(int))
-        assert roc_auc_score(y, q[:, 1]) == pytest.approx(roc_auc_score(y, p1))
 
 
 def test_remedies_map_to_engine_arguments():
