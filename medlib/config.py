@@ -247,25 +247,89 @@ def load_profile(
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise MedlibError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix: correct the file") from None
+        raise MedlibError(f"{path}: {_yaml_problem(exc)}. Fix: correct the file at that line") from None
     if not isinstance(raw, dict):
         raise MedlibError(f"{path}: a profile must be a mapping of keys to values. Fix: correct the file")
     raw.setdefault("name", path.stem)
     env_dir = os.environ.get("MEDLIB_DATA_DIR")
+    given = None  # where a data dir the user chose (not the profile's default) came from
     if env_dir:
-        raw["data_dir"] = env_dir
+        raw["data_dir"], given = env_dir, "MEDLIB_DATA_DIR"
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         _set_dotted(raw, key, value, path)
+        if key == "data_dir":
+            given = "the data_dir parameter"
     if data_dir is not None:
-        raw["data_dir"] = str(data_dir)
+        raw["data_dir"], given = str(data_dir), "--data-dir / data_dir"
     profile = _build(Profile, raw, where=str(path))
     _check_names(profile, str(path))
+    _check_values(profile, str(path))
     root = project_root()
     for key in ("data_dir", "reports_dir", "runs_dir"):
         setattr(profile, key, str((root / getattr(profile, key)).resolve()))
+    _check_data_dir(Path(profile.data_dir), given)
     return profile
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'not valid YAML at line L, column C: <problem>' (the line PyYAML found it on, 1-based)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where} ({' '.join(str(problem).split())})"
+
+
+def _check_data_dir(data: Path, given: str | None) -> None:
+    """A data dir that is a file is always an error; one the user chose must exist (no silent generated data)."""
+    if data.exists() and not data.is_dir():
+        raise MedlibError(f"{data}: the data dir is a file, not a folder. Fix: pass a folder as --data-dir "
+                          "(or MEDLIB_DATA_DIR / data_dir)")
+    if given and not data.exists():
+        raise MedlibError(f"{data}: data dir (from {given}) does not exist. Fix: correct the path, or create it "
+                          f"(mkdir -p {data}) to let the run fill it")
+
+
+# (section, field) -> (lowest allowed value, strictly greater?) for numbers that crash a run later when wrong.
+_TRAIN_LIMITS = {"epochs": (1, False), "batch_size": (1, False), "lr": (0, True), "weight_decay": (0, False),
+                 "warmup_steps": (0, False), "grad_accum": (1, False), "patience": (0, False), "max_train": (0, False),
+                 "num_workers": (0, False)}
+
+
+def _check_values(p: Profile, where: str) -> None:
+    """Numbers in range (batch_size >= 1, epochs >= 1, lr > 0, ...) and combinations the notebooks can run."""
+    checks: list[tuple[str, Any, tuple[float, bool]]] = []
+    for sec in ("caption_finetune.train", "label_finetune.train", "label_finetune.multilabel_train",
+                "imbalance.train"):
+        obj: Any = p
+        for part in sec.split("."):
+            obj = getattr(obj, part)
+        checks += [(f"{sec}.{k}", getattr(obj, k), lim) for k, lim in _TRAIN_LIMITS.items()]
+    lf = p.label_finetune
+    checks += [("zero_shot.batch_size", p.zero_shot.batch_size, (1, False)),
+               ("zero_shot.n_boot", p.zero_shot.n_boot, (0, False)),
+               ("label_finetune.probe_epochs", lf.probe_epochs, (1, False)),
+               ("label_finetune.probe_lr", lf.probe_lr, (0, True)),
+               ("label_finetune.few_shot_min_steps", lf.few_shot_min_steps, (0, False)),
+               ("sota.cnn_epochs", p.sota.cnn_epochs, (1, False)), ("sota.cnn_batch_size", p.sota.cnn_batch_size, (1, False)),
+               ("sota.cnn_lr", p.sota.cnn_lr, (0, True))]
+    checks += [(f"label_finetune.shots[{i}]", k, (0, False)) for i, k in enumerate(lf.shots)]
+    for d in p.datasets:
+        checks += [(f"datasets[{d.name}].{k}", getattr(d, k), (0 if k != "size" else 1, False))
+                   for k in ("size", "n", "max_per_split", "fixture_n")]
+    for key, value, (low, strict) in checks:
+        if value < low or (strict and value == low):
+            need = f"> {low}" if strict else f">= {low}"
+            raise MedlibError(f"{where}:{key} = {value!r} is out of range. Fix: use a value {need}")
+    # Notebook 04 compares k-shot runs with the full-data runs ("all" = shots 0) of the same methods.
+    if 0 in lf.shots and lf.datasets:
+        need = [v for v, ok in (("linear_probe", "linear_probe" in lf.variants),
+                                ("full", "full" in lf.variants or "wise_ft" in lf.variants)) if not ok]
+        if need:
+            raise MedlibError(f"{where}:label_finetune.shots includes 0 (all data), which notebook 04 compares with "
+                              f"the full-data runs of variant(s) {need}, absent from label_finetune.variants "
+                              f"{lf.variants}. Fix: add {need} to variants, or remove 0 from shots")
 
 
 def _check_names(p: Profile, where: str) -> None:
@@ -343,6 +407,25 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(text: str) -> str:
+    """'1e-3' -> '1.0e-3', '5E4' -> '5.0e+4': the spelling PyYAML (YAML 1.1) reads as a float."""
+    t = text.strip()
+    mant, _, exp = t.lower().partition("e")
+    if "." not in mant:
+        mant += ".0"
+    if exp and exp[0] not in "+-":
+        exp = "+" + exp
+    return f"{mant}e{exp}" if exp else mant
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -380,6 +463,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _looks_like_float(value):
+            fixed = _yaml_float(value)
+            raise MedlibError(f"{where}: {value!r} is read by YAML as a string, not a number (YAML 1.1 numbers "
+                              f"need a dot and a signed exponent). Fix: write {fixed}")
         raise MedlibError(f"{where}: expected a number, got {value!r}. Fix: correct the profile")
     if tp is str:
         if isinstance(value, str):

@@ -75,9 +75,7 @@ def datasets(P: Profile, names: list[str], notebook: str, refresh: bool = False)
             print(f"SKIPPED {name}: {exc}")
             note_skip(P, notebook, name, str(exc))
             continue
-        if data.synthetic:
-            print(f"NOTE {name}: generated fixture stands in for the real data ({data.source})")
-        yield data
+        yield data  # a generated stand-in was announced by the data layer (one line per dataset)
 
 
 def note_skip(P: Profile, notebook: str, dataset: str, reason: str) -> None:

@@ -292,3 +292,21 @@ def tradeoff_scatter(df: pd.DataFrame, x: str, y: str, label: str, title: str = 
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return _title(fig, title or f"{y} vs {x}")
+
+
+def text_statistics_plot(lengths: Mapping[str, np.ndarray], prevalence: pd.DataFrame, title: str = "",
+                         note: str = "") -> Figure:
+    """Statistics of data whose text and images may not be shown (credentialed sources such as MIMIC-CXR):
+    caption length per split (histogram, words) and label prevalence per split (bars). ``note`` says why."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for split, ln in lengths.items():
+        a.hist(ln, bins=20, alpha=0.6, label=f"{split} (n={len(ln)})")
+    a.set_xlabel("caption length (words)"), a.set_ylabel("captions")
+    if lengths:
+        a.legend(fontsize=8)
+    if not prevalence.empty:
+        prevalence.plot.barh(ax=b)
+        b.set_xlabel("share of images with the label"), b.legend(fontsize=8)
+    if note:
+        fig.text(0.5, -0.02, _wrap(note, 140), ha="center", va="top", fontsize=8)
+    return _title(fig, title)

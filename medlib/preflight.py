@@ -81,7 +81,15 @@ def _hf_dataset_cached(hf_id: str) -> bool:
 
 
 def preflight(profile: Profile) -> None:
-    """Raise MedlibError naming every download the run needs when the network is unreachable."""
+    """Raise MedlibError naming every download the run needs when the network is unreachable.
+
+    First, every dataset's source is decided (a path of the wrong kind is an error here) and each generated
+    stand-in is named on the console, one line per dataset."""
+    from .data import source_plan
+
+    for name, kind in source_plan(profile).items():
+        if kind == "generated":
+            print(f"GENERATED {name}: a generated stand-in is used (the profile allows it); its numbers are NOT results")
     if profile.smoke:
         return
     needs = [f"model {m.arch} ({m.pretrained or 'hub weights'})" for m in profile.models if not _model_cached(m)]

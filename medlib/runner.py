@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         profile = load_profile(args.profile, data_dir=args.data_dir)
+        Path(profile.data_dir).mkdir(parents=True, exist_ok=True)  # the notebooks get it as a user-chosen dir
         # Children (papermill kernels) see the same data dir and root.
         os.environ["MEDLIB_DATA_DIR"] = profile.data_dir
         os.environ["MEDLIB_ROOT"] = str(root)

@@ -58,6 +58,7 @@ def test_missing_and_malformed_profile_files(tmp_path):
 
 
 def test_data_dir_precedence_and_hash_ignores_locations(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir(), (tmp_path / "arg").mkdir()  # a data dir the user names must exist
     monkeypatch.setenv("MEDLIB_DATA_DIR", str(tmp_path / "env"))
     assert load_profile("smoke").data_dir == str(tmp_path / "env")
     assert load_profile("smoke", data_dir=tmp_path / "arg").data_dir == str(tmp_path / "arg")

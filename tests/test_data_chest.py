@@ -32,9 +32,9 @@ def quiet_load(p, name):
 # ---- ChestX-ray14 ---------------------------------------------------------------------------------------
 
 
-def test_nih_fixture_layout_labels_and_patient_split(tmp_path):
-    with pytest.warns(UserWarning, match="GENERATED"):
-        b = load_dataset(profile(tmp_path, NIH), "chestxray14")
+def test_nih_fixture_layout_labels_and_patient_split(tmp_path, capsys):
+    b = load_dataset(profile(tmp_path, NIH), "chestxray14")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     root = tmp_path / "fixtures" / "chestxray14"
     assert (root / "Data_Entry_2017.csv").is_file() and (root / "images_001" / "images").is_dir()
     assert b.task == "multilabel" and b.synthetic and b.domain == "chest_xray"
@@ -132,9 +132,9 @@ def test_mimic_skipped_when_path_empty(tmp_path):
     assert issubclass(DatasetSkipped, MedlibError)
 
 
-def test_mimic_fixture_pairs_frontal_images_with_report_sections(tmp_path):
-    with pytest.warns(UserWarning, match="GENERATED"):
-        b = load_dataset(profile(tmp_path, MIMIC), "mimic_cxr")
+def test_mimic_fixture_pairs_frontal_images_with_report_sections(tmp_path, capsys):
+    b = load_dataset(profile(tmp_path, MIMIC), "mimic_cxr")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     root = tmp_path / "fixtures" / "mimic_cxr"
     meta = pd.read_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz")
     frontal = set(meta.loc[meta["ViewPosition"].isin(["PA", "AP"]), "dicom_id"])

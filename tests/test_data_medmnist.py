@@ -19,10 +19,10 @@ def profile(tmp_path, **kw) -> Profile:
     return Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path), datasets=[DatasetSpec(**spec)])
 
 
-def test_fixture_shapes_dtypes_and_loud_warning(tmp_path):
+def test_fixture_shapes_dtypes_and_loud_warning(tmp_path, capsys):
     p = profile(tmp_path)
-    with pytest.warns(UserWarning, match="GENERATED"):
-        b = load_dataset(p, "pneumoniamnist")
+    b = load_dataset(p, "pneumoniamnist")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     assert b.synthetic and "note" in b.manifest and b.manifest["synthetic"] is True
     assert b.class_names == ["normal", "pneumonia"] and b.task == "multiclass" and b.domain == "chest_xray"
     assert {k: len(v) for k, v in b.splits.items()} == {"train": 84, "val": 12, "test": 24}
@@ -49,19 +49,19 @@ def test_fixture_is_deterministic_and_reused(tmp_path):
         np.testing.assert_array_equal(a.splits[k].labels, b.splits[k].labels)
 
 
-def test_multilabel_and_size(tmp_path):
+def test_multilabel_and_size(tmp_path, capsys):
     p = profile(tmp_path, name="chestmnist", flag="chestmnist", size=64, fixture_n=60)
-    with pytest.warns(UserWarning):
-        b = load_dataset(p, "chestmnist")
+    b = load_dataset(p, "chestmnist")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     assert b.task == "multilabel" and len(b.class_names) == 14 and b.class_names[-1] == "hernia"
     assert b.splits["train"].labels.shape == (42, 14) and b.splits["train"].images.shape == (42, 64, 64)
     assert (tmp_path / "fixtures" / "medmnist" / "chestmnist_64.npz").is_file()
 
 
-def test_rgb_flag_and_max_per_split(tmp_path):
+def test_rgb_flag_and_max_per_split(tmp_path, capsys):
     p = profile(tmp_path, name="derma", flag="dermamnist", fixture_n=100, max_per_split=10)
-    with pytest.warns(UserWarning):
-        b = load_dataset(p, "derma")
+    b = load_dataset(p, "derma")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     assert b.splits["train"].images.shape == (10, 28, 28, 3) and b.domain == "medical"
     assert len(b.splits["val"]) == 10 and len(b.class_names) == 7
 
@@ -117,9 +117,9 @@ def test_broken_file_is_an_error_not_a_fallback(tmp_path, case):
     assert not (tmp_path / "fixtures").exists()
 
 
-def test_broken_fixture_names_the_fixture(tmp_path):
-    with pytest.warns(UserWarning):
-        load_dataset(profile(tmp_path), "pneumoniamnist")
+def test_broken_fixture_names_the_fixture(tmp_path, capsys):
+    load_dataset(profile(tmp_path), "pneumoniamnist")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     f = tmp_path / "fixtures" / "medmnist" / "pneumoniamnist.npz"
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(MedlibError, match="pneumoniamnist.npz.*regenerated"):

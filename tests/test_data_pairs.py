@@ -34,9 +34,9 @@ def quiet_load(p, name):
 # ---- PubMedVision ---------------------------------------------------------------------------------------
 
 
-def test_pubmedvision_fixture(tmp_path):
-    with pytest.warns(UserWarning, match="GENERATED"):
-        b = load_dataset(profile(tmp_path, PMV), "pubmedvision")
+def test_pubmedvision_fixture(tmp_path, capsys):
+    b = load_dataset(profile(tmp_path, PMV), "pubmedvision")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     assert b.synthetic and b.task == "multiclass" and b.domain == "medical" and b.has_captions
     assert b.class_names == sorted(b.class_names) and len(b.class_names) == 6
     sizes = {k: len(v) for k, v in b.splits.items()}
@@ -202,9 +202,9 @@ def test_csv_pairs_missing_csv(tmp_path):
 # ---- retrieval ------------------------------------------------------------------------------------------
 
 
-def test_retrieval_fixture(tmp_path):
-    with pytest.warns(UserWarning, match="GENERATED"):
-        b = load_dataset(profile(tmp_path, RET), "flickr30k")
+def test_retrieval_fixture(tmp_path, capsys):
+    b = load_dataset(profile(tmp_path, RET), "flickr30k")
+    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
     assert b.task == "retrieval" and b.domain == "general" and b.class_names == []
     t = b.splits["test"]
     assert len(t) == 40 and t.images.shape == (40, 28, 28, 3) and (t.labels == -1).all()

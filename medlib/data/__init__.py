@@ -24,7 +24,7 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError
 from .base import DatasetBundle, Split
 
-__all__ = ["DatasetSkipped", "DatasetBundle", "Split", "get_dataset", "load_dataset", "SOURCES"]
+__all__ = ["DatasetSkipped", "DatasetBundle", "Split", "get_dataset", "load_dataset", "source_plan", "SOURCES"]
 
 # spec.source -> module that implements ``load(profile, spec)`` and ``inputs(profile, spec)``.
 SOURCES = {
@@ -77,3 +77,22 @@ def get_dataset(profile: Profile, name: str, refresh: bool = False) -> DatasetBu
     from . import cache
 
     return cache.get(profile, name, refresh=refresh)
+
+
+def source_plan(profile: Profile) -> dict[str, str]:
+    """{dataset: 'real' | 'generated' | 'skipped'} for every dataset of the profile, decided by each source's
+    ladder without reading, downloading or generating anything (a wrong-kind path raises its one-line error
+    here, before any notebook runs). A dataset is 'generated' when the files it would read are fixtures."""
+    from pathlib import Path
+
+    fixtures = (profile.data_path / "fixtures").resolve()
+    out: dict[str, str] = {}
+    for spec in profile.datasets:
+        try:
+            files = [Path(f).resolve() for f in source_module(spec).inputs(profile, spec)]
+        except DatasetSkipped:
+            out[spec.name] = "skipped"
+            continue
+        gen = spec.synthetic == "always" or any(f.is_relative_to(fixtures) for f in files)
+        out[spec.name] = "generated" if gen else "real"
+    return out

@@ -49,6 +49,10 @@ class DatasetBundle:
     license: str = ""  # e.g. "CC BY 4.0"
     domain: str = "medical"  # "medical" | "chest_xray" | "general" (picks prompt templates)
     manifest: dict[str, Any] = field(default_factory=dict)  # counts per split/class, source, sha256 of files read
+    # True for sources whose licence forbids sharing the text and images (MIMIC-CXR: PhysioNet credentialed
+    # access). A property of the source, so its generated fixture carries it too: figures, tables, executed
+    # notebooks and the report show counts, lengths and label statistics of such data, never text or images.
+    credentialed: bool = False
 
     @property
     def num_classes(self) -> int:

@@ -22,7 +22,7 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import source_module, synthetic
 from .base import DatasetBundle, Split
-from .common import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from .common import cap_indices, check_kind, choose_source, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
 
 CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
 CSV_NAME = "Data_Entry_2017.csv"
@@ -45,19 +45,21 @@ def _files(root: Path) -> list[Path]:
 
 
 def _choose(profile: Profile, spec: DatasetSpec) -> tuple[str, Path]:
-    """('real' | 'fixture' | 'fallback', NIH root) in the order of the module docstring; nothing generated."""
-    if spec.synthetic == "always":
-        return "fixture", fixture_dir(profile, "chestxray14")
+    """('real' | 'generated' | 'fallback', NIH root) in the order of the module docstring; nothing generated.
+
+    A root that is a file, or a folder without ``Data_Entry_2017.csv``, is an error, never a silent fallback."""
     root = real_root(profile, spec)
-    if (root / CSV_NAME).is_file():
-        return "real", root
-    if spec.fallback:
-        return "fallback", root
-    if spec.synthetic == "auto":
-        return "fixture", fixture_dir(profile, "chestxray14")
-    raise fail(root / CSV_NAME, "NIH ChestX-ray14 files not found",
-               f"put Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/ under {root}, "
-               f"or set datasets[{spec.name}].fallback: chestmnist")
+    fix = (f"put Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/ under {root}, "
+           f"or set datasets[{spec.name}].fallback: chestmnist")
+    if spec.synthetic != "always":
+        check_kind(root, "dir", f"datasets[{spec.name}].path (the NIH ChestX-ray14 folder)", fix,
+                   stop=profile.data_path)
+        check_kind(root / CSV_NAME, "file", f"datasets[{spec.name}] (NIH ChestX-ray14)", fix)
+        if root.is_dir() and not (root / CSV_NAME).is_file():
+            raise fail(root / CSV_NAME, "not found in the NIH ChestX-ray14 folder", fix)
+    kind = choose_source(spec, present=(root / CSV_NAME).is_file(), fallback=bool(spec.fallback),
+                         missing=fail(root / CSV_NAME, "NIH ChestX-ray14 files not found", fix))
+    return kind, fixture_dir(profile, "chestxray14") if kind == "generated" else root
 
 
 def _fallback_spec(profile: Profile, spec: DatasetSpec) -> DatasetSpec:
@@ -85,9 +87,9 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     kind, root = _choose(profile, spec)
     if kind == "fallback":
         return _load_fallback(profile, spec, root)
-    if kind == "fixture":
+    if kind == "generated":
         synthetic.ensure_chestxray14(root, spec.fixture_n or DEFAULT_FIXTURE_N)
-    return _read(profile, spec, root, synthetic=kind == "fixture")
+    return _read(profile, spec, root, synthetic=kind == "generated")
 
 
 def _load_fallback(profile: Profile, spec: DatasetSpec, root: Path) -> DatasetBundle:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
+import os
+import sys
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..progress import enabled as progress_enabled
 from ..config import DatasetSpec, Profile
-from ..errors import fail
+from ..errors import MedlibError, fail
 from .base import SPLITS, TASKS, DatasetBundle, Split
 
 GENERATED_LICENSE = "generated (no licence needed)"
@@ -62,11 +63,39 @@ def read_image(path: Path, size: int, rgb: bool, index_file: str | Path, where: 
                    f"replace the file or remove its row from {index_file}") from None
 
 
-def pil_to_array(im: Any, size: int, rgb: bool) -> np.ndarray:
-    """PIL image -> uint8 array resized to (size, size) (PIL's antialiased bilinear filter)."""
+#: PIL modes with more than 8 bits per grey value (16-bit PNG, 32-bit integer, 32-bit float).
+WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def to_8bit(im: Any) -> Any:
+    """A 16-bit / 32-bit integer / float grey image -> 8-bit ``L``, scaled by the image's own value range.
+
+    ``convert("L")`` clips such values at 255 (a DICOM-derived 16-bit PNG, values 0..4095, turns white).
+    Here ``v -> round(255 * (v - min) / (max - min))`` (a constant image -> 0; NaN -> the minimum), the
+    window DICOM-to-PNG exports need. Other modes are returned unchanged.
+    """
     from PIL import Image
 
-    im = im.convert("RGB" if rgb else "L")
+    if im.mode not in WIDE_MODES:
+        return im
+    a = np.asarray(im).astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return Image.fromarray(np.zeros(a.shape, np.uint8), "L")
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    a = np.where(finite, a, lo)
+    scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8), "L")
+
+
+def pil_to_array(im: Any, size: int, rgb: bool) -> np.ndarray:
+    """PIL image -> uint8 array resized to (size, size) (PIL's antialiased bilinear filter).
+
+    Images with more than 8 bits per value are first scaled to 8 bits by their value range (:func:`to_8bit`).
+    """
+    from PIL import Image
+
+    im = to_8bit(im).convert("RGB" if rgb else "L")
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
@@ -194,6 +223,7 @@ def finish(
     domain: str,
     files: Sequence[str | Path],
     extra: dict[str, Any] | None = None,
+    credentialed: bool = False,
 ) -> DatasetBundle:
     """Check the splits, apply ``spec.max_per_split``, build the manifest, warn loudly when synthetic.
 
@@ -225,6 +255,7 @@ def finish(
     manifest: dict[str, Any] = {
         "source": source,
         "synthetic": synthetic,
+        "credentialed": credentialed,
         "counts": counts(task, class_names, out),
         "n": {k: len(v) for k, v in out.items()},
         "sha256": {Path(f).name: sha256_file(f) for f in files},
@@ -238,9 +269,69 @@ def finish(
         warn_synthetic(spec.name, source)
     manifest.update(extra or {})
     return DatasetBundle(name=spec.name, task=task, class_names=list(class_names), splits=out, source=source,
-                         synthetic=synthetic, license=license, domain=domain, manifest=manifest)
+                         synthetic=synthetic, license=license, domain=domain, manifest=manifest,
+                         credentialed=credentialed)
 
 
 def warn_synthetic(name: str, source: str) -> None:
-    warnings.warn(f"{name}: using a GENERATED fixture ({source}), not the real dataset; its numbers are NOT results",
-                  UserWarning, stacklevel=3)
+    """The one console line per generated dataset (stderr; no warning class, no source-line echo)."""
+    print(f"GENERATED {name}: a generated stand-in ({source}) is used, not the real dataset; its numbers are "
+          "NOT results", file=sys.stderr, flush=True)
+
+
+# ---- where the data comes from: one ladder for every source -------------------------------------------
+
+
+def check_kind(path: Path, want: str, what: str, fix: str, stop: Path | None = None) -> None:
+    """Raise a one-line MedlibError when ``path`` (or a folder above it, up to ``stop``) exists with the wrong
+    kind: a file where a folder belongs or a folder where a file belongs. A missing path is not an error here."""
+    path = Path(path)
+    chain = []
+    for parent in path.parents:
+        chain.append(parent)
+        if stop is None or parent == stop:
+            break
+    for parent in reversed(chain):  # the outermost wrong folder first
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise fail(parent, f"is a file, but {what} expects a folder here", fix)
+    if want == "file" and path.is_dir():
+        raise fail(path, f"is a folder, but {what} expects a file here", fix)
+    if want == "dir" and os.path.lexists(path) and not path.is_dir():
+        raise fail(path, f"is a file, but {what} expects a folder here", fix)
+
+
+def choose_source(spec: DatasetSpec, *, present: bool, missing: MedlibError, remote: bool = False,
+                  fallback: bool = False) -> str:
+    """The source-selection ladder every loader follows; returns 'generated', 'real', 'hub' or 'fallback'.
+
+    1. ``synthetic: always`` -> 'generated' (the source's fixture);
+    2. the real/local copy is ``present`` -> 'real';
+    3. ``remote`` (download allowed and a place to download from) -> 'hub';
+    4. ``fallback`` (another dataset stands in) -> 'fallback';
+    5. ``synthetic: auto`` -> 'generated';
+    6. otherwise ``missing`` is raised (a one-line error naming the file and how to get it).
+    Wrong-kind paths are checked by the caller (:func:`check_kind`) before, so they never fall through to 5.
+    """
+    if spec.synthetic == "always":
+        return "generated"
+    if present:
+        return "real"
+    if remote:
+        return "hub"
+    if fallback:
+        return "fallback"
+    if spec.synthetic == "auto":
+        return "generated"
+    raise missing
+
+
+def paths_outside(folder: Path, rel_paths: Sequence[str]) -> list[str]:
+    """The entries of ``rel_paths`` (relative to ``folder`` unless absolute) that point outside ``folder``
+    (absolute paths, ``../``), compared lexically: no file-system access."""
+    base = os.path.normpath(os.path.abspath(folder))
+    out = []
+    for r in rel_paths:
+        full = os.path.normpath(os.path.join(base, r))
+        if os.path.isabs(r) or os.path.commonpath([base, full]) != base:
+            out.append(r)
+    return out

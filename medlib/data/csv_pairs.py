@@ -10,6 +10,7 @@ example folder under ``<data_dir>/fixtures/csv_pairs/``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts, take
+from .common import (check_kind, choose_source, finish, fixture_dir, paths_outside, read_images, resolve_path, rng_for,
+                     stratified_parts, take)
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -29,23 +31,35 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 def _csv(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[Path, bool]:
     fix = fixture_dir(profile, "csv_pairs")
-    if spec.synthetic == "always" or (spec.synthetic == "auto" and not (spec.path and resolve_path(profile, spec).is_file())):
+    user = resolve_path(profile, spec) if spec.path else None
+    if user is not None and spec.synthetic != "always":
+        check_kind(user, "file", f"datasets[{spec.name}].path (the image_path,caption,label CSV)",
+                   "point it at the CSV file itself", stop=profile.data_path)
+    empty = MedlibError(f"datasets[{spec.name}].path is empty. Fix: point it at your image_path,caption,label CSV")
+    # A CSV the user named is never replaced by generated pairs: present -> read, missing -> "CSV not found".
+    kind = choose_source(spec, present=user is not None, missing=empty)
+    if kind == "generated":
         if make:
             params = {"kind": "csv_pairs", "n": spec.fixture_n or DEFAULT_FIXTURE_N, "version": 1}
             synthetic.ensure_dir(fix, params, lambda tmp: synthetic.write_csv_pairs(tmp, params["n"]))
         return fix / "pairs.csv", True
-    if not spec.path:
-        raise MedlibError(f"datasets[{spec.name}].path is empty. Fix: point it at your image_path,caption,label CSV")
-    return resolve_path(profile, spec), False
+    if user is not None and not user.is_file():
+        raise fail(user, "CSV not found", "point datasets[...].path at an image_path,caption,label CSV")
+    return user, False
 
 
 def _files(csv: Path) -> list[Path]:
-    """The CSV and, when present, the classes.txt beside it."""
+    """The CSV and, when present, the classes.txt beside it (hashed into the manifest)."""
     return [csv] + ([csv.parent / CLASSES_FILE] if (csv.parent / CLASSES_FILE).is_file() else [])
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    return _files(_csv(profile, spec, make=False)[0])
+    """The CSV, classes.txt and every image the CSV lists: the cache key holds each one's size and mtime, so a
+    replaced image rebuilds the prepared splits even when the CSV is unchanged."""
+    csv = _csv(profile, spec, make=False)[0]
+    if not csv.is_file():
+        return _files(csv)
+    return _files(csv) + [csv.parent / p.strip() for p in read_table(csv)["image_path"]]
 
 
 def _is_rgb(paths: list[Path]) -> bool:
@@ -107,7 +121,12 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     names = class_list(csv, labels_raw)
     index = {c: k for k, c in enumerate(names)}
     labels = np.array([index[x] for x in labels_raw], np.int64)
-    paths = [csv.parent / p.strip() for p in df["image_path"]]
+    rel = [p.strip() for p in df["image_path"]]
+    paths = [csv.parent / p for p in rel]
+    outside = paths_outside(csv.parent, rel)
+    if outside:  # allowed (shared image folders are common), but recorded and said once
+        warnings.warn(f"{csv}: {len(outside)} image path(s) point outside the CSV's folder (first: {outside[0]!r}); "
+                      "recorded in the manifest", UserWarning, stacklevel=2)
     for i, p in enumerate(paths):
         if not p.is_file():
             raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
@@ -124,4 +143,5 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},
         source=str(csv), synthetic=is_syn, license="user-provided (see the data's own terms)", domain="medical",
         files=_files(csv),
+        extra={"images_outside_csv_folder": {"n": len(outside), "examples": outside[:5]}},
     )

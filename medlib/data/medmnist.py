@@ -22,7 +22,7 @@ import numpy as np
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
-from .common import finish, fixture_dir
+from .common import check_kind, choose_source, finish, fixture_dir
 from .base import SPLITS, Split
 
 SIZES = (28, 64, 128, 224)
@@ -65,30 +65,41 @@ def class_names(info: dict) -> list[str]:
     return [info["label"][k] for k in sorted(info["label"], key=int)]
 
 
-def _choose(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
-    """(path to read, synthetic?) following the order in the module docstring; may download or generate."""
-    flag, info = _info(spec)
+def _missing(spec: DatasetSpec, info: dict, real: Path) -> MedlibError:
+    return fail(real, "MedMNIST file not found",
+                f"put {real.name} there (from {info[_url_key(spec.size)].split('?')[0]}), "
+                f"set datasets[{spec.name}].download: true, or synthetic: auto for a generated stand-in")
+
+
+def plan(profile: Profile, spec: DatasetSpec) -> tuple[str, Path]:
+    """('generated' | 'real' | 'hub', file) by the ladder in the module docstring; nothing is read or written.
+
+    ``<data_dir>/medmnist`` that is a file, or ``<flag>.npz`` that is a folder, is an error (never a silent
+    generated stand-in)."""
+    _, info = _info(spec)
     real = real_path(profile, spec)
-    if spec.synthetic == "always":
-        return _ensure_fixture(profile, spec, flag, info), True
-    if real.is_file():
-        return real, False
-    if spec.download:
-        _download(spec, info, real)
-        return real, False
-    if spec.synthetic == "auto":
-        return _ensure_fixture(profile, spec, flag, info), True
-    raise fail(real, "MedMNIST file not found",
-               f"put {real.name} there (from {info[_url_key(spec.size)].split('?')[0]}), "
-               f"set datasets[{spec.name}].download: true, or synthetic: auto for a generated stand-in")
+    if spec.synthetic != "always":
+        check_kind(real, "file", f"datasets[{spec.name}] (MedMNIST)",
+                   f"move it away; MedMNIST files go in {real.parent}/ as {real.name}", stop=profile.data_path)
+    kind = choose_source(spec, present=real.is_file(), missing=_missing(spec, info, real), remote=spec.download)
+    return kind, fixture_path(profile, spec) if kind == "generated" else real
+
+
+def _choose(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
+    """(path to read, synthetic?) following :func:`plan`; may download or generate."""
+    flag, info = _info(spec)
+    kind, path = plan(profile, spec)
+    if kind == "hub":
+        _download(spec, info, path)
+    elif kind == "generated":
+        _ensure_fixture(profile, spec, flag, info)
+    return path, kind == "generated"
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
     """The file ``load`` would read now (for the cache key); no download, no generation."""
-    real = real_path(profile, spec)
-    if spec.synthetic != "always" and (real.is_file() or spec.download or spec.synthetic == "never"):
-        return [real]
-    return [fixture_path(profile, spec)]
+    kind, path = plan(profile, spec)
+    return [path]
 
 
 def _url_key(size: int) -> str:
@@ -141,6 +152,8 @@ def read_npz(path: Path, spec: DatasetSpec, flag: str, info: dict, synthetic: bo
             msg = " ".join(str(exc).split())[:160]
             raise fail(path, f"unreadable or truncated {origin} ({type(exc).__name__}: {msg})", fix) from None
         n = imgs.shape[0] if imgs.ndim else 0
+        if n == 0:
+            raise fail(path, f"{origin} has 0 rows in its {split} split ({split}_images is empty)", fix)
         want_img = (spec.size, spec.size) if info["n_channels"] == 1 else (spec.size, spec.size, 3)
         if imgs.dtype != np.uint8 or imgs.shape[1:] != want_img:
             raise fail(path, f"{split}_images is {imgs.dtype} {imgs.shape}, expected uint8 (N, {', '.join(map(str, want_img))})",

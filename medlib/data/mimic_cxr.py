@@ -29,7 +29,7 @@ from ..errors import MedlibError, fail
 from . import DatasetSkipped
 from . import synthetic as syn
 from .base import DatasetBundle, Split
-from .common import cap_indices, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from .common import cap_indices, check_kind, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
 
 CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
 CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
@@ -38,6 +38,9 @@ SPLIT_MAP = {"train": "train", "validate": "val", "test": "test"}
 POLICIES = ("zero", "one", "ignore")
 DEFAULT_FIXTURE_N = 300
 LICENSE = "PhysioNet Credentialed Health Data License 1.5.0 (do not redistribute; never copy into reports/)"
+#: The licence forbids sharing report text and images: every bundle from this source (the generated fixture too)
+#: is marked ``credentialed`` and notebooks/reports show statistics of it only.
+CREDENTIALED = True
 _HEADER = re.compile(r"^\s*([A-Z][A-Z &/()-]{2,}):", re.MULTILINE)
 
 
@@ -47,7 +50,12 @@ def _root(profile: Profile, spec: DatasetSpec) -> tuple[Path, bool]:
     if not spec.path:
         raise DatasetSkipped(f"{spec.name}: no local copy configured. Fix: set datasets[{spec.name}].path to "
                              "your MIMIC-CXR-JPG folder (with the reports) in the profile")
-    return resolve_path(profile, spec), False
+    root = resolve_path(profile, spec)
+    fix = "point it at your MIMIC-CXR-JPG folder (with the reports), or set path: \"\" to skip MIMIC-CXR"
+    check_kind(root, "dir", f"datasets[{spec.name}].path (the MIMIC-CXR-JPG folder)", fix, stop=profile.data_path)
+    if not root.is_dir():
+        raise fail(root, "MIMIC-CXR-JPG folder not found", fix)
+    return root, False
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
@@ -141,7 +149,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         splits[name] = Split(images=imgs, labels=labels[keep_a], captions=captions, ids=[dicoms[r] for r in keep])
     return finish(
         profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),
-        synthetic=is_syn, license=LICENSE, domain="chest_xray", files=list(files.values()),
+        synthetic=is_syn, license=LICENSE, domain="chest_xray", files=list(files.values()), credentialed=CREDENTIALED,
         extra={"skipped_no_sections": skipped,
                "uncertain_policy": spec.uncertain,
                "uncertain": {c: int(v) for c, v in zip(CLASS_NAMES, uncertain)},

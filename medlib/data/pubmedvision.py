@@ -28,8 +28,8 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_hub_reachable, finish, fixture_dir, read_images, resolve_path, rng_for, stratified_parts,
-                     take)
+from .common import (check_hub_reachable, check_kind, choose_source, finish, fixture_dir, read_images, resolve_path,
+                     rng_for, stratified_parts, take)
 
 RECORDS = ("records.jsonl", "records.parquet")
 COLUMNS = ["id", "image", "caption", "body_part"]
@@ -53,23 +53,26 @@ def _records_file(root: Path) -> Path | None:
 
 
 def _choose(profile: Profile, spec: DatasetSpec, fetch: bool) -> tuple[Path, bool]:
-    """(folder to read, synthetic?); may fetch from the hub or generate when ``fetch``."""
-    fix = fixture_dir(profile, "pubmedvision")
+    """(folder to read, synthetic?); may fetch from the hub or generate when ``fetch``.
+
+    A local path that is a file, or a folder with neither records file (and no download to finish), is an error."""
+    fix_dir = fixture_dir(profile, "pubmedvision")
     n_fix = spec.fixture_n or DEFAULT_FIXTURE_N
-    if spec.synthetic == "always":
-        return (synthetic.ensure_pubmedvision(fix, n_fix) if fetch else fix), True
     root = local_root(profile, spec)
-    if _records_file(root):
-        return root, False
-    if spec.download and spec.hf_id:
-        if fetch:
-            fetch_from_hub(spec, root, seed=profile.seed)
-        return root, False
-    if spec.synthetic == "auto":
-        return (synthetic.ensure_pubmedvision(fix, n_fix) if fetch else fix), True
-    raise fail(root, "no PubMedVision copy (records.jsonl or records.parquet + images/)",
-               f"set datasets[{spec.name}].download: true with hf_id {spec.hf_id or 'FreedomIntelligence/PubMedVision'} "
-               "while online, or put a local copy there")
+    remote = bool(spec.download and spec.hf_id)
+    fix = (f"set datasets[{spec.name}].download: true with hf_id {spec.hf_id or 'FreedomIntelligence/PubMedVision'} "
+           "while online, or put a local copy there")
+    if spec.synthetic != "always":
+        check_kind(root, "dir", f"datasets[{spec.name}].path (the PubMedVision folder)", fix, stop=profile.data_path)
+        if root.is_dir() and not _records_file(root) and not remote:
+            raise fail(root, "folder has no records.jsonl or records.parquet", fix)
+    kind = choose_source(spec, present=_records_file(root) is not None, remote=remote,
+                         missing=fail(root, "no PubMedVision copy (records.jsonl or records.parquet + images/)", fix))
+    if kind == "generated":
+        return (synthetic.ensure_pubmedvision(fix_dir, n_fix) if fetch else fix_dir), True
+    if kind == "hub" and fetch:
+        fetch_from_hub(spec, root, seed=profile.seed)
+    return root, False
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
