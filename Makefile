@@ -1,9 +1,12 @@
 # make test   -- create .venv on first use and run the test suite
 # make smoke  -- ./run_all.sh --profile smoke
-# make lab    -- JupyterLab with the `medclip` kernel registered for this environment
+# make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
+#                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
+#                as root, --allow-root is added (with a note)
 # make clean-reports PROFILE=smoke
 SHELL := /bin/bash
 PROFILE ?= smoke
+ARGS ?=
 
 .PHONY: test smoke full lab kernel report clean-reports
 
@@ -20,7 +23,9 @@ kernel:
 	@source scripts/env.sh && "$$PY" -c "from medlib.runner import ensure_kernel; print('kernel:', ensure_kernel())"
 
 lab: kernel
-	@source scripts/env.sh && "$$PY" -m jupyter lab notebooks/
+	@source scripts/env.sh && root_flag=""; \
+	if [ "$$(id -u)" = 0 ]; then echo "make lab: running as root: adding --allow-root (Jupyter refuses root without it)"; root_flag=--allow-root; fi; \
+	exec "$$PY" -m jupyter lab notebooks/ $$root_flag $(ARGS)
 
 report:
 	@source scripts/env.sh && "$$PY" -m medlib.report --profile $(PROFILE)

@@ -80,3 +80,49 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_files(contents: dict[str | Path, str | bytes]) -> list[Path]:
+    """Write several files so that they change together: all of them, or (on any error) none.
+
+    Every new content goes to a temporary file beside its target first (a full disk fails here, with every
+    target untouched); then each target is renamed into place. Should a rename fail halfway, the targets
+    already replaced are put back from hard-linked backups of their old versions. Temporary files and backups
+    are removed in every case. (Not in a library: POSIX offers atomic renames of one file only.)
+    """
+    targets = [Path(p) for p in contents]
+    temps: dict[Path, Path] = {}
+    backups: dict[Path, Path] = {}
+    done: list[Path] = []
+    try:
+        for target, data in zip(targets, contents.values()):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps[target] = Path(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        for target in targets:
+            if target.exists():
+                backup = Path(f"{temps[target]}.old")
+                try:
+                    os.link(target, backup)
+                    backups[target] = backup
+                except OSError:  # no hard links here: that target cannot be put back, the rest still can
+                    pass
+        for target in targets:
+            os.replace(temps[target], target)
+            done.append(target)
+    except BaseException:
+        for target in reversed(done):  # put back what was already replaced
+            with contextlib.suppress(OSError):
+                if target in backups:
+                    os.replace(backups.pop(target), target)
+                else:
+                    target.unlink()
+        raise
+    finally:
+        for leftover in [*temps.values(), *backups.values()]:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return targets

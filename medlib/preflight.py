@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 from .config import DatasetSpec, ModelSpec, Profile
@@ -100,3 +101,80 @@ def preflight(profile: Profile) -> None:
             "(set a model's `pretrained:` to a checkpoint file, put MedMNIST .npz files in <data_dir>/medmnist/, "
             "a PubMedVision sample in <data_dir>/pubmedvision/records.jsonl + images/), or use --profile smoke"
         )
+
+
+# ---- real or generated, before the run ------------------------------------------------------------------
+
+
+def _import_keeping_ctrl_c(module: str) -> None:
+    """Import ``module``, re-raising a Ctrl-C that lands meanwhile.
+
+    medmnist's ``__init__`` imports torch, pandas, ... inside a bare ``except:``, which swallows a Ctrl-C that
+    lands during those (slow) imports; the run would then carry on as if nothing was pressed.
+    """
+    import importlib
+    import signal
+    import threading
+
+    if module in sys.modules or threading.current_thread() is not threading.main_thread():
+        importlib.import_module(module)
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        importlib.import_module(module)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def used_datasets(profile: Profile) -> list[str]:
+    """Names of the datasets some notebook of the profile uses, in the profile's order."""
+    s = profile
+    named = set(s.zero_shot.datasets + s.caption_finetune.datasets + s.label_finetune.datasets
+                + s.label_finetune.multilabel_datasets + s.imbalance.datasets + s.sota.datasets
+                + ([s.sota.retrieval_dataset] if s.sota.retrieval_dataset else []))
+    return [d.name for d in profile.datasets if d.name in named]
+
+
+def data_origin(profile: Profile, spec: DatasetSpec) -> str:
+    """'real' | 'generated' | 'download' | 'skipped' | 'missing': what the data layer will read for ``spec``.
+
+    Asks the source module which files it would read now (``inputs``: no download, no generation); files
+    under ``<data_dir>/fixtures/`` are generated stand-ins.
+    """
+    from .data import DatasetSkipped, source_module
+
+    if spec.synthetic == "always":
+        return "generated"
+    try:
+        paths = [Path(p) for p in source_module(spec).inputs(profile, spec)]
+    except DatasetSkipped:
+        return "skipped"
+    except MedlibError:
+        return "missing"  # the notebook that loads it raises the one-line error with the fix
+    fixtures = (Path(profile.data_dir) / "fixtures").resolve()
+    if any(fixtures in Path(os.path.abspath(p)).parents for p in paths):
+        return "generated"
+    if paths and all(p.exists() for p in paths):
+        return "real"
+    if spec.download or spec.hf_id or spec.fallback:
+        return "download"
+    return "generated" if spec.synthetic == "auto" else "missing"
+
+
+def data_origins(profile: Profile) -> dict[str, str]:
+    """{dataset: origin} for every dataset the profile's notebooks use (see :func:`data_origin`)."""
+    _import_keeping_ctrl_c("medmnist")
+    return {name: data_origin(profile, profile.dataset(name)) for name in used_datasets(profile)}
+
+
+def origin_line(origins: dict[str, str]) -> str:
+    """One console line: which datasets are generated stand-ins and which are real ('' if nothing to say)."""
+    gen = [n for n, o in origins.items() if o == "generated"]
+    real = [n for n, o in origins.items() if o in ("real", "download")]
+    if gen:
+        tail = f"; real: {', '.join(real)}" if real else "; no real data"
+        return f"GENERATED data: {', '.join(gen)} (stand-ins: numbers test the code, they are NOT results){tail}"
+    return f"real data: {', '.join(real)}" if real else ""

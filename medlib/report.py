@@ -33,7 +33,7 @@ import markdown
 import pandas as pd
 
 from .errors import MedlibError, fail
-from .io import write_text
+from .io import write_files
 from .results import read_metrics
 
 NOTEBOOKS = {  # the six notebooks of DESIGN.md; names found in the reports folder take precedence
@@ -878,7 +878,8 @@ def write_report(reports_dir: Path, profile_name: str) -> tuple[Path, Path]:
     """Build the report and write report.md and report.html atomically; returns both paths."""
     md_text, html_text = build_report(reports_dir, profile_name)
     base = Path(reports_dir) / profile_name
-    return write_text(base / "report.md", md_text), write_text(base / "report.html", html_text)
+    md_path, html_path = write_files({base / "report.md": md_text, base / "report.html": html_text})
+    return md_path, html_path
 
 
 def main(argv: list[str] | None = None) -> int:

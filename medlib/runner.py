@@ -3,22 +3,33 @@
 ``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report]``
 (``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
 the path of its executed copy, and exits non-zero.
+
+Two runs in one checkout do not meet: one run per profile at a time (``reports/<profile>/.run.lock``; a second
+stops at once naming the first), each run's kernel sockets in its own temporary folder, its temporary
+executed copies named with its PID (see :mod:`medlib.runspace`). A failed or interrupted notebook is kept as
+``executed/NN_*.failed.ipynb`` beside the last good copy. The first and last console lines say which datasets
+are generated stand-ins and which are real.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import re
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from .config import Profile, load_profile, project_root
 from .errors import MedlibError
+from .kernels import KERNEL_NAME, ensure_kernel, kernel_manager_class
+from .runspace import LOCK_NAME, ProfileLock, kernel_dir, remove_stale_running, running_path
 
-KERNEL_NAME = "medclip"
+__all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line"]
 
 
 def discover_notebooks(root: Path) -> list[Path]:
@@ -41,55 +52,53 @@ def select(notebooks: list[Path], only: list[str] | None, start: str | None) -> 
     return notebooks
 
 
-def ensure_kernel() -> str:
-    """Make sure a kernel named ``medclip`` runs this interpreter (registered in this environment)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    ksm = KernelSpecManager()
-    try:
-        spec = ksm.get_kernel_spec(KERNEL_NAME)
-        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
-            return KERNEL_NAME
-    except NoSuchKernel:
-        pass
-    from ipykernel.kernelspec import install
-
-    install(kernel_name=KERNEL_NAME, display_name="Python (medclip)", prefix=sys.prefix)
-    return KERNEL_NAME
-
-
 def error_line(exc: BaseException) -> str:
     """The one line a user needs from a failed notebook: the exception's type and message, no traceback."""
+    if isinstance(exc, OSError) and not hasattr(exc, "ename"):
+        return os_error_line(exc)
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
     evalue = re.sub(r"\x1b\[[0-9;]*m", "", str(evalue)).strip().splitlines()
     return f"{ename}: {evalue[0] if evalue else ''}"
 
 
-def _kernel_manager_class():
-    """On POSIX, talk to the kernel over local IPC sockets instead of unencrypted TCP on localhost (and without
-    ipykernel's warning about it on every notebook); elsewhere jupyter_client's default."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    if os.name != "posix":
-        return AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.transport = "ipc"
-
-    return IPCKernelManager
+_OS_FIXES = {
+    errno.ENOSPC: ("no space left on device", "free space on the disk holding {folder} (df -h {folder}) and rerun"),
+    errno.EDQUOT: ("disk quota exceeded", "free space in your quota on {folder} and rerun"),
+    errno.EROFS: ("read-only file system", "point reports_dir/runs_dir in the profile at a writable folder"),
+    errno.EACCES: ("permission denied", "make {folder} writable for you, or point the profile's reports_dir at "
+                                        "a writable folder"),
+    errno.EPERM: ("operation not permitted", "make {folder} writable for you"),
+}
 
 
-def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path) -> None:
+def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
+    """``<path>: no space left on device. Fix: ...`` for an OSError at a write step (one line)."""
+    where = exc.filename or path or "?"
+    reason, fix = _OS_FIXES.get(exc.errno, (exc.strerror or str(exc), "check the path and rerun"))
+    folder = Path(str(where)).parent if Path(str(where)).suffix else Path(str(where))
+    return (f"{where}: {reason}. Fix: {fix.format(folder=folder)} (finished notebooks are kept; "
+            "--from NN resumes)")
+
+
+@contextlib.contextmanager
+def os_errors(path: str | Path) -> Iterator[None]:
+    """Turn an OSError (disk full, permissions) at a write step into a one-line MedlibError naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise MedlibError(os_error_line(exc, path)) from None
+
+
+def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path,
+                 socket_dir: Path | None = None, kernel_log: Path | None = None) -> None:
     import papermill as pm
 
     # profile_arg is what the user typed (a name or a YAML path): the notebook loads it the same way.
     params = {"profile": profile_arg, "data_dir": profile.data_dir}
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                        kernel_manager_class=_kernel_manager_class())
+                        kernel_manager_class=kernel_manager_class(socket_dir, kernel_log))
 
 
 def _resolve_caller_paths(args: argparse.Namespace) -> None:
@@ -105,14 +114,44 @@ def _resolve_caller_paths(args: argparse.Namespace) -> None:
         args.profile = str(Path(caller) / prof)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m medlib.runner", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="full")
     ap.add_argument("--only", action="append", help="run only notebook NN (repeatable)")
     ap.add_argument("--from", dest="start", help="start at notebook NN")
     ap.add_argument("--data-dir", default=None, help="data folder (default: $MEDLIB_DATA_DIR, else data/)")
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _final_origins(profile: Profile, planned: dict[str, str], since: float) -> dict[str, str]:
+    """The preflight's {dataset: origin}, confirmed by notebook 01's data summary where this run wrote it."""
+    table = profile.reports_path / "tables" / "data_summary.csv"
+    origins = dict(planned)
+    try:
+        if table.stat().st_mtime >= since:
+            import pandas as pd
+
+            df = pd.read_csv(table)
+            for _, row in df.iterrows():
+                if row["dataset"] in origins:
+                    origins[row["dataset"]] = "generated" if str(row["synthetic"]).lower() in ("true", "1") else "real"
+    except (OSError, KeyError, ValueError):
+        pass
+    return origins
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the notebooks; every way out is one line on the console (an error, Ctrl-C, a full disk)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("ERROR: interrupted (checkpoints under runs/ let the next run resume)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     _resolve_caller_paths(args)
     root = project_root()
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -126,48 +165,107 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = select(discover_notebooks(root), args.only, args.start)
         if not notebooks:
             raise MedlibError(f"{root / 'notebooks'}: no numbered notebooks found. Fix: run from the repository root")
-        from .preflight import preflight
+        lock = ProfileLock(profile.reports_path / LOCK_NAME, profile.name, command)
+        with os_errors(lock.path):
+            lock.acquire()
+    except MedlibError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with kernel_dir() as sockets:
+            return _run(args, profile, notebooks, root, command, sockets)
+    finally:
+        lock.release()
 
+
+def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, command: str,
+         sockets: Path) -> int:
+    from .preflight import data_origins, origin_line, preflight
+
+    t_start = time.time()
+    origins = data_origins(profile)
+    first = origin_line(origins)
+    if first:
+        print(first, flush=True)  # the run's first line: generated stand-ins or real data, before anything else
+    executed_dir = profile.reports_path / "executed"
+    try:
         preflight(profile)
-        from .runlog import record_notebook, start_manifest
+        from .runlog import start_manifest
 
-        start_manifest(profile, command, [p.stem for p in notebooks])
+        with os_errors(profile.reports_path / "manifest.json"):
+            start_manifest(profile, command, [p.stem for p in notebooks])
+        with os_errors(executed_dir):
+            executed_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_running(executed_dir)
         kernel = ensure_kernel()
     except MedlibError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     banner = " [SMOKE: tiny model, not results]" if profile.smoke else ""
     print(f"medclip: profile {profile.name}{banner}; data {profile.data_dir}; {len(notebooks)} notebook(s)")
-    executed_dir = profile.reports_path / "executed"
-    executed_dir.mkdir(parents=True, exist_ok=True)
+    rc = 0
+    try:
+        rc = _notebooks(args, profile, notebooks, root, executed_dir, kernel, sockets)
+        if rc == 0 and not args.no_report:
+            # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
+            from .report import main as report_main
+
+            with os_errors(profile.reports_path / "report.md"):
+                rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
+    except MedlibError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        rc = 2
+    last = origin_line(_final_origins(profile, origins, t_start))
+    if last:
+        print(last, file=sys.stderr if rc else sys.stdout, flush=True)  # ... and its last line
+    return rc
+
+
+def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, executed_dir: Path,
+               kernel: str, sockets: Path) -> int:
+    from .runlog import record_notebook
+
+    manifest = profile.reports_path / "manifest.json"
     for nb in notebooks:
         out = executed_dir / nb.name
-        tmp = executed_dir / f".{nb.stem}.running.ipynb"
+        failed = executed_dir / f"{nb.stem}.failed.ipynb"
+        tmp = running_path(executed_dir, nb.stem)
+        kernel_log = profile.reports_path / "logs" / f"{nb.stem}.kernel.log"
+        with os_errors(kernel_log):
+            kernel_log.parent.mkdir(parents=True, exist_ok=True)
+            kernel_log.unlink(missing_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} ...", flush=True)
         t0 = time.time()
         try:
-            run_notebook(nb, tmp, args.profile, profile, kernel, root)
+            run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log)
         except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (ename/evalue)
             seconds = time.time() - t0
-            if tmp.exists():
-                os.replace(tmp, out)
+            kept = None
+            with contextlib.suppress(OSError):
+                if tmp.exists():
+                    os.replace(tmp, failed)  # the last good executed copy stays as it is
+                    kept = failed
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             interrupted = isinstance(exc, KeyboardInterrupt)
-            record_notebook(profile, nb.stem, seconds, "interrupted" if interrupted else "failed", str(out))
+            with os_errors(manifest):
+                record_notebook(profile, nb.stem, seconds, "interrupted" if interrupted else "failed",
+                                str(kept or ""))
             what = "interrupted (checkpoints under runs/ let the next run resume)" if interrupted else error_line(exc)
             print(f"ERROR in {nb.stem}: {what}", file=sys.stderr)
-            print(f"  executed copy: {out}", file=sys.stderr)
+            if kept:
+                print(f"  executed copy: {kept}" + (f" (last good copy kept: {out})" if out.exists() else ""),
+                      file=sys.stderr)
             return 130 if interrupted else 1
         seconds = time.time() - t0
-        os.replace(tmp, out)
-        record_notebook(profile, nb.stem, seconds, "ok", str(out))
+        with os_errors(out):
+            os.replace(tmp, out)
+            failed.unlink(missing_ok=True)  # an older failed copy of this notebook is now stale
+        if kernel_log.is_file() and kernel_log.stat().st_size == 0:
+            kernel_log.unlink()
+        with os_errors(manifest):
+            record_notebook(profile, nb.stem, seconds, "ok", str(out))
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} done in {seconds:.0f} s -> {out}", flush=True)
-    if not args.no_report:
-        # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
-        from .report import main as report_main
-
-        rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
-        if rc:
-            return rc
     return 0
 
 

@@ -1,0 +1,152 @@
+"""What one run holds in the checkout while it runs, so that two runs never share it.
+
+* A per-profile lock, ``reports/<profile>/.run.lock``: an exclusive ``flock`` on a file that holds the PID and
+  command of the run that owns it. A second run of the same profile stops at once naming that process. The
+  kernel releases a ``flock`` when its holder dies (even by ``kill -9``), so a killed run never leaves a stale
+  lock; the file itself stays (removing it would let a third run lock a fresh inode while a second still
+  holds the old one).
+* A private folder for the kernels' IPC socket files, ``$TMPDIR/medclip-<pid>-XXXX`` (short, because a Unix
+  socket path is limited to ~100 bytes), removed on exit; folders of runs that no longer exist are removed
+  when the next run starts.
+* Temporary executed-notebook names carry the PID (``executed/.NN_name.<pid>.running.ipynb``); ones left by
+  a run that no longer exists are removed when the next run of that profile starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import MedlibError
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock (the runner's IPC and locking are POSIX features)
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".run.lock"
+KERNEL_DIR_PREFIX = "medclip-"
+_KERNEL_DIR = re.compile(r"^medclip-(\d+)-")
+_RUNNING = re.compile(r"^\.(?P<stem>.+?)(?:\.(?P<pid>\d+))?\.running\.ipynb$")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this PID exists (signal 0 checks without signalling)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class ProfileLock:
+    """``with ProfileLock(path, profile, command):`` -- at most one run per profile (per reports folder)."""
+
+    def __init__(self, path: str | Path, profile: str, command: str):
+        self.path, self.profile, self.command = Path(path), profile, command
+        self._fd: int | None = None
+
+    def holder(self) -> tuple[str, str]:
+        """(pid, command) written by the run that holds the lock ('?' where unreadable)."""
+        try:
+            lines = self.path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        return (lines[0].strip() if lines else "?"), (lines[1].strip() if len(lines) > 1 else "?")
+
+    def acquire(self) -> "ProfileLock":
+        if fcntl is None:  # pragma: no cover
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            pid, command = self.holder()
+            raise MedlibError(
+                f"profile {self.profile!r} is already running in this checkout: PID {pid} ({command}); "
+                f"lock {self.path}. Fix: wait for it to finish or stop it (kill {pid}); a different profile "
+                "may run side by side") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n{self.command}\n".encode())
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)  # an empty lock file = nobody running
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> "ProfileLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_kernel_dirs(tmp: str | Path | None = None) -> list[Path]:
+    """Remove ``$TMPDIR/medclip-<pid>-*`` folders whose run no longer exists; returns what was removed."""
+    removed = []
+    base = Path(tmp or tempfile.gettempdir())
+    for d in base.glob(f"{KERNEL_DIR_PREFIX}*"):
+        m = _KERNEL_DIR.match(d.name)
+        if m and d.is_dir() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+@contextlib.contextmanager
+def kernel_dir() -> Iterator[Path]:
+    """A private folder for this run's kernel socket files; stale ones of dead runs are removed first."""
+    remove_stale_kernel_dirs()
+    d = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def running_path(executed_dir: Path, stem: str) -> Path:
+    """This run's temporary name for the executed copy of notebook ``stem``."""
+    return executed_dir / f".{stem}.{os.getpid()}.running.ipynb"
+
+
+def remove_stale_running(executed_dir: Path) -> list[Path]:
+    """Remove temporary executed copies left by runs that no longer exist (or by older, PID-less versions).
+
+    Called while holding the profile's lock, so no live run of this profile writes here.
+    """
+    removed = []
+    if not executed_dir.is_dir():
+        return removed
+    for p in executed_dir.glob(".*.running.ipynb"):
+        m = _RUNNING.match(p.name)
+        if not m:
+            continue
+        pid = m.group("pid")
+        if pid is None or (int(pid) != os.getpid() and not pid_alive(int(pid))):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            removed.append(p)
+    return removed

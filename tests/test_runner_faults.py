@@ -1,0 +1,319 @@
+"""Fault injection on the runner: two runs in one checkout, Ctrl-C, failed notebooks, a full disk, a kernel
+spec that starts another Python, and the real-or-generated lines."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from medlib import kernels, preflight, runner, runspace
+from medlib.config import load_profile
+from medlib.errors import MedlibError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The notebook waits (up to 60 s) for a "release" file when run with profile a.yaml, fails with profile
+# c.yaml, and finishes at once otherwise; it writes "started-<profile>" first so the test knows it runs.
+WAIT_CELL = """\
+import pathlib, time
+name = pathlib.Path(profile).stem
+pathlib.Path(f"started-{name}").touch()
+if name == "a":
+    t0 = time.time()
+    while not pathlib.Path("release").exists() and time.time() - t0 < 60:
+        time.sleep(0.2)
+if name == "c":
+    raise ValueError("broken on purpose")
+"""
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """A minimal repository: run_all.sh marker, notebooks/01_wait.ipynb, profiles a/b/c.yaml."""
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "run_all.sh").write_text("#!/bin/sh\n")
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\ndata_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(WAIT_CELL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "notebooks" / "01_wait.ipynb")
+    for name in ("a", "b", "c"):
+        (root / f"{name}.yaml").write_text("smoke: true\ndevice: cpu\nmodels: []\ndatasets: []\n")
+    (root / "tmp").mkdir()
+    return root
+
+
+def _env(root: Path) -> dict:
+    env = dict(os.environ, MEDLIB_ROOT=str(root), PYTHONPATH=str(REPO), TMPDIR=str(root / "tmp"))
+    env.pop("MEDLIB_CALLER_CWD", None)
+    return env
+
+
+def _start(root: Path, profile: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "medlib.runner", "--profile", str(root / f"{profile}.yaml"),
+                             "--no-report"], cwd=root, env=_env(root), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"runner exited early: {proc.communicate()}")
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.2)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_second_run_of_a_profile_stops_at_once_and_other_profiles_run_beside_it(tmp_path):
+    root = _checkout(tmp_path)
+    a = _start(root, "a")
+    try:
+        _wait_for(root / "started-a", a)
+        # The kernel's sockets live in this run's own folder, not in the repository.
+        assert not list(root.glob("kernel-ipc*"))
+        assert [d.name.split("-")[1] for d in (root / "tmp").glob("medclip-*")] == [str(a.pid)]
+        t0 = time.time()
+        same = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "a.yaml"),
+                               "--no-report"], cwd=root, env=_env(root), capture_output=True, text=True, timeout=60)
+        assert time.time() - t0 < 45
+        assert same.returncode != 0
+        err = same.stderr.strip().splitlines()
+        assert len(err) == 1 and "already running" in err[0] and f"PID {a.pid}" in err[0]
+        assert "a.yaml" in err[0]  # the running process's command
+        other = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "b.yaml"),
+                                "--no-report"], cwd=root, env=_env(root), capture_output=True, text=True,
+                               timeout=180)
+        assert other.returncode == 0, other.stderr
+        assert "Traceback" not in other.stderr + other.stdout
+        assert (root / "reports" / "b" / "executed" / "01_wait.ipynb").is_file()
+        (root / "release").touch()
+        out, err_a = a.communicate(timeout=120)
+        assert a.returncode == 0, err_a
+    finally:
+        _kill(a)
+    assert not list((root / "tmp").glob("medclip-*"))  # socket folders removed on exit
+    assert not list((root / "reports").glob("*/executed/.*.running.ipynb"))
+
+
+def test_ctrl_c_prints_one_line_keeps_the_good_copy_and_clears_stale_files(tmp_path):
+    root = _checkout(tmp_path)
+    executed = root / "reports" / "a" / "executed"
+    executed.mkdir(parents=True)
+    (executed / "01_wait.ipynb").write_text("GOOD")
+    stale_nb = executed / ".01_wait.99999999.running.ipynb"  # left by a run killed with -9
+    stale_nb.write_text("{}")
+    stale_sockets = root / "tmp" / "medclip-99999999-abc"
+    stale_sockets.mkdir()
+    a = _start(root, "a")
+    try:
+        _wait_for(root / "started-a", a)
+        assert not stale_nb.exists() and not stale_sockets.exists()
+        time.sleep(1.0)
+        os.killpg(a.pid, signal.SIGINT)  # what Ctrl-C in a terminal does to the foreground group
+        out, err = a.communicate(timeout=120)
+    finally:
+        _kill(a)
+    assert a.returncode == 130
+    assert "Traceback" not in err and "IPKernelApp" not in err
+    assert len(err.strip().splitlines()) <= 2 and "interrupted" in err
+    assert (executed / "01_wait.ipynb").read_text() == "GOOD"
+    assert (executed / "01_wait.failed.ipynb").is_file()
+    assert not list(executed.glob(".*.running.ipynb")) and not list((root / "tmp").glob("medclip-*"))
+
+
+def test_failed_notebook_is_kept_beside_the_good_copy(tmp_path):
+    root = _checkout(tmp_path)
+    executed = root / "reports" / "c" / "executed"
+    executed.mkdir(parents=True)
+    (executed / "01_wait.ipynb").write_text("GOOD")
+    c = _start(root, "c")
+    try:
+        out, err = c.communicate(timeout=180)
+    finally:
+        _kill(c)
+    assert c.returncode == 1
+    assert "ValueError: broken on purpose" in err and "Traceback" not in err
+    assert (executed / "01_wait.ipynb").read_text() == "GOOD"
+    failed = json.loads((executed / "01_wait.failed.ipynb").read_text())
+    assert any("broken on purpose" in json.dumps(c.get("outputs", [])) for c in failed["cells"])
+    manifest = json.loads((root / "reports" / "c" / "manifest.json").read_text())
+    assert manifest["notebooks"]["01_wait"]["status"] == "failed"
+
+
+# ---- disk full / OS errors at the manifest and report steps ---------------------------------------------
+
+
+@pytest.fixture
+def quiet_checkout(tmp_path, monkeypatch):
+    """In-process runner on a checkout whose notebooks are not executed (the step under test comes first)."""
+    root = _checkout(tmp_path)
+    for key in ("MEDLIB_ROOT", "MEDLIB_DATA_DIR", "MEDLIB_PROGRESS"):
+        monkeypatch.setenv(key, os.environ.get(key, ""))  # restored after the test; the runner sets them
+    monkeypatch.setenv("MEDLIB_ROOT", str(root))
+    monkeypatch.delenv("MEDLIB_CALLER_CWD", raising=False)
+    monkeypatch.setattr(runner, "ensure_kernel", lambda: "medclip")
+    return root
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_at_the_manifest_is_one_line_and_leaves_no_temp(quiet_checkout, monkeypatch, capsys):
+    root = quiet_checkout
+    reports = root / "reports" / "a"
+    reports.mkdir(parents=True)
+    (reports / "manifest.json").write_text('{"old": true}')
+    real_write = Path.write_text
+
+    def half_then_full(self, text, *a, **k):
+        if self.name.startswith(".manifest.json"):
+            real_write(self, text[:10])
+            _enospc()
+        return real_write(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    rc = runner.main(["--profile", str(root / "a.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and "manifest.json: no space left on device" in err[0] and "Fix:" in err[0]
+    assert (reports / "manifest.json").read_text() == '{"old": true}'
+    assert sorted(p.name for p in reports.iterdir()) == [".run.lock", "manifest.json"]
+
+
+def test_disk_full_at_the_report_is_one_line(quiet_checkout, monkeypatch, capsys):
+    root = quiet_checkout
+    monkeypatch.setattr(runner, "_notebooks", lambda *a, **k: 0)
+    import medlib.report
+
+    monkeypatch.setattr(medlib.report, "main", _enospc)
+    rc = runner.main(["--profile", str(root / "a.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and "report.md: no space left on device" in err[0] and "df -h" in err[0]
+
+
+def test_os_error_line_names_path_reason_and_fix():
+    line = runner.os_error_line(OSError(errno.EACCES, "Permission denied"), "/r/smoke/manifest.json")
+    assert line.startswith("/r/smoke/manifest.json: permission denied. Fix: make /r/smoke writable")
+    assert "\n" not in runner.error_line(OSError(errno.ENOSPC, "No space left on device", "/r/x.ipynb"))
+
+
+# ---- the kernel Jupyter resolves --------------------------------------------------------------------------
+
+
+def _user_spec(tmp_path, monkeypatch, python: str) -> Path:
+    user = tmp_path / "jupyter-user"
+    spec = user / "kernels" / kernels.KERNEL_NAME
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [python, "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"],
+                                                  "display_name": "medclip", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(user))  # searched before this environment's share/jupyter
+    installed = []
+    monkeypatch.setattr("ipykernel.kernelspec.install", lambda **kw: installed.append(kw))
+    return spec
+
+
+def test_ensure_kernel_fails_when_a_spec_with_another_python_wins(tmp_path, monkeypatch):
+    other = tmp_path / "other-env" / "bin" / "python"
+    other.parent.mkdir(parents=True)
+    other.symlink_to(sys.executable)  # the same interpreter binary, but another environment
+    spec = _user_spec(tmp_path, monkeypatch, str(other))
+    with pytest.raises(MedlibError) as exc:
+        kernels.ensure_kernel()
+    msg = str(exc.value)
+    assert "\n" not in msg and str(spec / "kernel.json") in msg and str(other) in msg
+    assert "kernelspec remove" in msg and "Fix:" in msg
+
+
+def test_ensure_kernel_accepts_a_spec_that_starts_this_python(tmp_path, monkeypatch):
+    _user_spec(tmp_path, monkeypatch, sys.executable)
+    assert kernels.ensure_kernel() == kernels.KERNEL_NAME
+
+
+# ---- real or generated: the first and last console lines ------------------------------------------------
+
+
+def _smoke_like(root: Path, data: Path) -> Path:
+    text = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text()
+    prof = root / "gen.yaml"
+    prof.write_text(text.replace("name: smoke", "name: gen").replace("data_dir: data", f"data_dir: {data}"))
+    return prof
+
+
+def test_data_origins_tell_generated_from_real(tmp_path, shared_pneumonia):
+    P = load_profile("smoke", data_dir=tmp_path / "empty")
+    origins = preflight.data_origins(P)
+    assert origins["pneumoniamnist"] == "generated" and origins["flickr30k"] == "generated"
+    (tmp_path / "real" / "medmnist").mkdir(parents=True)
+    shutil.copy(shared_pneumonia, tmp_path / "real" / "medmnist" / "pneumoniamnist.npz")
+    P = load_profile("smoke", data_dir=tmp_path / "real")
+    assert preflight.data_origins(P)["pneumoniamnist"] == "real"
+    line = preflight.origin_line(preflight.data_origins(P))
+    assert line.startswith("GENERATED data: chestxray14") and line.endswith("real: pneumoniamnist")
+    assert preflight.origin_line({"pneumoniamnist": "real"}) == "real data: pneumoniamnist"
+
+
+def test_first_and_last_console_lines_say_generated(quiet_checkout, monkeypatch, capsys):
+    root = quiet_checkout
+    monkeypatch.setattr(runner, "_notebooks", lambda *a, **k: 0)
+    prof = _smoke_like(root, root / "data")
+    assert runner.main(["--profile", str(prof), "--no-report"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    for line in (out[0], out[-1]):
+        assert line.startswith("GENERATED data:") and "pneumoniamnist" in line and "NOT results" in line
+
+
+def test_last_line_follows_what_notebook_01_found(quiet_checkout, monkeypatch, capsys):
+    root = quiet_checkout
+    prof = _smoke_like(root, root / "data")
+
+    def notebook_01_found_real_pneumonia(args, profile, *rest):
+        tables = profile.reports_path / "tables"
+        tables.mkdir(parents=True, exist_ok=True)
+        (tables / "data_summary.csv").write_text("dataset,synthetic\npneumoniamnist,False\nchestxray14,True\n")
+        return 0
+
+    monkeypatch.setattr(runner, "_notebooks", notebook_01_found_real_pneumonia)
+    assert runner.main(["--profile", str(prof), "--no-report"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "real: pneumoniamnist" not in out[0] and out[-1].endswith("real: pneumoniamnist")
+
+
+def test_stale_helpers_leave_live_runs_alone(tmp_path):
+    live = tmp_path / f"medclip-{os.getpid()}-x"
+    dead = tmp_path / "medclip-99999999-y"
+    live.mkdir(), dead.mkdir()
+    assert runspace.remove_stale_kernel_dirs(tmp_path) == [dead] and live.is_dir()
+    mine = runspace.running_path(tmp_path, "01_a")
+    mine.write_text("{}")
+    old = tmp_path / ".01_a.running.ipynb"  # the PID-less name older versions used
+    old.write_text("{}")
+    assert runspace.remove_stale_running(tmp_path) == [old] and mine.exists()
+
+
+def test_ctrl_c_during_a_swallowing_import_still_interrupts(tmp_path, monkeypatch):
+    # medmnist's __init__ wraps its imports in a bare `except:`; a Ctrl-C landing there must not be lost.
+    (tmp_path / "swallower.py").write_text(
+        "import os, signal, time\ntry:\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(0.5)\nexcept:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "swallower", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        preflight._import_keeping_ctrl_c("swallower")
