@@ -1,5 +1,7 @@
 # make test   -- create .venv on first use and run the test suite
 # make smoke  -- ./run_all.sh --profile smoke
+# make rehearse -- ./run_all.sh --profile full --rehearse (offline; full architectures at 224 px, random
+#                weights, fixture data, capped steps; writes reports/full-rehearsal/projection.csv)
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
 #                as root, --allow-root is added (with a note)
@@ -8,7 +10,7 @@ SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full lab kernel report clean-reports
+.PHONY: test smoke full rehearse lab kernel report clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -18,6 +20,9 @@ smoke:
 
 full:
 	./run_all.sh --profile full
+
+rehearse:
+	./run_all.sh --profile full --rehearse $(ARGS)
 
 kernel:
 	@source scripts/env.sh && "$$PY" -c "from medlib.runner import ensure_kernel; print('kernel:', ensure_kernel())"

@@ -98,11 +98,78 @@ def start_manifest(profile: Profile, command: str, notebooks: list[str]) -> dict
     return manifest
 
 
-def record_notebook(profile: Profile, notebook: str, seconds: float, status: str, executed: str) -> None:
-    """Add one notebook's wall time and status to the manifest (atomic read-modify-write)."""
+def record_notebook(profile: Profile, notebook: str, seconds: float, status: str, executed: str,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Add one notebook's wall time and status (and ``extra``, e.g. peak memory) to the manifest (atomic
+    read-modify-write)."""
     manifest = read_manifest(profile)
     manifest.setdefault("notebooks", {})[notebook] = {"seconds": round(seconds, 1), "status": status,
-                                                      "executed": executed}
+                                                      "executed": executed, **(extra or {})}
     manifest["wall_time_s"] = round(sum(v["seconds"] for v in manifest["notebooks"].values()), 1)
     manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     write_json(manifest_path(profile), manifest)
+
+
+class PeakMemory:
+    """``with PeakMemory() as pm: ...; pm.result()``: the largest resident set (MB) of this process's children
+    (the notebook's kernel) and, where ``nvidia-smi`` is present, the most GPU memory they used, sampled every
+    ``every`` seconds in a background thread. (Sampling from outside, because the kernel is another process.)"""
+
+    def __init__(self, every: float = 0.5):
+        import threading
+
+        self.every, self.peak_rss, self.peak_gpu = every, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import shutil
+
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil comes with jupyter
+            return
+        smi = shutil.which("nvidia-smi")
+        me = psutil.Process()
+        tick = 0
+        while not self._stop.wait(self.every):
+            try:
+                kids = me.children(recursive=True)
+                rss = sum(k.memory_info().rss for k in kids)
+            except psutil.Error:
+                continue
+            self.peak_rss = max(self.peak_rss, rss / 2**20)
+            tick += 1
+            if smi and tick % 4 == 1:
+                self.peak_gpu = max(self.peak_gpu, _gpu_used_mb(smi, {k.pid for k in kids}))
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def result(self) -> dict[str, float]:
+        out = {"peak_rss_mb": round(self.peak_rss)} if self.peak_rss else {}
+        if self.peak_gpu:
+            out["peak_gpu_mb"] = round(self.peak_gpu)
+        return out
+
+
+def _gpu_used_mb(smi: str, pids: set[int]) -> float:
+    try:
+        res = subprocess.run([smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0.0
+    used = 0.0
+    for line in res.stdout.splitlines():
+        parts = [x.strip() for x in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in pids:
+            try:
+                used += float(parts[1])
+            except ValueError:
+                pass
+    return used

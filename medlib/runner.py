@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--from", dest="start", help="start at notebook NN")
     ap.add_argument("--data-dir", default=None, help="data folder (default: $MEDLIB_DATA_DIR, else data/)")
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    ap.add_argument("--rehearse", action="store_true",
+                    help="rehearse the profile offline: its architectures at 224 px with random weights, fixture "
+                         "data, capped steps; outputs to reports/<profile>-rehearsal/ with projection.csv")
+    ap.add_argument("--device", default=None, help="with --rehearse: cpu | cuda (default: the profile's)")
     return ap
 
 
@@ -155,7 +159,15 @@ def _main(argv: list[str] | None) -> int:
     _resolve_caller_paths(args)
     root = project_root()
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    rehearsal_info = None
     try:
+        if args.rehearse:
+            from . import rehearsal
+
+            print(f"medclip: preparing the rehearsal of profile {args.profile} (fixtures, model folders) ...",
+                  flush=True)
+            path, rehearsal_info = rehearsal.prepare(args.profile, args.data_dir, args.device)
+            args.profile, args.data_dir = str(path), str(path.parent)
         profile = load_profile(args.profile, data_dir=args.data_dir)
         Path(profile.data_dir).mkdir(parents=True, exist_ok=True)  # the notebooks get it as a user-chosen dir
         # Children (papermill kernels) see the same data dir and root.
@@ -173,18 +185,26 @@ def _main(argv: list[str] | None) -> int:
         return 2
     try:
         with kernel_dir() as sockets:
-            return _run(args, profile, notebooks, root, command, sockets)
+            return _run(args, profile, notebooks, root, command, sockets, rehearsal_info)
     finally:
         lock.release()
 
 
 def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, command: str,
-         sockets: Path) -> int:
+         sockets: Path, rehearsal_info: dict | None = None) -> int:
     from .preflight import data_origins, origin_line, preflight
 
     t_start = time.time()
     origins = data_origins(profile)
     first = origin_line(origins)
+    if rehearsal_info is not None:
+        from . import rehearsal
+
+        first = rehearsal.origin_line(rehearsal_info["origins"])
+        needs = rehearsal_info["downloads"]
+        print(first, flush=True)
+        print("the real run would download: " + ("; ".join(needs) if needs else "nothing (all cached)"), flush=True)
+        first = ""
     if first:
         print(first, flush=True)  # the run's first line: generated stand-ins or real data, before anything else
     executed_dir = profile.reports_path / "executed"
@@ -212,18 +232,37 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
 
             with os_errors(profile.reports_path / "report.md"):
                 rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
+        if rc == 0 and rehearsal_info is not None:
+            rc = _finish_rehearsal(profile, rehearsal_info)
     except MedlibError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         rc = 2
     last = origin_line(_final_origins(profile, origins, t_start))
+    if rehearsal_info is not None:
+        from . import rehearsal
+
+        last = rehearsal.origin_line(rehearsal_info["origins"])
     if last:
         print(last, file=sys.stderr if rc else sys.stdout, flush=True)  # ... and its last line
     return rc
 
 
+def _finish_rehearsal(profile: Profile, info: dict) -> int:
+    """Label every output REHEARSAL, then write and print the projection of the real run."""
+    from . import projection, rehearsal
+
+    with os_errors(profile.reports_path):
+        rehearsal.label_outputs(profile.reports_path)
+        table = projection.project(profile, info["full"])
+        path = projection.write(profile, table)
+    print(projection.render(table, info["full"]), flush=True)
+    print(f"projection: {path}", flush=True)
+    return 0
+
+
 def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, executed_dir: Path,
                kernel: str, sockets: Path) -> int:
-    from .runlog import record_notebook
+    from .runlog import PeakMemory, record_notebook
 
     manifest = profile.reports_path / "manifest.json"
     for nb in notebooks:
@@ -236,8 +275,10 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
             kernel_log.unlink(missing_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} ...", flush=True)
         t0 = time.time()
+        memory = PeakMemory()
         try:
-            run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log)
+            with memory:
+                run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log)
         except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (ename/evalue)
             seconds = time.time() - t0
             kept = None
@@ -264,7 +305,7 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
         if kernel_log.is_file() and kernel_log.stat().st_size == 0:
             kernel_log.unlink()
         with os_errors(manifest):
-            record_notebook(profile, nb.stem, seconds, "ok", str(out))
+            record_notebook(profile, nb.stem, seconds, "ok", str(out), memory.result())
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} done in {seconds:.0f} s -> {out}", flush=True)
     return 0
 

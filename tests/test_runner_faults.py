@@ -317,3 +317,12 @@ def test_ctrl_c_during_a_swallowing_import_still_interrupts(tmp_path, monkeypatc
     monkeypatch.delitem(sys.modules, "swallower", raising=False)
     with pytest.raises(KeyboardInterrupt):
         preflight._import_keeping_ctrl_c("swallower")
+
+
+def test_peak_memory_sees_the_kernel_process():
+    from medlib.runlog import PeakMemory
+
+    code = "import time; x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(2.5)"
+    with PeakMemory(every=0.2) as pm:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert pm.result()["peak_rss_mb"] >= 300

@@ -1,0 +1,196 @@
+"""Project the real full run's wall time and memory from a rehearsal (``reports/<profile>-rehearsal/``).
+
+Per notebook, from what the rehearsal measured on this device:
+
+* every trained run (``runs/<rehearsal>/<run>/log.csv``): its measured training throughput (images/s, the
+  engine's own number) x the images the real run trains on (the real training-set size of its dataset x the
+  full profile's epochs for that notebook; k-shot runs: k x classes per epoch, at least
+  ``few_shot_min_steps`` batches), plus one validation pass per epoch at the measured per-image evaluation
+  time; times the full profile's number of seeds;
+* every evaluation (``metrics/*.json``): the real test-set size x the measured per-image evaluation time
+  (from the runs' epoch-0 validation passes of the same model; the slowest such time where a model has none);
+* the rest of the notebook's rehearsal wall time (kernel start, model loading, plots, report) as is.
+
+Upper bound: early stopping (``patience``) may end runs sooner. Peak memory: the largest resident set of the
+notebook's kernel on CPU (sampled by the runner), or ``torch.cuda.max_memory_allocated`` where the kernel
+reported it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import Profile
+
+# Real split sizes (train, val, test) of the full profile's datasets.
+REAL_SIZES: dict[str, tuple[int, int, int]] = {
+    "pneumoniamnist": (4708, 524, 624),  # MedMNIST v2
+    "chestmnist": (78468, 11219, 22433),  # MedMNIST v2 (the ChestX-ray14 stand-in)
+    "chestxray14": (78468, 11219, 22433),  # as ChestMNIST (NIH's official split is 86,524 / 25,596 test)
+    "pubmedvision": (2867, 410, 819),  # 4,096 sampled pairs split 70/10/20
+    "mimic_cxr": (368960, 2991, 5159),  # MIMIC-CXR-JPG official split (only when configured)
+    "flickr30k": (0, 0, 1000),  # the 1k test images
+}
+COLUMNS = ["notebook", "rehearsal_s", "trained_runs", "evaluations", "train_images", "eval_images",
+           "projected_s", "projected_h", "peak_memory_mb", "memory_kind", "device"]
+
+
+def _parts(run: str) -> dict[str, str]:
+    bits = run.split("__")
+    keys = ("notebook", "dataset", "model", "method")
+    return {k: (bits[i] if i < len(bits) else "") for i, k in enumerate(keys)}
+
+
+def _epochs(full: Profile, notebook: str, dataset: str, method: str) -> tuple[int, int]:
+    """(epochs, batch size) the real run uses for a trained run of ``notebook``."""
+    nn = notebook[:2]
+    if nn == "03":
+        t = full.caption_finetune.train
+    elif nn == "04":
+        lf = full.label_finetune
+        t = lf.multilabel_train if dataset in lf.multilabel_datasets else lf.train
+        if "probe" in method and "lp" not in method.replace("probe", ""):
+            return lf.probe_epochs, t.batch_size
+        if "lp" in method:
+            return lf.probe_epochs + t.epochs, t.batch_size
+    elif nn == "05":
+        t = full.imbalance.train
+    elif nn == "06":
+        return full.sota.cnn_epochs, full.sota.cnn_batch_size
+    else:
+        return 1, 128
+    return t.epochs, t.batch_size
+
+
+def _classes(dataset: str) -> int:
+    return {"pneumoniamnist": 2, "chestmnist": 14, "chestxray14": 14, "pubmedvision": 5}.get(dataset, 2)
+
+
+def _seeds(p: Profile) -> int:
+    seeds = getattr(p, "seeds", None)
+    return max(1, len(seeds)) if isinstance(seeds, (list, tuple)) and seeds else 1
+
+
+def _split_sizes(reports: Path) -> dict[str, tuple[int, int, int]]:
+    try:
+        df = pd.read_csv(reports / "tables" / "data_summary.csv")
+        return {r["dataset"]: (int(r["train"]), int(r["val"]), int(r["test"])) for _, r in df.iterrows()}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def project(rehearsal: Profile, full: Profile) -> pd.DataFrame:
+    """One row per notebook of the rehearsal: measured and projected seconds, peak memory."""
+    reports, runs = rehearsal.reports_path, rehearsal.runs_path
+    manifest = json.loads((reports / "manifest.json").read_text())
+    sizes = _split_sizes(reports)
+    real = dict(REAL_SIZES)
+    for d in full.datasets:  # a dataset the profile skips (MIMIC-CXR without a path) costs nothing
+        if d.source == "mimic_cxr" and not d.path:
+            real[d.name] = (0, 0, 0)
+    # measured training throughput and per-image evaluation time, per run
+    trained: list[dict[str, Any]] = []
+    eval_s_per_img: dict[str, list[float]] = {}
+    for log in sorted(runs.glob("*/log.csv")):
+        run = log.parent.name
+        p = _parts(run)
+        try:
+            df = pd.read_csv(log)
+        except (OSError, ValueError):
+            continue
+        ep = df[df["epoch"] >= 1]
+        ips = float(ep["images_per_s"].median()) if len(ep) else math.nan
+        n_val = sizes.get(p["dataset"], (0, 0, 0))[1]
+        row0 = df[df["epoch"] == 0]
+        if len(row0) and n_val:
+            eval_s_per_img.setdefault(p["model"], []).append(float(row0["seconds"].iloc[0]) / n_val)
+        trained.append({**p, "run": run, "images_per_s": ips, "measured_s": float(df["seconds"].sum())})
+    per_img = {m: sorted(v)[len(v) // 2] for m, v in eval_s_per_img.items()}
+    fallback = max(per_img.values()) if per_img else 0.0
+    evals: list[dict[str, Any]] = []
+    for f in sorted((reports / "metrics").glob("*.json")):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        evals.append({**_parts(rec.get("run", f.stem)), "n": int(rec.get("n") or 0)})
+    seeds = _seeds(full) / _seeds(rehearsal)
+    rows = []
+    device = manifest.get("device", {}).get("gpu") or manifest.get("device", {}).get("processor") or "cpu"
+    for stem, info in sorted(manifest.get("notebooks", {}).items()):
+        wall = float(info.get("seconds", 0.0))
+        nb_trained = [t for t in trained if t["notebook"] == stem]
+        nb_evals = [e for e in evals if e["notebook"] == stem]
+        measured_compute, projected, train_images, eval_images = 0.0, 0.0, 0, 0
+        for t in nb_trained:
+            epochs, batch = _epochs(full, stem, t["dataset"], t["method"])
+            n_train, n_val, _ = real.get(t["dataset"], sizes.get(t["dataset"], (0, 0, 0)))
+            shot = re.search(r"(\d+)-?shot", t["method"])
+            per_epoch = min(n_train, int(shot.group(1)) * _classes(t["dataset"])) if shot else n_train
+            images = per_epoch * epochs
+            if shot:
+                images = max(images, full.label_finetune.few_shot_min_steps * batch)
+            s_img = per_img.get(t["model"], fallback)
+            ips = t["images_per_s"] if t["images_per_s"] and not math.isnan(t["images_per_s"]) else 0.0
+            projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img)
+            measured_compute += t["measured_s"]
+            train_images += int(images * seeds)
+        for e in nb_evals:
+            n_test = real.get(e["dataset"], (0, 0, e["n"]))[2]
+            s_img = per_img.get(e["model"], fallback)
+            projected += n_test * s_img
+            measured_compute += e["n"] * s_img
+            eval_images += n_test
+        overhead = max(0.0, wall - measured_compute)
+        total = projected + overhead
+        peak, kind = info.get("peak_gpu_mb"), "gpu max_memory_allocated"
+        if not peak:
+            peak, kind = info.get("peak_rss_mb"), "cpu peak RSS"
+        rows.append({"notebook": stem, "rehearsal_s": round(wall, 1), "trained_runs": len(nb_trained),
+                     "evaluations": len(nb_evals), "train_images": train_images, "eval_images": eval_images,
+                     "projected_s": round(total), "projected_h": round(total / 3600, 2),
+                     "peak_memory_mb": peak if peak else "", "memory_kind": kind if peak else "", "device": device})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if len(table):
+        total = {"notebook": "TOTAL", "rehearsal_s": round(table["rehearsal_s"].sum(), 1),
+                 "trained_runs": int(table["trained_runs"].sum()), "evaluations": int(table["evaluations"].sum()),
+                 "train_images": int(table["train_images"].sum()), "eval_images": int(table["eval_images"].sum()),
+                 "projected_s": int(table["projected_s"].sum()),
+                 "projected_h": round(table["projected_s"].sum() / 3600, 2),
+                 "peak_memory_mb": max([v for v in table["peak_memory_mb"] if v != ""], default=""),
+                 "memory_kind": "", "device": device}
+        table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    return table
+
+
+def write(rehearsal: Profile, table: pd.DataFrame) -> Path:
+    from .io import write_text
+    from .rehearsal import LABEL
+
+    out = table.copy()
+    out.insert(0, "rehearsal", LABEL)
+    return write_text(rehearsal.reports_path / "projection.csv", out.to_csv(index=False))
+
+
+def render(table: pd.DataFrame, full: Profile) -> str:
+    """The projection as console text."""
+    lines = [f"Projected wall time of the real `{full.name}` run on this device ({_seeds(full)} seed(s); "
+             "upper bound, early stopping may end runs sooner):"]
+    for _, r in table.iterrows():
+        mem = f", peak {r['peak_memory_mb']} MB ({r['memory_kind']})" if r["peak_memory_mb"] not in ("", None) and \
+            r["memory_kind"] else ""
+        lines.append(f"  {r['notebook']:<28} {_hms(float(r['projected_s'])):>10}  "
+                     f"(rehearsal {float(r['rehearsal_s']):.0f} s{mem})")
+    return "\n".join(lines)
+
+
+def _hms(seconds: float) -> str:
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d} h {m:02d} min" if h else f"{m:d} min {s:02d} s"

@@ -1,0 +1,360 @@
+"""Rehearse the full profile offline: ``./run_all.sh --profile full --rehearse`` (``make rehearse``).
+
+Every notebook of the **full** profile runs through papermill with the full profile's architectures at 224 px
+and random weights, on fixture data laid out as each real source is, with every training run and evaluation
+capped. It proves the full run's code paths (224 px shapes, the HF text tower and its tokenizer, ChestMNIST as
+the ChestX-ray14 stand-in, ...) before anyone spends a GPU-day on them, and measures what the projection
+(:mod:`medlib.projection`) needs.
+
+Everything here is an *overlay* on ``profiles/full.yaml`` (:data:`OVERLAY`, applied by :func:`prepare`): caps
+are profile values the code already honours (``max_per_split``, ``max_train``, ``epochs``, ``batch_size``,
+``n_boot``, ...), models and data point at local copies, and outputs go to ``reports/full-rehearsal/``.
+
+* ViT-B-32: open_clip's built-in config, random init (``pretrained: ""``).
+* BiomedCLIP's architecture: a ``local-dir:`` folder in the hub repo's own layout (``open_clip_config.json``
+  with the timm ViT-B/16 image tower and a Hugging Face BERT text tower, context length 256; a BERT
+  ``config.json``; a small WordPiece tokenizer built here; random weights as ``open_clip_model.safetensors``),
+  loaded through open_clip's hub path exactly as the downloaded repo would be.
+* Data under ``<data_dir>/rehearsal/`` in each source's layout at 224 px: PneumoniaMNIST is the real 28 px
+  file's images upscaled into ``pneumoniamnist_224.npz`` when that file is present (else generated);
+  ChestMNIST, PubMedVision and the Flickr30K-style retrieval set are generated.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import Profile, profile_path
+
+LABEL = "REHEARSAL — random weights, capped steps: tests the full profile's code paths, NOT results"
+SHORT = "REHEARSAL"
+NAME_SUFFIX = "-rehearsal"
+
+# Caps (rows per split, train rows, epochs, steps) keep the whole rehearsal to minutes on 2 CPU cores.
+ROWS_PER_SPLIT = 24  # each evaluation sees at most this many rows; training at most this many examples
+TRAIN = {"epochs": 1, "batch_size": 8, "max_train": 16, "warmup_steps": 1, "patience": 1, "num_workers": 0}
+OVERLAY: dict[str, Any] = {
+    "zero_shot": {"n_boot": 50, "batch_size": 32},
+    "caption_finetune": {"train": TRAIN},
+    "label_finetune": {"probe_epochs": 1, "few_shot_min_steps": 2, "train": TRAIN, "multilabel_train": TRAIN},
+    "imbalance": {"train": TRAIN},
+    "sota": {"cnn_epochs": 1, "cnn_batch_size": 8, "cnn_weights": "none"},
+}
+FIXTURE_ROWS = 96  # generated images per source (MedMNIST-style sets split 70/10/20)
+BIOMEDCLIP_DIR = "biomedclip-architecture"
+
+
+def is_rehearsal(profile: Profile | str) -> bool:
+    name = profile if isinstance(profile, str) else profile.name
+    return name.endswith(NAME_SUFFIX)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def overlay(raw: dict, data_dir: Path, device: str | None = None) -> dict:
+    """The rehearsal profile (a dict) from the full profile's YAML ``raw``."""
+    out = _merge(raw, OVERLAY)
+    out["name"] = f"{raw.get('name', 'full')}{NAME_SUFFIX}"
+    out["data_dir"] = str(data_dir)
+    if device:
+        out["device"] = device
+    if isinstance(out.get("seeds"), list) and out["seeds"]:
+        out["seeds"] = out["seeds"][:1]  # one seed rehearses the code; the projection multiplies by all
+    for m in out.get("models", []):
+        m["pretrained"] = ""
+        if m.get("role") == "domain" or str(m.get("arch", "")).startswith("hf-hub:"):
+            m["arch"] = f"local-dir:{data_dir / BIOMEDCLIP_DIR}"
+        m["display"] = f"{m.get('display') or m['name']} [random weights]"
+    for d in out.get("datasets", []):
+        d["download"] = False
+        d["max_per_split"] = ROWS_PER_SPLIT
+        if d.get("source") == "retrieval":
+            d["path"] = d.get("path") or d.get("flag") or d["name"]
+        if d.get("source") == "pubmedvision":
+            d["n"] = 0  # the fixture is smaller than the real 4,096-pair sample
+    return out
+
+
+# ---- fixtures -------------------------------------------------------------------------------------------
+
+
+def _upscale(images: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+
+
+def pneumonia_224(real_28: Path | None, dest: Path, per_split: int = 3 * ROWS_PER_SPLIT) -> str:
+    """``pneumoniamnist_224.npz`` in the MedMNIST layout: the real file's first rows upscaled, else generated.
+
+    Returns 'real-upscaled' or 'generated'.
+    """
+    if dest.is_file():
+        return json.loads(dest.with_suffix(".json").read_text()).get("origin", "?") if dest.with_suffix(
+            ".json").is_file() else "?"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if real_28 is not None and real_28.is_file():
+        with np.load(real_28) as z:
+            arrays = {}
+            for split in ("train", "val", "test"):
+                arrays[f"{split}_images"] = _upscale(z[f"{split}_images"][:per_split], 224)
+                arrays[f"{split}_labels"] = z[f"{split}_labels"][:per_split]
+        origin = "real-upscaled"
+    else:
+        from .data.synthetic import medmnist_arrays
+
+        arrays = medmnist_arrays(0, FIXTURE_ROWS, 224, 2, False, 1, [0.26, 0.74])
+        origin = "generated"
+    from .io import write_npz, write_json
+
+    write_npz(dest, **arrays)
+    write_json(dest.with_suffix(".json"), {"origin": origin, "source": str(real_28 or "")})
+    return origin
+
+
+def build_fixtures(data: Path, real_data: Path) -> dict[str, str]:
+    """Write every source's fixture under ``data`` (idempotent); {dataset: origin}."""
+    from .data import synthetic
+    from .io import write_npz
+
+    origins = {"pneumoniamnist": pneumonia_224(real_data / "medmnist" / "pneumoniamnist.npz",
+                                               data / "medmnist" / "pneumoniamnist_224.npz")}
+    chest = data / "medmnist" / "chestmnist_224.npz"
+    if not chest.is_file():
+        write_npz(chest, **synthetic.medmnist_arrays(0, FIXTURE_ROWS, 224, 14, True, 1))
+    origins["chestmnist"] = origins["chestxray14"] = "generated (ChestMNIST layout)"
+    if not (data / "pubmedvision" / "records.jsonl").is_file():
+        synthetic.write_pubmedvision(data / "pubmedvision", FIXTURE_ROWS, image_size=224)
+    origins["pubmedvision"] = "generated (PubMedVision layout)"
+    if not (data / "flickr30k" / "captions.jsonl").is_file():
+        synthetic.write_retrieval(data / "flickr30k", FIXTURE_ROWS, image_size=224)
+    origins["flickr30k"] = "generated (retrieval layout)"
+    return origins
+
+
+# ---- BiomedCLIP's architecture, offline -----------------------------------------------------------------
+
+# microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224: open_clip_config.json (the text tower's
+# hf_model_name / hf_tokenizer_name point at the local folder instead of the hub).
+BIOMEDCLIP_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 512,
+        "vision_cfg": {"timm_model_name": "vit_base_patch16_224", "timm_model_pretrained": False, "timm_pool": "",
+                       "timm_proj": "linear", "image_size": 224},
+        "text_cfg": {"hf_model_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                     "hf_tokenizer_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                     "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
+                     "context_length": 256},
+    },
+    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+}
+# PubMedBERT-base (BiomedBERT abstract) as transformers' BertConfig.
+BERT_CONFIG = {"architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": 30522, "hidden_size": 768,
+               "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
+               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512,
+               "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0}
+
+
+def _tiny_vocab() -> list[str]:
+    """A small uncased WordPiece vocabulary that tokenizes any English prompt (characters and continuations,
+    plus whole words from the prompts), so the real BERT tower sees real token sequences."""
+    import string
+
+    words = ("a chest x-ray showing photo of an the with no finding normal pneumonia lung lungs image medical "
+             "radiograph scan ct mri of in and is this").split()
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars]
+    return vocab + sorted(set(words) - set(vocab))
+
+
+def build_biomedclip_dir(dest: Path, seed: int = 0) -> Path:
+    """Write BiomedCLIP's architecture as a ``local-dir:`` repo with random weights (idempotent)."""
+    weights = dest / "open_clip_model.safetensors"
+    if weights.is_file():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = copy.deepcopy(BIOMEDCLIP_CONFIG)
+    cfg["model_cfg"]["text_cfg"]["hf_model_name"] = str(dest)
+    cfg["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = str(dest)
+    (dest / "config.json").write_text(json.dumps(BERT_CONFIG, indent=1))
+    (dest / "vocab.txt").write_text("\n".join(_tiny_vocab()) + "\n")
+    (dest / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "tokenizer_class": "BertTokenizer",
+                                                            "model_max_length": 512}))
+    (dest / "special_tokens_map.json").write_text(json.dumps(
+        {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}))
+    (dest / "open_clip_config.json").write_text(json.dumps(cfg, indent=1))
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    import logging
+
+    root_log = logging.getLogger()
+    level = root_log.level
+    root_log.setLevel(logging.ERROR)  # open_clip warns that this skeleton has no weights: that is the point
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = open_clip.create_model(f"local-dir:{dest}", load_weights=False, pretrained_text=False)
+    finally:
+        root_log.setLevel(level)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tmp = weights.with_suffix(".tmp")
+    save_file(state, str(tmp))  # fp16 on disk (half the size); open_clip loads it into the fp32 model
+    os.replace(tmp, weights)
+    return dest
+
+
+# ---- preparing a run ------------------------------------------------------------------------------------
+
+
+def downloads_of_real_run(full: Profile) -> list[str]:
+    """What the real full run would download (models not in the cache, datasets not on disk)."""
+    from .preflight import _dataset_missing, _model_cached
+
+    needs = [f"model {m.arch} ({m.pretrained or 'hub weights'})" for m in full.models if not _model_cached(m)]
+    needs += [line for d in full.datasets if (line := _dataset_missing(full, d))]
+    if full.sota.cnn_weights == "imagenet":
+        needs.append("ResNet ImageNet weights for the CNN baseline (torchvision)")
+    return needs
+
+
+def prepare(profile_arg: str = "full", data_dir: str | None = None, device: str | None = None) -> tuple[Path, dict]:
+    """Build fixtures and the domain model folder, write the rehearsal profile YAML; (its path, info)."""
+    from .config import load_profile
+
+    full = load_profile(profile_arg, data_dir=data_dir)
+    raw = yaml.safe_load(profile_path(profile_arg).read_text()) or {}
+    raw.setdefault("name", full.name)
+    real_data = Path(full.data_dir)
+    data = real_data / "rehearsal"
+    origins = build_fixtures(data, real_data)
+    build_biomedclip_dir(data / BIOMEDCLIP_DIR)
+    rehearsal = overlay(raw, data, device)
+    rehearsal["reports_dir"] = full.reports_dir
+    rehearsal["runs_dir"] = full.runs_dir
+    path = data / f"{rehearsal['name']}.yaml"
+    from .io import write_text
+
+    header = f"# {LABEL}\n# Generated by medlib.rehearsal from {profile_path(profile_arg)}; do not edit.\n"
+    write_text(path, header + yaml.safe_dump(rehearsal, sort_keys=False))
+    load_profile(path)  # the overlay must still be a valid profile
+    info = {"full": full, "origins": origins, "downloads": downloads_of_real_run(full)}
+    return path, info
+
+
+def origin_line(origins: dict[str, str]) -> str:
+    parts = [f"{k}: {v}" for k, v in origins.items() if k != "chestmnist"]
+    return f"{LABEL}. Fixture data ({'; '.join(parts)})"
+
+
+# ---- labelling the outputs --------------------------------------------------------------------------------
+
+
+def label_outputs(reports: Path) -> list[Path]:
+    """Put :data:`LABEL` on every figure (a banner above it), table (a first column), executed notebook (a
+    first cell) and the report (its first lines). Idempotent; returns the files changed."""
+    changed: list[Path] = []
+    for png in sorted((reports / "figures").glob("*.png")):
+        if _stamp_png(png):
+            changed.append(png)
+    for csv in sorted((reports / "tables").glob("*.csv")):
+        if _label_csv(csv):
+            changed.append(csv)
+    for nb in sorted((reports / "executed").glob("[0-9][0-9]_*.ipynb")):
+        if _label_notebook(nb):
+            changed.append(nb)
+    changed += _label_report(reports)
+    return changed
+
+
+def _stamp_png(path: Path) -> bool:
+    from PIL import Image, ImageDraw, PngImagePlugin
+
+    with Image.open(path) as im:
+        if im.info.get("medlib-rehearsal") == "1":
+            return False
+        im = im.convert("RGB")
+    band = max(28, im.width // 40)
+    out = Image.new("RGB", (im.width, im.height + band), (200, 30, 30))
+    out.paste(im, (0, band))
+    draw = ImageDraw.Draw(out)
+    try:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=int(band * 0.6))
+    except TypeError:  # Pillow < 10.1
+        font = None
+    draw.text((8, band * 0.15), LABEL, fill=(255, 255, 255), font=font)
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("medlib-rehearsal", "1")
+    from .io import write_with
+
+    write_with(path, lambda tmp: out.save(tmp, format="PNG", pnginfo=meta))
+    return True
+
+
+def _label_csv(path: Path) -> bool:
+    import pandas as pd
+
+    from .io import write_text
+
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, OSError):
+        return False
+    if "rehearsal" in df.columns:
+        return False
+    df.insert(0, "rehearsal", LABEL)
+    write_text(path, df.to_csv(index=False))
+    return True
+
+
+def _label_notebook(path: Path) -> bool:
+    import nbformat
+
+    from .io import write_text
+
+    nb = nbformat.read(path, as_version=4)
+    if nb.cells and nb.cells[0].get("metadata", {}).get("medlib-rehearsal"):
+        return False
+    cell = nbformat.v4.new_markdown_cell(f"> **{LABEL}**")
+    cell.metadata["medlib-rehearsal"] = True
+    nb.cells.insert(0, cell)
+    write_text(path, nbformat.writes(nb))
+    return True
+
+
+def _label_report(reports: Path) -> list[Path]:
+    from .io import write_files
+
+    md, html = reports / "report.md", reports / "report.html"
+    if not md.is_file() or not html.is_file():
+        return []
+    md_text, html_text = md.read_text(), html.read_text()
+    if LABEL in md_text[:2000]:
+        return []
+    banner_md = f"> **{LABEL}**\n\n"
+    lines = md_text.split("\n", 1)
+    title = f"{lines[0]} — {SHORT}" if lines[0].startswith("# ") else lines[0]
+    md_text = f"{title}\n\n{banner_md}" + (lines[1] if len(lines) > 1 else "")
+    banner_html = (f'<div style="background:#c81e1e;color:#fff;padding:.6em 1em;font-weight:bold">{LABEL}</div>')
+    html_text = html_text.replace("<body>", f"<body>\n{banner_html}", 1)
+    html_text = html_text.replace("<title>", f"<title>{SHORT} — ", 1)
+    return write_files({md: md_text, html: html_text})
+

@@ -1,0 +1,152 @@
+"""The full profile's rehearsal: BiomedCLIP's architecture offline, the profile overlay, fixtures at 224 px,
+the REHEARSAL labels and the projection (issue 11)."""
+
+import json
+import math
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from medlib import projection, rehearsal
+from medlib.config import ModelSpec, load_profile, profile_path
+from medlib.errors import MedlibError
+
+
+@pytest.fixture(scope="module")
+def biomedclip_dir(tmp_path_factory):
+    return rehearsal.build_biomedclip_dir(tmp_path_factory.mktemp("models") / rehearsal.BIOMEDCLIP_DIR)
+
+
+def test_biomedclip_architecture_builds_offline_and_runs_a_forward_pass(biomedclip_dir):
+    from medlib.models import load_model
+
+    b = load_model(ModelSpec(name="biomedclip", arch=f"local-dir:{biomedclip_dir}", role="domain"))
+    m = b.model
+    assert b.image_size == 224
+    assert tuple(m.visual.trunk.patch_embed.patch_size) == (16, 16)  # timm ViT-B/16
+    assert len(m.visual.trunk.blocks) == 12 and m.visual.trunk.embed_dim == 768
+    assert m.text.transformer.config.model_type == "bert" and m.text.transformer.config.num_hidden_layers == 12
+    assert 190e6 < sum(p.numel() for p in m.parameters()) < 200e6  # BiomedCLIP: ~196M parameters
+    tokens = b.tokenizer(["a chest x-ray showing pneumonia", "normal"])
+    assert tokens.shape == (2, 256)  # BiomedCLIP's context length
+    assert tokens[0, 0] != tokens[0, 1] and (tokens[0] != 0).sum() > 5  # real word pieces, not all padding
+    with torch.no_grad():
+        img = m.encode_image(torch.randn(2, 3, 224, 224), normalize=True)
+        txt = m.encode_text(tokens, normalize=True)
+    assert img.shape == txt.shape == (2, 512)
+    assert torch.isfinite(img).all() and torch.isfinite(txt).all()
+
+
+def test_a_broken_tokenizer_is_a_one_line_error(biomedclip_dir, tmp_path):
+    import shutil
+
+    from medlib.models import load_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(biomedclip_dir, broken)
+    (broken / "open_clip_config.json").write_text("{not json")
+    with pytest.raises(MedlibError) as exc:
+        load_model(ModelSpec(name="biomedclip", arch=f"local-dir:{broken}", role="domain"))
+    assert "\n" not in str(exc.value) and str(broken) in str(exc.value)
+
+
+def test_overlay_keeps_the_full_architectures_and_caps_every_run(tmp_path):
+    raw = yaml.safe_load(profile_path("full").read_text())
+    over = rehearsal.overlay(raw, tmp_path / "rehearsal", device="cpu")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(over))
+    P, full = load_profile(path), load_profile("full")
+    assert P.name == "full-rehearsal" and rehearsal.is_rehearsal(P)
+    assert [m.arch for m in P.models][0] == "ViT-B-32" and all(m.pretrained == "" for m in P.models)
+    assert P.model("biomedclip").arch == f"local-dir:{tmp_path / 'rehearsal' / rehearsal.BIOMEDCLIP_DIR}"
+    assert [d.size for d in P.datasets] == [d.size for d in full.datasets] == [224] * len(full.datasets)
+    assert all(d.max_per_split == rehearsal.ROWS_PER_SPLIT and not d.download for d in P.datasets)
+    for t in (P.caption_finetune.train, P.label_finetune.train, P.label_finetune.multilabel_train, P.imbalance.train):
+        assert t.epochs == 1 and t.max_train <= 16 and t.batch_size <= 8
+    # what is compared stays the full profile's: same datasets, variants, remedies, shots
+    assert P.label_finetune.variants == full.label_finetune.variants and P.imbalance.remedies == full.imbalance.remedies
+    assert P.zero_shot.datasets == full.zero_shot.datasets and P.zero_shot.n_boot < full.zero_shot.n_boot
+    assert P.sota.cnn_weights == "none"
+
+
+def test_pneumonia_224_upscales_the_real_file_in_the_medmnist_layout(tmp_path, shared_pneumonia):
+    dest = tmp_path / "medmnist" / "pneumoniamnist_224.npz"
+    assert rehearsal.pneumonia_224(shared_pneumonia, dest, per_split=5) == "real-upscaled"
+    with np.load(dest) as z, np.load(shared_pneumonia) as real:
+        assert z["train_images"].shape == (5, 224, 224) and z["train_images"].dtype == np.uint8
+        assert np.array_equal(z["test_labels"], real["test_labels"][:5])
+        want = np.asarray(Image.fromarray(real["val_images"][3]).resize((224, 224), Image.BICUBIC))
+        assert np.array_equal(z["val_images"][3], want)
+
+
+def test_pneumonia_224_is_generated_without_the_real_file(tmp_path):
+    dest = tmp_path / "p.npz"
+    assert rehearsal.pneumonia_224(tmp_path / "absent.npz", dest) == "generated"
+    with np.load(dest) as z:
+        assert z["train_images"].shape[1:] == (224, 224)
+
+
+def test_every_output_is_labelled_rehearsal_once(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (tmp_path / "figures").mkdir()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1])
+    fig.savefig(tmp_path / "figures" / "f.png")
+    plt.close(fig)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "executed").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), tmp_path / "executed" / "01_x.ipynb")
+    (tmp_path / "report.md").write_text("# Report\n\ntext\n")
+    (tmp_path / "report.html").write_text("<html><head><title>R</title></head><body>\n<p>x</p></body></html>")
+    h0 = Image.open(tmp_path / "figures" / "f.png").height
+    assert len(rehearsal.label_outputs(tmp_path)) == 5
+    assert rehearsal.label_outputs(tmp_path) == []  # idempotent
+    assert Image.open(tmp_path / "figures" / "f.png").height > h0
+    assert pd.read_csv(tmp_path / "tables" / "t.csv")["rehearsal"].tolist() == [rehearsal.LABEL]
+    nb = nbformat.read(tmp_path / "executed" / "01_x.ipynb", as_version=4)
+    assert rehearsal.LABEL in nb.cells[0].source
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# Report — REHEARSAL") and rehearsal.LABEL in md
+    assert rehearsal.LABEL in (tmp_path / "report.html").read_text()
+
+
+def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
+    over = rehearsal.overlay(yaml.safe_load(profile_path("full").read_text()), tmp_path / "data")
+    over.update(reports_dir=str(tmp_path / "reports"), runs_dir=str(tmp_path / "runs"))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(over))
+    P, full = load_profile(tmp_path / "r.yaml"), load_profile("full")
+    rep = P.reports_path
+    (rep / "tables").mkdir(parents=True)
+    (rep / "metrics").mkdir()
+    pd.DataFrame([{"dataset": "pneumoniamnist", "train": 24, "val": 10, "test": 24}]).to_csv(
+        rep / "tables" / "data_summary.csv", index=False)
+    run = "05_class_imbalance__pneumoniamnist__vit-b-32-openai__focal"
+    (P.runs_path / run).mkdir(parents=True)
+    # epoch 0: validating 10 rows took 2 s (0.2 s/image); epoch 1 trained at 4 images/s
+    pd.DataFrame([{"epoch": 0, "seconds": 2.0, "images_per_s": math.nan},
+                  {"epoch": 1, "seconds": 6.0, "images_per_s": 4.0}]).to_csv(P.runs_path / run / "log.csv", index=False)
+    (rep / "metrics" / f"{run}.json").write_text(json.dumps({"run": run, "n": 24}))
+    (rep / "manifest.json").write_text(json.dumps({"notebooks": {"05_class_imbalance": {
+        "seconds": 30.0, "status": "ok", "peak_rss_mb": 1234}}, "device": {"processor": "x86_64"}}))
+    table = projection.project(P, full)
+    row = table[table.notebook == "05_class_imbalance"].iloc[0]
+    epochs = full.imbalance.train.epochs
+    train = 4708 * epochs / 4.0 + 524 * epochs * 0.2  # real train images / throughput + a val pass per epoch
+    evaluation = 624 * 0.2
+    overhead = 30.0 - (8.0 + 24 * 0.2)  # the rehearsal's wall time not explained by measured compute
+    assert row.projected_s == round(train + evaluation + overhead)
+    assert row.peak_memory_mb == 1234 and row.memory_kind == "cpu peak RSS"
+    assert table.iloc[-1].notebook == "TOTAL"
+    out = projection.write(P, table)
+    assert pd.read_csv(out)["rehearsal"].iloc[0] == rehearsal.LABEL
+    assert "05_class_imbalance" in projection.render(table, full)
