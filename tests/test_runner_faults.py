@@ -254,11 +254,13 @@ def test_ensure_kernel_accepts_a_spec_that_starts_this_python(tmp_path, monkeypa
 def _smoke_like(root: Path, data: Path) -> Path:
     text = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text()
     prof = root / "gen.yaml"
+    data.mkdir(parents=True, exist_ok=True)
     prof.write_text(text.replace("name: smoke", "name: gen").replace("data_dir: data", f"data_dir: {data}"))
     return prof
 
 
 def test_data_origins_tell_generated_from_real(tmp_path, shared_pneumonia):
+    (tmp_path / "empty").mkdir()
     P = load_profile("smoke", data_dir=tmp_path / "empty")
     origins = preflight.data_origins(P)
     assert origins["pneumoniamnist"] == "generated" and origins["flickr30k"] == "generated"
