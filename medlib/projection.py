@@ -7,8 +7,9 @@ Per notebook, from what the rehearsal measured on this device:
   full profile's epochs for that notebook; k-shot runs: k x classes per epoch, at least
   ``few_shot_min_steps`` batches), plus one validation pass per epoch at the measured per-image evaluation
   time; times the full profile's number of seeds;
-* every evaluation (``metrics/*.json``): the real test-set size x the measured per-image evaluation time
-  (from the runs' epoch-0 validation passes of the same model; the slowest such time where a model has none);
+* every evaluation (``metrics/*.json``): the real test-set size x the measured per-image evaluation time of
+  its model (:func:`measure_eval`: the image tower's forward pass on this device; without it, the runs'
+  epoch-0 validation passes of the same model, or the slowest such time where a model has none);
 * the rest of the notebook's rehearsal wall time (kernel start, model loading, plots, report) as is.
 
 Upper bound: early stopping (``patience``) may end runs sooner. Peak memory: the largest resident set of the
@@ -19,6 +20,7 @@ reported it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -85,7 +87,45 @@ def _split_sizes(reports: Path) -> dict[str, tuple[int, int, int]]:
         return {}
 
 
-def project(rehearsal: Profile, full: Profile) -> pd.DataFrame:
+def measure_eval(profile: Profile, batch: int = 16, repeats: int = 2) -> dict[str, float]:
+    """Seconds per image of each model's image tower (forward, no grad) at its input size on the profile's
+    device, as the evaluations run it (bf16 autocast on CUDA); best of ``repeats`` after a warm-up."""
+    import time
+
+    import torch
+
+    from .models import load_model, resolve_device
+
+    device = resolve_device(profile.device)
+    out: dict[str, float] = {}
+    for spec in profile.models:
+        quiet = logging.getLogger("medlib.models")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "RANDOM INIT" is the point here
+        try:
+            b = load_model(spec, device, seed=profile.seed)
+        finally:
+            quiet.setLevel(level)
+        x = torch.randn(batch, 3, b.image_size, b.image_size, device=device)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                        enabled=False)
+        best = float("inf")
+        with torch.inference_mode(), ctx:
+            for i in range(repeats + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                b.model.encode_image(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i:
+                    best = min(best, time.perf_counter() - t0)
+        out[spec.name] = best / batch
+        del b
+    return out
+
+
+def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per notebook of the rehearsal: measured and projected seconds, peak memory."""
     reports, runs = rehearsal.reports_path, rehearsal.runs_path
     manifest = json.loads((reports / "manifest.json").read_text())
@@ -112,6 +152,7 @@ def project(rehearsal: Profile, full: Profile) -> pd.DataFrame:
             eval_s_per_img.setdefault(p["model"], []).append(float(row0["seconds"].iloc[0]) / n_val)
         trained.append({**p, "run": run, "images_per_s": ips, "measured_s": float(df["seconds"].sum())})
     per_img = {m: sorted(v)[len(v) // 2] for m, v in eval_s_per_img.items()}
+    per_img.update(eval_s_per_image or {})  # a direct measurement wins over one taken from validation passes
     fallback = max(per_img.values()) if per_img else 0.0
     evals: list[dict[str, Any]] = []
     for f in sorted((reports / "metrics").glob("*.json")):
@@ -194,3 +235,40 @@ def _hms(seconds: float) -> str:
     h, rem = divmod(int(round(seconds)), 3600)
     m, s = divmod(rem, 60)
     return f"{h:d} h {m:02d} min" if h else f"{m:d} min {s:02d} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m medlib.projection [--profile full] [--data-dir DIR]``: (re)write and print the projection
+    from the last rehearsal's outputs (also after a partial rehearsal: the notebooks it finished)."""
+    import argparse
+    import sys
+
+    from .config import load_profile
+    from .errors import MedlibError
+    from .rehearsal import NAME_SUFFIX
+
+    ap = argparse.ArgumentParser(prog="python -m medlib.projection", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="full")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    try:
+        full = load_profile(args.profile, data_dir=args.data_dir)
+        path = Path(full.data_dir) / "rehearsal" / f"{full.name}{NAME_SUFFIX}.yaml"
+        if not path.is_file():
+            raise MedlibError(f"{path}: no rehearsal of profile {full.name!r}. Fix: ./run_all.sh --profile "
+                              f"{args.profile} --rehearse")
+        rehearsal = load_profile(path, data_dir=path.parent)
+        if not (rehearsal.reports_path / "manifest.json").is_file():
+            raise MedlibError(f"{rehearsal.reports_path / 'manifest.json'}: missing. Fix: run the rehearsal first")
+        table = project(rehearsal, full, measure_eval(rehearsal))
+        out = write(rehearsal, table)
+    except MedlibError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    print(render(table, full))
+    print(f"projection: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

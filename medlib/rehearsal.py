@@ -38,8 +38,8 @@ SHORT = "REHEARSAL"
 NAME_SUFFIX = "-rehearsal"
 
 # Caps (rows per split, train rows, epochs, steps) keep the whole rehearsal to minutes on 2 CPU cores.
-ROWS_PER_SPLIT = 24  # each evaluation sees at most this many rows; training at most this many examples
-TRAIN = {"epochs": 1, "batch_size": 8, "max_train": 16, "warmup_steps": 1, "patience": 1, "num_workers": 0}
+ROWS_PER_SPLIT = 16  # each evaluation sees at most this many rows; training at most this many examples
+TRAIN = {"epochs": 1, "batch_size": 8, "max_train": 8, "warmup_steps": 1, "patience": 1, "num_workers": 0}
 OVERLAY: dict[str, Any] = {
     "zero_shot": {"n_boot": 50, "batch_size": 32},
     "caption_finetune": {"train": TRAIN},
@@ -261,6 +261,28 @@ def prepare(profile_arg: str = "full", data_dir: str | None = None, device: str 
 def origin_line(origins: dict[str, str]) -> str:
     parts = [f"{k}: {v}" for k, v in origins.items() if k != "chestmnist"]
     return f"{LABEL}. Fixture data ({'; '.join(parts)})"
+
+
+def fresh_runs(runs: Path, notebooks: list[str]) -> None:
+    """Remove earlier rehearsal runs of these notebooks, so every run trains (and is timed) from the start."""
+    import shutil
+
+    for stem in notebooks:
+        for run in runs.glob(f"{stem}__*"):
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def drop_checkpoints(runs: Path) -> int:
+    """Remove the rehearsal's checkpoints (random weights, ~0.6 GB per ViT-B-32 run; nothing to resume), keeping
+    each run's log.csv; returns the bytes freed."""
+    freed = 0
+    for ckpt in runs.glob("*/*.pt"):
+        try:
+            freed += ckpt.stat().st_size
+            ckpt.unlink()
+        except FileNotFoundError:
+            pass
+    return freed
 
 
 # ---- labelling the outputs --------------------------------------------------------------------------------

@@ -164,9 +164,10 @@ def _main(argv: list[str] | None) -> int:
         if args.rehearse:
             from . import rehearsal
 
-            print(f"medclip: preparing the rehearsal of profile {args.profile} (fixtures, model folders) ...",
-                  flush=True)
-            path, rehearsal_info = rehearsal.prepare(args.profile, args.data_dir, args.device)
+            print(f"{rehearsal.LABEL}. Preparing the rehearsal of profile {args.profile} (fixtures, model "
+                  "folders) ...", flush=True)
+            with os_errors(Path(args.data_dir or "data") / "rehearsal"):
+                path, rehearsal_info = rehearsal.prepare(args.profile, args.data_dir, args.device)
             args.profile, args.data_dir = str(path), str(path.parent)
         profile = load_profile(args.profile, data_dir=args.data_dir)
         Path(profile.data_dir).mkdir(parents=True, exist_ok=True)  # the notebooks get it as a user-chosen dir
@@ -205,6 +206,7 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
         print(first, flush=True)
         print("the real run would download: " + ("; ".join(needs) if needs else "nothing (all cached)"), flush=True)
         first = ""
+        rehearsal.fresh_runs(profile.runs_path, [nb.stem for nb in notebooks])  # measure, never resume
     if first:
         print(first, flush=True)  # the run's first line: generated stand-ins or real data, before anything else
     executed_dir = profile.reports_path / "executed"
@@ -253,8 +255,9 @@ def _finish_rehearsal(profile: Profile, info: dict) -> int:
 
     with os_errors(profile.reports_path):
         rehearsal.label_outputs(profile.reports_path)
-        table = projection.project(profile, info["full"])
+        table = projection.project(profile, info["full"], projection.measure_eval(profile))
         path = projection.write(profile, table)
+        rehearsal.drop_checkpoints(profile.runs_path)
     print(projection.render(table, info["full"]), flush=True)
     print(f"projection: {path}", flush=True)
     return 0
