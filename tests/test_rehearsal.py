@@ -42,17 +42,19 @@ def test_biomedclip_architecture_builds_offline_and_runs_a_forward_pass(biomedcl
     assert torch.isfinite(img).all() and torch.isfinite(txt).all()
 
 
-def test_a_broken_tokenizer_is_a_one_line_error(biomedclip_dir, tmp_path):
+def test_a_broken_model_folder_is_a_one_line_error(biomedclip_dir, tmp_path):
     import shutil
 
     from medlib.models import load_model
 
     broken = tmp_path / "broken"
-    shutil.copytree(biomedclip_dir, broken)
-    (broken / "open_clip_config.json").write_text("{not json")
+    broken.mkdir()
+    for f in biomedclip_dir.iterdir():  # the big weights file by link, the rest copied
+        (broken / f.name).symlink_to(f) if f.suffix == ".safetensors" else shutil.copy(f, broken / f.name)
+    (broken / "open_clip_config.json").write_text("{not json")  # a broken model folder
     with pytest.raises(MedlibError) as exc:
         load_model(ModelSpec(name="biomedclip", arch=f"local-dir:{broken}", role="domain"))
-    assert "\n" not in str(exc.value) and str(broken) in str(exc.value)
+    assert "\n" not in str(exc.value) and str(broken) in str(exc.value) and "Fix:" in str(exc.value)
 
 
 def test_overlay_keeps_the_full_architectures_and_caps_every_run(tmp_path):
