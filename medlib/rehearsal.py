@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from .config import Profile, profile_path
+from .errors import MedlibError
 
 LABEL = "REHEARSAL — random weights, capped steps: tests the full profile's code paths, NOT results"
 SHORT = "REHEARSAL"
@@ -220,6 +221,24 @@ def build_biomedclip_dir(dest: Path, seed: int = 0) -> Path:
     return dest
 
 
+def check_tokenizer(model_dir: Path, probe: str = "a chest x-ray showing pneumonia") -> None:
+    """Raise MedlibError when the folder's HF tokenizer maps a plain English prompt to unknown tokens only.
+
+    (transformers builds a BertTokenizer with an *empty* vocabulary, silently, when vocab.txt is missing: every
+    prompt would become [UNK] and zero-shot would run on nothing.)
+    """
+    import open_clip
+
+    tok = open_clip.get_tokenizer(f"local-dir:{model_dir}")
+    hf = getattr(tok, "tokenizer", None)
+    ids = tok([probe])[0].tolist()
+    specials = {getattr(hf, a, None) for a in ("cls_token_id", "sep_token_id", "pad_token_id")}
+    words = [i for i in ids if i not in specials]
+    if not words or all(i == getattr(hf, "unk_token_id", None) for i in words):
+        raise MedlibError(f"{model_dir}: the text tower's tokenizer maps {probe!r} to unknown tokens only (vocab.txt "
+                          "missing or empty). Fix: delete the folder; the next rehearsal rebuilds it")
+
+
 # ---- preparing a run ------------------------------------------------------------------------------------
 
 
@@ -244,7 +263,7 @@ def prepare(profile_arg: str = "full", data_dir: str | None = None, device: str 
     real_data = Path(full.data_dir)
     data = real_data / "rehearsal"
     origins = build_fixtures(data, real_data)
-    build_biomedclip_dir(data / BIOMEDCLIP_DIR)
+    check_tokenizer(build_biomedclip_dir(data / BIOMEDCLIP_DIR))
     rehearsal = overlay(raw, data, device)
     rehearsal["reports_dir"] = full.reports_dir
     rehearsal["runs_dir"] = full.runs_dir

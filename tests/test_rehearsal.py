@@ -152,3 +152,16 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     out = projection.write(P, table)
     assert pd.read_csv(out)["rehearsal"].iloc[0] == rehearsal.LABEL
     assert "05_class_imbalance" in projection.render(table, full)
+
+
+def test_a_tokenizer_without_its_vocabulary_is_a_one_line_error(biomedclip_dir, tmp_path):
+    import shutil
+
+    rehearsal.check_tokenizer(biomedclip_dir)  # the built one tokenizes real words
+    broken = tmp_path / "no-vocab"
+    broken.mkdir()
+    for name in ("open_clip_config.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(biomedclip_dir / name, broken / name)
+    with pytest.raises(MedlibError) as exc:  # transformers would silently map every word to [UNK]
+        rehearsal.check_tokenizer(broken)
+    assert "\n" not in str(exc.value) and "vocab.txt" in str(exc.value)
