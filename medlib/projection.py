@@ -6,7 +6,8 @@ Per notebook, from what the rehearsal measured on this device:
   engine's own number) x the images the real run trains on (the real training-set size of its dataset x the
   full profile's epochs for that notebook; k-shot runs: k x classes per epoch, at least
   ``few_shot_min_steps`` batches), plus one validation pass per epoch at the measured per-image evaluation
-  time; times the full profile's number of seeds;
+  time (linear probes and LP-FT: plus one forward pass over the training set, whose features the head trains
+  on); times the full profile's number of seeds;
 * every evaluation (``metrics/*.json``): the real test-set size x the measured per-image evaluation time of
   its model (:func:`measure_eval`: the image tower's forward pass on this device; without it, the runs'
   epoch-0 validation passes of the same model, or the slowest such time where a model has none);
@@ -179,7 +180,8 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
                 images = max(images, full.label_finetune.few_shot_min_steps * batch)
             s_img = per_img.get(t["model"], fallback)
             ips = t["images_per_s"] if t["images_per_s"] and not math.isnan(t["images_per_s"]) else 0.0
-            projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img)
+            features = per_epoch * s_img if "probe" in t["method"] or "lp" in t["method"] else 0.0  # cached once
+            projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img + features)
             measured_compute += t["measured_s"]
             train_images += int(images * seeds)
         for e in nb_evals:
