@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from .config import Profile
@@ -499,7 +500,7 @@ def _place_labels(fig: Figure, ax: Any, xs: np.ndarray, ys: np.ndarray, texts: l
             ha = "left" if dx >= 0 else "right"
             ann = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy), fontsize=7, ha=ha,
                               arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if abs(dy) > 12 else None)
-            box = ann.get_window_extent(renderer).expanded(1.05, 1.15)
+            box = Text.get_window_extent(ann, renderer).expanded(1.05, 1.15)  # the text, not its leader line
             if not any(box.overlaps(bb) for bb in boxes):
                 break
             ann.remove()
@@ -507,7 +508,7 @@ def _place_labels(fig: Figure, ax: Any, xs: np.ndarray, ys: np.ndarray, texts: l
         if ann is None:  # every offset taken: the last one, still readable over its neighbours
             ann = ax.annotate(text, (px, py), textcoords="offset points", xytext=_OFFSETS[-1], fontsize=7,
                               bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
-            box = ann.get_window_extent(renderer)
+            box = Text.get_window_extent(ann, renderer)
         boxes.append(box)
         placed.append(ann)
     return placed
