@@ -1,11 +1,14 @@
 # make test   -- create .venv on first use and run the test suite
 # make smoke  -- ./run_all.sh --profile smoke
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment
+# make report  -- regenerate reports/$(PROFILE)/report.{md,html,pdf} from that folder's outputs alone
+# make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
+# make readme-results -- rewrite the README's results block from reports/$(PROFILE)/
 # make clean-reports PROFILE=smoke
 SHELL := /bin/bash
 PROFILE ?= smoke
 
-.PHONY: test smoke full lab kernel report clean-reports
+.PHONY: test smoke full lab kernel report data readme-results clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -24,6 +27,12 @@ lab: kernel
 
 report:
 	@source scripts/env.sh && "$$PY" -m medlib.report --profile $(PROFILE)
+
+data:
+	@mkdir -p data/medmnist && source scripts/env.sh && "$$PY" -c "import medmnist; medmnist.PneumoniaMNIST(split='test', download=True, root='data/medmnist')" && ls -l data/medmnist/pneumoniamnist.npz
+
+readme-results:
+	@source scripts/env.sh && "$$PY" -m medlib.report.readme --profile $(PROFILE) --readme README.md
 
 clean-reports:
 	rm -rf reports/$(PROFILE) runs/$(PROFILE)
