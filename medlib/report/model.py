@@ -41,7 +41,7 @@ NOTEBOOKS = {"01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_capt
 TITLES = {"02": "Zero-shot baseline", "03": "Caption fine-tuning (contrastive)", "04": "Label fine-tuning"}
 TABLE_NOTEBOOK = {"data_summary": "01", "data_splits": "01", "skipped_datasets": "01", "sota_comparison": "06",
                   "paired_differences": None}
-HEADLINE = ("acc", "top3", "balanced_acc", "macro_f1", "auroc", "worst_class_recall", "ece")
+HEADLINE = ("acc", "balanced_acc", "macro_f1", "auroc", "worst_class_recall")  # run tables (the rest: metrics files)
 PRIMARY = {"multiclass": "acc", "multilabel": "auroc", "retrieval": "mean_recall"}
 METRIC_NAMES = {"acc": "accuracy", "top3": "top-3 accuracy", "balanced_acc": "balanced accuracy",
                 "macro_f1": "macro-F1", "auroc": "AUROC", "worst_class_recall": "worst-class recall", "ece": "ECE"}
@@ -72,7 +72,8 @@ KEY_FIGURES = {
 }
 MAX_KEY_FIGURES = 2
 FIGURE_DPI = 110  # medlib.plots saves at this resolution: pixels / DPI = the figure's natural print width
-PAGE_WIDTH_IN = 6.3  # A4 text width of the PDF template
+PAGE_WIDTH_IN = 6.3  # A4 text width of the PDF template (portrait)
+LANDSCAPE_WIDTH_IN = 9.9  # ... on a landscape page
 
 
 # ---- formatting --------------------------------------------------------------------------------------------------
@@ -314,6 +315,28 @@ def _png_width_in(path: Path) -> float:
     return round(min(PAGE_WIDTH_IN, max(1.0, width / FIGURE_DPI)), 2)
 
 
+def _column_weight(header: str, cells: Sequence[str]) -> int:
+    """A column's share of the table width (in characters): at least its longest unbreakable word, header included
+    (the PDF breaks identifiers after _ / :), at most what its longest body cell needs, capped so prose wraps."""
+    words = [w for c in [header, *cells] for w in re.split(r"[\s_/:]+", str(c)) if w]
+    longest_word = max((len(w) for w in words), default=1)
+    longest_cell = max((len(str(c)) for c in cells), default=1)
+    return max(3, longest_word + 1, min(longest_cell + 1, 14))
+
+
+def _table_font(chars: int) -> tuple[float, bool]:
+    """The PDF's font size for a table whose columns need ``chars`` characters side by side, and whether it goes on
+    a landscape page: the largest size at which every column's longest word fits (a character is about half an
+    em wide), so nothing is cut off or runs into the next cell."""
+    for pt in (8.5, 7.5, 6.5):
+        if chars * 0.5 * pt <= PAGE_WIDTH_IN * 72 - 12:
+            return pt, False
+    for pt in (7.5, 6.5, 6.0):
+        if chars * 0.5 * pt <= LANDSCAPE_WIDTH_IN * 72 - 12:
+            return pt, True
+    return 5.5, True
+
+
 def _png_ok(path: Path) -> bool:
     """True when the PNG decodes (a broken file would stop the PDF typesetter)."""
     from PIL import Image
@@ -370,9 +393,11 @@ class Builder:
               notes: Sequence[str] = ()) -> dict[str, Any]:
         self.n_table += 1
         rows = [[str(c) for c in row] for row in rows]
-        width = sum(max([len(str(h))] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(header))
+        widths = [_column_weight(str(h), [r[i] for r in rows if i < len(r)]) for i, h in enumerate(header)]
+        font, landscape = _table_font(sum(widths))
         return {"kind": "table", "number": self.n_table, "caption": caption, "header": [str(h) for h in header],
-                "rows": rows, "notes": [n for n in notes if n], "wide": len(header) > 7 or width > 140}
+                "rows": rows, "notes": [n for n in notes if n], "widths": widths, "font_pt": font,
+                "landscape": landscape, "wide": landscape or font < 7.5}
 
     def df_table(self, caption: str, df: pd.DataFrame, notes: Sequence[str] = ()) -> dict[str, Any]:
         return self.table(caption, [str(c) for c in df.columns],
@@ -633,7 +658,7 @@ def _abstract(b: Builder) -> dict[str, Any]:
             "Paired differences: not available, `tables/paired_differences.csv` is missing from this run, so the "
             "methods below are shown side by side only, each with its own interval; two overlapping intervals do "
             "not show that two methods are equal.")
-    rows = []
+    rows, low_any = [], False
     for ds in sorted({r["dataset"] for r in _classification(inp.runs_of("02") + inp.runs_of("03")
                                                             + inp.runs_of("04")) if r["model"] == main}):
         cells = [_pick(inp, "02", ["zero-shot"], ds, main), _pick(inp, "03", ["caption-ft-plain"], ds, main),
@@ -644,15 +669,22 @@ def _abstract(b: Builder) -> dict[str, Any]:
             continue
         key = _primary(ref.get("task"))
         maj = inp.majority_rate(ds) if key == "acc" else None
+        shown = []
+        for g in cells:
+            if not g or key not in g[0]["metrics"]:
+                shown.append(NOT_RUN)
+                continue
+            low = key == "auroc" and any(_finite(r["metrics"].get(key)) and float(r["metrics"][key]) < 0.5 for r in g)
+            shown.append(_seed_cell(g, key) + (" †" if low else ""))
+            low_any = low_any or low
         rows.append([ds, inp.data_kind(ds), f"{METRIC_NAMES.get(key, key)}", fmt(ref.get("n")),
-                     fmt(maj) if maj is not None else ("0.500 (AUROC)" if key == "auroc" else "n/a"),
-                     *[_seed_cell(g, key) if g and key in g[0]["metrics"] else NOT_RUN for g in cells]])
+                     fmt(maj) if maj is not None else ("0.500 (AUROC)" if key == "auroc" else "n/a"), *shown])
     if rows:
         out["tables"].append(b.table(
             "Each method's main metric on the test split with its 95% bootstrap interval (several seeds: mean ± sd). "
             "Chance: the majority-class rate (accuracy of always answering the most frequent class) or AUROC 0.5.",
             ["dataset", "data", "metric", "n (test)", "chance", "zero-shot", "caption FT", "label FT", "ResNet-18"],
-            rows))
+            rows, [_auroc_note(low_any)]))
     return out
 
 
@@ -800,8 +832,8 @@ def _runs_table(b: Builder, runs: list[dict[str, Any]], caption: str) -> dict[st
                     low = True
                 cells.append(cell)
             rows.append([ds, data, r["model"], r["method"], fmt(r.get("n")), *cells])
-    notes = ["Intervals: 95% bootstrap over test rows (accuracy and AUROC; every other interval is in the metrics "
-             "files). Several seeds: mean ± sd (min-max).",
+    notes = ["Intervals: 95% bootstrap over test rows (accuracy and AUROC; every other interval, top-3 accuracy and "
+             "ECE are in the metrics files). Several seeds: mean ± sd (min-max).",
              "Multi-label sets: element-wise accuracy is left out (it rewards predicting 'absent' everywhere)."
              if ml else "", _auroc_note(low)]
     header = ["dataset", "data", "model", "method", "n", *[METRIC_NAMES.get(m, m) for m in metrics]]

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,9 @@ from markdown.extensions.toc import slugify
 from ..errors import fail
 
 _TEMPLATES = resources.files("medlib.report").joinpath("templates")
+# Table cells may break after _ / : (long run names wrap instead of widening the table past the printed page).
+_CELL = re.compile(r"(<t[dh][^>]*>)(.*?)(</t[dh]>)", re.S)
+_BREAK = re.compile(r"([_/:])(?![^<]*>)")  # not inside a tag
 
 
 def _env() -> jinja2.Environment:
@@ -50,6 +54,7 @@ def render_html(model: dict[str, Any], base: Path) -> str:
 
     body = markdown.markdown(render_markdown(model, embed),
                              extensions=["tables", "fenced_code", "sane_lists", "md_in_html", "toc"])
+    body = _CELL.sub(lambda m: m.group(1) + _BREAK.sub(r"\1<wbr>", m.group(2)) + m.group(3), body)
     return _env().get_template("report.html.j2").render(**model, body=body)
 
 
