@@ -109,8 +109,8 @@ def _folder(root, smoke=True, manifest=True):
     return base
 
 
-PAIRED = pd.DataFrame({
-    "method_a": ["label-ft", "label-ft", "label-ft", "multilabel-ft"],
+PAIRED = pd.DataFrame({  # as medlib.tables writes it: method labels (or ids), per seed and pooled
+    "method_a": ["label FT", "label FT", "label FT", "multilabel-ft"],
     "method_b": ["zero-shot", "zero-shot", "zero-shot", "zero-shot"],
     "dataset": ["pneumoniamnist", "pneumoniamnist", "pneumoniamnist", "chestxray14"],
     "metric": ["acc", "acc", "acc", "auroc"],

@@ -48,16 +48,13 @@ METRIC_NAMES = {"acc": "accuracy", "top3": "top-3 accuracy", "balanced_acc": "ba
 METHOD_NAMES = {"zero-shot": "zero-shot", "caption-ft-plain": "caption FT", "caption-ft": "caption FT",
                 "label-ft": "label FT", "multilabel-ft": "multi-label FT", "linear-probe": "linear probe",
                 "lp-ft": "LP-FT", "supervised": "ResNet-18", "remedy-none": "no remedy", "none": "no remedy"}
-# The abstract's comparisons, fixed in advance (issue 10): A - B. Remedy rows: any remedy against none.
-ABSTRACT_PAIRS = [("label-ft", "zero-shot"), ("multilabel-ft", "zero-shot"), ("caption-ft-plain", "zero-shot"),
-                  ("label-ft", "caption-ft-plain"), ("multilabel-ft", "caption-ft-plain")]
 COUNT_COLUMNS = {"n", "support", "train", "val", "test", "n_train", "classes", "count", "shots_per_class"}
 MAX_ROWS = 14  # longer CSV tables: first rows in the report, the whole file in tables/
 MAX_CLASSES = 6
 NOT_RUN = "not run"
 RUN_FIELDS = ("run", "notebook", "dataset", "model", "method", "task", "metrics")
 STUDY = {("02", "zero-shot"), ("03", "caption-ft-plain"), ("04", "label-ft"), ("04", "multilabel-ft")}
-FEW_SHOT = re.compile(r"^(?P<base>.+)-(?P<k>\d+)shot$")
+FEW_SHOT = re.compile(r"^(?P<base>.+)-(?P<k>\d+)shot(?:-d(?P<draw>\d+))?$")  # label-ft-4shot, label-ft-4shot-d2
 WISE = re.compile(r"^(?P<base>(?:.+-)?wise-ft)-a(?P<alpha>\d+(?:\.\d+)?)$")
 SEED_SUFFIX = re.compile(r"__s\d+$")
 PAIRED_COLUMNS = ("method_a", "method_b", "dataset", "metric", "seed", "diff", "ci_low", "ci_high", "n")
@@ -69,6 +66,7 @@ KEY_FIGURES = {
     "04": ["04_label_efficiency__{ds}__*", "04_wise_ft__{ds}__*", "04_label_efficiency__*", "04_wise_ft__*"],
     "05": ["05_tradeoff__{ds}__*", "05_tradeoff__*", "05_recall_by_prevalence__*"],
     "06": ["06_sota__{ds}__acc", "06_sota__{ds}__auroc", "06_general_domain_cost__*"],
+    "paired": ["06_paired_differences*", "*paired_differences*"],
 }
 MAX_KEY_FIGURES = 2
 FIGURE_DPI = 110  # medlib.plots saves at this resolution: pixels / DPI = the figure's natural print width
@@ -167,6 +165,9 @@ class Inputs:
         self.run_type = self._run_type()
         self.notebooks = self._notebook_names()
         self.synthetic = self._synthetic()
+        self._majority: dict[str, float | None] = {}
+        proj = base / "projection.csv"
+        self.projection = self._csv(proj) if proj.is_file() else None
 
     def _manifest(self) -> dict[str, Any]:
         path = self.base / "manifest.json"
@@ -276,6 +277,11 @@ class Inputs:
         return f"`{model}`"
 
     def majority_rate(self, ds: str) -> float | None:
+        if ds not in self._majority:
+            self._majority[ds] = self._majority_rate(ds)
+        return self._majority[ds]
+
+    def _majority_rate(self, ds: str) -> float | None:
         """Share of the most frequent class on the test split of a multiclass dataset, read from the test labels
         of any of its predictions files (the accuracy of always answering that class)."""
         for r in self.runs:
@@ -588,6 +594,7 @@ def _paired(b: Builder) -> pd.DataFrame | None:
 
 
 def _pair_label(a: str, c: str) -> str:
+    """'A - B' from method ids (label-ft) or the labels the paired table already carries (label FT)."""
     return f"{method_name(a)} - {method_name(c)}"
 
 
@@ -602,13 +609,9 @@ def _verdict(lo: Any, hi: Any, a: str, c: str) -> str:
 
 
 def _abstract_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    pooled = df[df["seed"] == "pooled"]
-    keep = []
-    for row in pooled.itertuples(index=False):
-        pair = (str(row.method_a), str(row.method_b))
-        if pair in ABSTRACT_PAIRS or str(row.method_b) in ("remedy-none", "none"):
-            keep.append(row._asdict())
-    return pd.DataFrame(keep, columns=list(pooled.columns))
+    """The pooled rows: the comparisons the notebooks fixed in advance (label FT - zero-shot, caption FT - zero-shot,
+    label FT - caption FT, the remedy chosen on validation - none), pooled over seeds."""
+    return df[df["seed"] == "pooled"].reset_index(drop=True)
 
 
 def _n_seeds(df: pd.DataFrame, row: dict[str, Any]) -> int:
@@ -904,7 +907,7 @@ def _results(b: Builder) -> list[dict[str, Any]]:
                   METRIC_NAMES.get(str(r["metric"]), str(r["metric"])),
                   f"{fmt_diff(r['diff'])} [{fmt_diff(r['ci_low'])}, {fmt_diff(r['ci_high'])}]",
                   _value(r["n"], "n"), _verdict(r["ci_low"], r["ci_high"], r["method_a"], r["method_b"])]
-                 for r in pooled.to_dict("records")])]})
+                 for r in pooled.to_dict("records")]), *[b.figure(p) for p in b.key_figures("paired")]]})
     return subs
 
 
@@ -921,6 +924,13 @@ def _imbalance(b: Builder) -> list[dict[str, Any]]:
         out.append(t)
     for name in sorted(t for t in inp.tables if t.startswith("05_remedies__")):
         df = inp.tables[name]
+        if {"remedy", "chosen"} <= set(df.columns):
+            chosen = df[df["chosen"].astype(str).str.lower().isin(["true", "1", "yes"])]
+            if len(chosen):
+                out.append({"kind": "text", "text": f"On {name.split('__', 1)[1]} the remedy chosen on the validation "
+                                                    f"split is `{chosen['remedy'].iloc[0]}` (`tables/{name}.csv`, "
+                                                    "column `chosen`); its paired difference to no remedy is in "
+                                                    "the Results."})
         if _covered(b, name, df):
             continue  # repeats the runs table above (listed in the appendix)
         b.used_tables.add(name)
@@ -1136,6 +1146,9 @@ def _reproducibility(b: Builder) -> list[dict[str, Any]]:
                            ["notebook", "seconds", "status"],
                            [[k, _cfg(v.get("seconds")) if isinstance(v, dict) else _cfg(v),
                              v.get("status", "") if isinstance(v, dict) else ""] for k, v in sorted(nbs.items())]))
+    if inp.projection is not None and len(inp.projection):
+        out.append(b.df_table("Rehearsal projection: wall time and peak memory per notebook on the device it ran on "
+                              "(`projection.csv`).", inp.projection))
     pk = m.get("packages") or m.get("versions") or {}
     if pk:
         out.append({"kind": "text", "text": "Package versions: " + ", ".join(f"{k} {_cfg(v)}" for k, v in pk.items())
