@@ -162,6 +162,8 @@ def test_paper_structure_one_banner_generated_named(tmp_path):
     assert heads[12] == "References" and heads[13].startswith("Appendix A.")
     assert md.count("SMOKE RUN") == 1 and html.count("<blockquote>") == 1  # one banner, at the top
     title_block = md.split("\n## Abstract", 1)[0]
+    assert md.startswith("# SMOKE — Adapting CLIP") and "(GENERATED data: chestxray14)" in md.splitlines()[0]
+    assert "<title>SMOKE — Adapting CLIP" in html
     assert "GENERATED stand-in data: chestxray14" in title_block and "real data: pneumoniamnist" in title_block
     # the abstract's data column
     row = next(line for line in _abstract(md).splitlines() if line.startswith("| pneumoniamnist"))
@@ -191,8 +193,9 @@ def test_abstract_states_pooled_paired_differences(tmp_path):
     assert "+0.228" not in abstract and "+0.231" not in abstract  # per-seed rows: appendix
     assert "-0.012 [-0.057, +0.030]" in abstract and "no clear difference" in abstract
     chest = next(line for line in abstract.splitlines() if line.startswith("| chestxray14"))
-    assert "| generated | multi-label FT - zero-shot | AUROC |" in chest
+    assert "| GENERATED | multi-label FT - zero-shot | AUROC |" in chest
     assert "label FT higher" in abstract
+    assert "Data: real pneumoniamnist; GENERATED stand-ins for chestxray14" in abstract
     assert "+0.228 [+0.189, +0.268]" in md.split("Appendix A.", 1)[1]
 
 

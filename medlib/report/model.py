@@ -243,7 +243,7 @@ class Inputs:
         return sorted(d for d, s in self.synthetic.items() if s)
 
     def data_kind(self, ds: str) -> str:
-        return "generated" if self.synthetic.get(ds) else ("real" if ds in self.synthetic else "unknown")
+        return "GENERATED" if self.synthetic.get(ds) else ("real" if ds in self.synthetic else "unknown")
 
     def nn_of(self, name: str) -> str | None:
         return name[:2] if re.match(r"^\d{2}_", name) else TABLE_NOTEBOOK.get(name)
@@ -505,6 +505,10 @@ def _assemble(b: Builder) -> dict[str, Any]:
     gen = inp.generated()
     real = sorted(d for d, s in inp.synthetic.items() if not s)
     title = "Adapting CLIP to medical images: zero-shot, caption and label fine-tuning"
+    if inp.run_type != "FULL":
+        title = f"{inp.run_type} — {title}"
+    if gen:
+        title += " (GENERATED data only)" if not real else f" (GENERATED data: {', '.join(gen)})"
     kind = {"SMOKE": "SMOKE run", "REHEARSAL": "REHEARSAL run", "FULL": "full run"}[inp.run_type]
     subtitle = f"{kind}, profile `{inp.profile}`"
     if gen:
@@ -632,6 +636,12 @@ def _abstract(b: Builder) -> dict[str, Any]:
         f"For the main model, {inp.display(main) if main else NOT_RUN}, we compare zero-shot classification with "
         "contrastive fine-tuning on captions and supervised fine-tuning on labels, on each dataset's test split, "
         "with a ResNet-18 as a plain-CNN reference. The methods are fixed in advance; nothing is chosen on test.")
+    gen, real = inp.generated(), sorted(d for d, v in inp.synthetic.items() if not v)
+    if gen or real:
+        out["paragraphs"].append(
+            "Data: " + "; ".join(p for p in (f"real {', '.join(real)}" if real else "",
+                                             f"GENERATED stand-ins for {', '.join(gen)} (numbers there test the code, "
+                                             "not the method)" if gen else "") if p) + ".")
     paired = _paired(b)
     if paired is not None:
         ab = _abstract_pairs(paired)
@@ -718,8 +728,7 @@ def _data(b: Builder) -> list[dict[str, Any]]:
         b.used_tables.add(compact)
         df = inp.tables[compact]
         cols = [c for c in ("dataset", "task", "classes", "train", "val", "test", "license") if c in df.columns]
-        rows = [[inp.data_kind(str(r["dataset"])).upper() if inp.data_kind(str(r["dataset"])) == "generated"
-                 else "real", *[_value(r[c], c) for c in cols]] for r in df.to_dict("records")]
+        rows = [[inp.data_kind(str(r["dataset"])), *[_value(r[c], c) for c in cols]] for r in df.to_dict("records")]
         out.append(b.table(f"Datasets and images per split (`tables/{compact}.csv`; a multi-label image counts once). "
                            "GENERATED = a stand-in generated in the real data set's layout.",
                            ["data", *cols], rows))
