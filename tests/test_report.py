@@ -165,6 +165,7 @@ def test_paper_structure_one_banner_generated_named(tmp_path):
     assert md.startswith("# SMOKE — Adapting CLIP") and "(GENERATED data: chestxray14)" in md.splitlines()[0]
     assert "<title>SMOKE — Adapting CLIP" in html
     assert "GENERATED stand-in data: chestxray14" in title_block and "real data: pneumoniamnist" in title_block
+    assert title_block.count("GENERATED stand-in data") == 1
     # the abstract's data column
     row = next(line for line in _abstract(md).splitlines() if line.startswith("| pneumoniamnist"))
     assert "| real |" in row
