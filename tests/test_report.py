@@ -218,7 +218,7 @@ def test_abstract_fixed_methods_no_test_set_selection(tmp_path):
     assert "pneumoniamnist: pneumonia 3494, normal 1214." in data
     assert "mimic_cxr: no local copy" in data
     sota = _section(md, "Comparison with the state of the art")
-    measured, published = sota.split("Published numbers", 1)
+    measured, published = sota.split("Published numbers, quoted", 1)
     assert "0.854" in published and "0.854" not in measured
 
 
@@ -339,3 +339,29 @@ def test_save_figure_marks_smoke_and_writes_png(tmp_path):
     with pytest.raises(MedlibError):
         plots.save_figure(plt.figure(), prof, "Bad Name")
     plt.close("all")
+
+
+def test_sota_rows_with_seeds_resolution_and_not_comparable(tmp_path):
+    """The comparison table as medlib.tables writes it (mean over seeds, resolution, split, majority-class rate)."""
+    base = _folder(tmp_path)
+    common = {"dataset": "pneumoniamnist", "resolution": "28 px", "split": "official test", "majority_rate": 0.625}
+    rows = [{**common, "model": "tiny", "method": "label-ft", "metric": "acc", "value": 0.85337, "sd": 0.01012,
+             "min": 0.846, "max": 0.861, "n_seeds": 2, "ci_low": 0.82, "ci_high": 0.88, "source": "measured",
+             "comparable": True, "note": ""},
+            {**common, "model": "tiny", "method": "label-ft", "metric": "auroc", "value": 0.91234, "sd": 0.00512,
+             "min": 0.909, "max": 0.916, "n_seeds": 2, "ci_low": 0.89, "ci_high": 0.93, "source": "measured",
+             "comparable": True, "note": ""},
+            {**common, "model": "ResNet-18 (224)", "method": "supervised", "metric": "acc", "value": 0.864,
+             "resolution": "224 px", "source": "Yang et al., MedMNIST v2, Scientific Data 2023", "comparable": False,
+             "note": "NOT COMPARABLE: published at 224 px, ours at 28 px"}]
+    pd.DataFrame(rows).to_csv(base / "tables" / "sota_comparison.csv", index=False)
+    md, _ = build_report(tmp_path, "smoke")
+    sota = _section(md, "Comparison with the state of the art")
+    measured, published = sota.split("Published numbers, quoted", 1)
+    row = next(line for line in measured.splitlines() if line.startswith("| pneumoniamnist | tiny"))
+    assert "0.853 ± 0.010 (2 seeds)" in row and "0.912 ± 0.005 (2 seeds)" in row and "| 0.625 |" in row
+    pub = next(line for line in published.splitlines() if "ResNet-18 (224)" in line)
+    assert "224 px" in pub and "NOT COMPARABLE; n1" in pub and "0.864" in pub
+    assert "n1: NOT COMPARABLE: published at 224 px, ours at 28 px" in published
+    refs = md.split("\n## References", 1)[1]
+    assert "Jiancheng Yang" in refs  # the source string resolved to the bibliography entry

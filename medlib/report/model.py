@@ -1010,7 +1010,8 @@ def _sota(b: Builder) -> list[dict[str, Any]]:
         short = {str(m.get("display")): str(m.get("name")) for m in inp.models if m.get("display")}
         m = measured.assign(model=[short.get(str(x), x) for x in measured["model"]])
         out.append(b.df_table("Measured by us, test split (`tables/sota_comparison.csv`, rows with source "
-                              "'measured').", _wide_metrics(b, m.drop(columns=["source", "note"], errors="ignore"))))
+                              "'measured'); one seed: value [95% interval], several: mean ± sd.",
+                              _wide_metrics(b, m.drop(columns=["source", "note", "comparable"], errors="ignore"))))
     if len(published):
         pub = published.copy()
         keys: list[str] = []
@@ -1021,7 +1022,8 @@ def _sota(b: Builder) -> list[dict[str, Any]]:
                            if n else "" for n in notes]
         out.append(b.df_table("Published numbers, quoted - not our results (sources: References; notes below the "
                               "table). NOT COMPARABLE = different data, sample, split or resolution.",
-                              _wide_metrics(b, pub), [f"n{i}: {n}" for i, n in enumerate(keys, 1)]))
+                              _wide_metrics(b, pub.drop(columns=["comparable", "majority_rate"], errors="ignore")),
+                              [f"n{i}: {n}" for i, n in enumerate(keys, 1)]))
     for name in sorted(t for t in inp.tables if t.startswith("06_")):
         b.used_tables.add(name)
         df = inp.tables[name]
@@ -1029,20 +1031,39 @@ def _sota(b: Builder) -> list[dict[str, Any]]:
     return out + [b.figure(p) for p in b.key_figures("06")]
 
 
+SOTA_INDEX = ("dataset", "model", "method", "resolution", "split", "source", "note")
+
+
+def _sota_cell(row: dict[str, Any]) -> str:
+    """'0.853 [0.824, 0.881]' (one seed or published) or '0.853 ± 0.010 (2 seeds)'."""
+    v = row.get("value")
+    if not _finite(v):
+        return "n/a"
+    seeds = row.get("n_seeds")
+    if _finite(seeds) and float(seeds) > 1 and _finite(row.get("sd")):
+        return f"{fmt(float(v))} ± {fmt(float(row['sd']))} ({int(float(seeds))} seeds)"
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    return fmt(float(v)) + (f" [{fmt(float(lo))}, {fmt(float(hi))}]" if _finite(lo) and _finite(hi) else "")
+
+
 def _wide_metrics(b: Builder, df: pd.DataFrame) -> pd.DataFrame:
-    """Long (metric, value[, ci]) -> one column per metric; sources -> [k]."""
-    df = df.dropna(axis=1, how="all")
-    if "source" in df.columns:
-        df = df.assign(source=[b.cite_source(s) for s in df["source"]])
+    """Long comparison rows (metric, value, interval or spread over seeds) -> one column per metric, one row per
+    model/method; sources -> [k]; the majority-class rate becomes one column."""
     if not {"metric", "value"} <= set(df.columns):
-        return _ci_merge(df)
-    df = _ci_merge(df)
-    df = df.assign(value=[v if isinstance(v, str) else _value(v) for v in df["value"]],
-                   metric=[METRIC_NAMES.get(str(m), str(m)) for m in df["metric"]])
-    index = [c for c in df.columns if c not in ("metric", "value", "n")]
-    df = df.fillna("")
-    wide = df.pivot_table(index=index, columns="metric", values="value", aggfunc="first", sort=False).reset_index()
+        return _ci_merge(df.dropna(axis=1, how="all"))
+    df = df.copy()
+    if "source" in df.columns:
+        df["source"] = [b.cite_source(x) for x in df["source"]]
+    index = [c for c in SOTA_INDEX if c in df.columns and not df[c].isna().all()]
+    df["cell"] = [_sota_cell(r) for r in df.to_dict("records")]
+    df["metric"] = [METRIC_NAMES.get(str(m), str(m)) for m in df["metric"]]
+    for c in index:
+        df[c] = ["" if _missing(v) else str(v) for v in df[c]]
+    wide = df.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
+    if "majority_rate" in df.columns and df["majority_rate"].notna().any() and "dataset" in index:
+        rates = df.dropna(subset=["majority_rate"]).groupby("dataset")["majority_rate"].first()
+        wide["majority class"] = [fmt(float(rates[d])) if d in rates else "" for d in wide["dataset"]]
     return wide.fillna("")
 
 
