@@ -190,13 +190,15 @@ def test_abstract_states_pooled_paired_differences(tmp_path):
     md, _ = build_report(tmp_path, "smoke")
     abstract = _abstract(md)
     assert "label FT - zero-shot" in abstract
-    assert "+0.229 [+0.199, +0.261]" in abstract and "pooled over 2 seeds" in abstract  # pooled row only
+    assert "+0.229 [+0.199, +0.261]" in abstract and "2 seeds pooled" in abstract  # pooled row only
     assert "+0.228" not in abstract and "+0.231" not in abstract  # per-seed rows: appendix
     assert "-0.012 [-0.057, +0.030]" in abstract and "no clear difference" in abstract
     chest = next(line for line in abstract.splitlines() if line.startswith("| chestxray14"))
     assert "| GENERATED | multi-label FT - zero-shot | AUROC |" in chest
     assert "label FT higher" in abstract
     assert "Data: real pneumoniamnist; GENERATED stand-ins for chestxray14" in abstract
+    assert ("- pneumoniamnist (real data): label FT - zero-shot in accuracy +0.229 [+0.199, +0.261] (label FT higher, "
+            "2 seeds pooled).") in abstract
     assert "+0.228 [+0.189, +0.268]" in md.split("Appendix A.", 1)[1]
 
 

@@ -646,7 +646,7 @@ def _abstract(b: Builder) -> dict[str, Any]:
     paired = _paired(b)
     if paired is not None:
         ab = _abstract_pairs(paired)
-        rows = []
+        rows, answers = [], {}
         for row in ab.to_dict("records"):
             ds = str(row["dataset"])
             k = _n_seeds(paired, row)
@@ -655,13 +655,14 @@ def _abstract(b: Builder) -> dict[str, Any]:
                          f"{fmt_diff(row['diff'])} [{fmt_diff(row['ci_low'])}, {fmt_diff(row['ci_high'])}]",
                          _value(row["n"], "n"), str(k),
                          _verdict(row["ci_low"], row["ci_high"], row["method_a"], row["method_b"])])
-            if ds not in [p.split(":")[0] for p in out["points"]] or True:
-                out["points"].append(
-                    f"{ds} ({inp.data_kind(ds)} data): {_pair_label(row['method_a'], row['method_b'])} in "
-                    f"{METRIC_NAMES.get(str(row['metric']), row['metric'])} = {fmt_diff(row['diff'])} "
-                    f"[{fmt_diff(row['ci_low'])}, {fmt_diff(row['ci_high'])}]"
-                    f" ({'pooled over ' + str(k) + ' seeds' if k > 1 else 'one seed'}; "
-                    f"{_verdict(row['ci_low'], row['ci_high'], row['method_a'], row['method_b'])}).")
+            answers.setdefault(ds, []).append(
+                f"{_pair_label(row['method_a'], row['method_b'])} in "
+                f"{METRIC_NAMES.get(str(row['metric']), row['metric'])} {fmt_diff(row['diff'])} "
+                f"[{fmt_diff(row['ci_low'])}, {fmt_diff(row['ci_high'])}] "
+                f"({_verdict(row['ci_low'], row['ci_high'], row['method_a'], row['method_b'])}"
+                f"{', ' + str(k) + ' seeds pooled' if k > 1 else ''})")
+        for ds, parts in answers.items():  # the question answered per dataset
+            out["points"].append(f"{ds} ({inp.data_kind(ds)} data): " + "; ".join(parts) + ".")
         if rows:
             out["tables"].append(b.table(
                 "Paired differences A - B on the same test rows (paired bootstrap, 95% interval; pooled over seeds). "
