@@ -60,8 +60,11 @@ def render_html(model: dict[str, Any], base: Path) -> str:
 
 def render_pdf(model: dict[str, Any], base: Path) -> bytes:
     """report.pdf via Typst; figure paths resolve against ``base`` (reports/<profile>/)."""
-    import typst
-
+    try:
+        import typst
+    except ImportError:
+        raise fail(base / "report.pdf", "the typst package is not installed",
+                   "pip install 'typst>=0.14' (a dependency of medlib; `make test` sets up .venv with it)") from None
     source = _TEMPLATES.joinpath("report.typ").read_bytes()
     try:
         return typst.compile(source, root=str(base), sys_inputs={"model": json.dumps(model)})
