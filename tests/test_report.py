@@ -367,3 +367,14 @@ def test_sota_rows_with_seeds_resolution_and_not_comparable(tmp_path):
     assert "n1: NOT COMPARABLE: published at 224 px, ours at 28 px" in published
     refs = md.split("\n## References", 1)[1]
     assert "Jiancheng Yang" in refs  # the source string resolved to the bibliography entry
+
+
+def test_run_with_no_real_data_says_generated_in_title_and_abstract(tmp_path):
+    base = _folder(tmp_path)
+    summary = pd.read_csv(base / "tables" / "data_summary.csv").assign(synthetic=True)
+    summary.to_csv(base / "tables" / "data_summary.csv", index=False)
+    md, html = build_report(tmp_path, "smoke")
+    assert md.splitlines()[0] == ("# SMOKE — Adapting CLIP to medical images: zero-shot, caption and label fine-tuning "
+                                  "(GENERATED data only)")
+    assert "GENERATED stand-ins for chestxray14, pneumoniamnist" in _abstract(md)
+    assert "| GENERATED |" in _abstract(md) and "| real |" not in _abstract(md)
