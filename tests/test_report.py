@@ -378,3 +378,13 @@ def test_run_with_no_real_data_says_generated_in_title_and_abstract(tmp_path):
                                   "(GENERATED data only)")
     assert "GENERATED stand-ins for chestxray14, pneumoniamnist" in _abstract(md)
     assert "| GENERATED |" in _abstract(md) and "| real |" not in _abstract(md)
+
+
+def test_rehearsal_profile_is_labelled_rehearsal_with_its_projection(tmp_path):
+    base = _folder(tmp_path, smoke=False)
+    rehearsal = base.rename(tmp_path / "full-rehearsal")  # `run_all.sh --rehearse` writes reports/full-rehearsal/
+    pd.DataFrame({"notebook": ["01_data_prep"], "projected_s": [120.5], "peak_gb": [3.2]}).to_csv(
+        rehearsal / "projection.csv", index=False)
+    md, _ = build_report(tmp_path, "full-rehearsal")
+    assert md.startswith("# REHEARSAL — ") and md.count("REHEARSAL - not results") == 1
+    assert "`projection.csv`" in md and "120.5" in md

@@ -74,7 +74,8 @@ class Inputs:
 
     def _run_type(self) -> str:
         m, cfg = self.manifest, self.cfg
-        if m.get("rehearse") or m.get("rehearsal") or cfg.get("rehearse") or cfg.get("rehearsal"):
+        if (m.get("rehearse") or m.get("rehearsal") or cfg.get("rehearse") or cfg.get("rehearsal")
+                or self.profile.endswith("-rehearsal") or str(cfg.get("name", "")).endswith("-rehearsal")):
             return "REHEARSAL"
         smoke = m.get("smoke", cfg.get("smoke"))
         if smoke is None:
