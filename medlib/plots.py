@@ -302,7 +302,9 @@ def learning_curve(history: pd.DataFrame, title: str = "Learning curve", val_lab
         ax.set_xlabel("epoch")
     ax.plot(x, h["train_loss"], "o-", color="tab:red", label="train loss")
     ax.set_ylabel("train loss", color="tab:red")
-    ax.set_ylim(bottom=0)
+    losses = h["train_loss"].to_numpy(dtype=float)
+    top = np.nanmax(losses) if np.isfinite(losses).any() else 1.0
+    ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)  # from 0, with room above the highest point
     ax2 = ax.twinx()
     ax2.plot(x, h["val_metric"], "s-", color="tab:blue", label=val_label)
     ax2.set_ylabel(val_label, color="tab:blue")
