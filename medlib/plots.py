@@ -348,7 +348,8 @@ def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str
         ax.set_xlabel("hatched bars = published values (quoted, not measured)")
     ax.set_xticks(range(len(xs)), [_short_label(v, 22) for v in xs], rotation=30 if len(xs) > 3 else 0,
                   ha="right" if len(xs) > 3 else "center")
-    ax.set_ylabel(y)
+    metrics = df["metric"].astype(str).unique() if "metric" in df.columns else []
+    ax.set_ylabel(metrics[0] if len(metrics) == 1 else y)  # "acc", not the column name "value"
     unit = _unit_axis(df[y].tolist())
     if unit:
         ax.set_ylim(*unit)
