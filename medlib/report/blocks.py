@@ -24,6 +24,7 @@ KEY_FIGURES = {
     "04": ["04_label_efficiency__{ds}__*", "04_wise_ft__{ds}__*", "04_label_efficiency__*", "04_wise_ft__*"],
     "05": ["05_tradeoff__{ds}__*", "05_tradeoff__*", "05_recall_by_prevalence__*"],
     "06": ["06_sota__{ds}__acc", "06_sota__{ds}__auroc", "06_general_domain_cost__*"],
+    "07": ["07_*"],
     "paired": ["06_paired_differences*", "*paired_differences*"],
 }
 MAX_KEY_FIGURES = 2

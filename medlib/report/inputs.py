@@ -16,7 +16,8 @@ from ..results import read_metrics
 from .formatting import _truthy
 
 NOTEBOOKS = {"01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_caption_finetune",
-             "04": "04_label_finetune", "05": "05_class_imbalance", "06": "06_sota_comparison"}
+             "04": "04_label_finetune", "05": "05_class_imbalance", "06": "06_sota_comparison",
+             "07": "07_general_retrieval"}
 TABLE_NOTEBOOK = {"data_summary": "01", "data_splits": "01", "skipped_datasets": "01", "sota_comparison": "06",
                   "paired_differences": None}
 RUN_FIELDS = ("run", "notebook", "dataset", "model", "method", "task", "metrics")

@@ -34,7 +34,8 @@ from .blocks import Builder
 from .formatting import METRIC_NAMES, _cfg, _finite, _missing, _value, fmt, fmt_diff, fmt_metric, method_name
 from .inputs import Inputs
 
-TITLES = {"02": "Zero-shot baseline", "03": "Caption fine-tuning (contrastive)", "04": "Label fine-tuning"}
+TITLES = {"02": "Zero-shot baseline", "03": "Caption fine-tuning (contrastive)", "04": "Label fine-tuning",
+          "07": "Small-data image-text matching on general data (Flickr30K, COCO)"}
 HEADLINE = ("acc", "balanced_acc", "macro_f1", "auroc", "worst_class_recall")  # run tables (the rest: metrics files)
 PRIMARY = {"multiclass": "acc", "multilabel": "auroc", "retrieval": "mean_recall"}
 MAX_ROWS = 14  # longer CSV tables: first rows in the report, the whole file in tables/
@@ -466,13 +467,20 @@ def _retrieval_table(b: Builder, runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _results(b: Builder) -> list[dict[str, Any]]:
     inp = b.inp
     subs = []
-    for nn in ("02", "03", "04"):
+    for nn in ("02", "03", "04", "07"):
         runs = inp.runs_of(nn)
+        if nn == "07" and not runs and not any(p.name.startswith("07_") for p in inp.figures):
+            continue  # notebook 07 is optional
         blocks: list[dict[str, Any]] = []
         cls = [r for r in _classification(runs) if not _is_sweep(r["method"])]
         t = _runs_table(b, cls, f"Runs of notebook {inp.names_for(nn)} on the test split (`metrics/*.json`).")
         if t:
             blocks.append(t)
+        tables07 = [n for n in inp.tables if n.startswith("07_")] if nn == "07" else []
+        for name in tables07[:2]:  # notebook 07's summary tables (its runs are many small retrieval runs)
+            b.used_tables.add(name)
+            blocks.append(b.df_table(f"`tables/{name}.csv` (notebook {inp.names_for('07')}).",
+                                     _ci_merge(inp.tables[name]).head(MAX_ROWS)))
         if nn == "04":
             shots = any(n.startswith("04_") and "shots_per_class" in d.columns for n, d in inp.tables.items())
             few = None if shots else _sweep_table(b, _classification(runs), FEW_SHOT, "k", "shots",
@@ -482,7 +490,7 @@ def _results(b: Builder) -> list[dict[str, Any]]:
                                 "fine-tuned model (alpha=1); test split, descriptive (no alpha is picked on test).")
             blocks += [x for x in (few, wise) if x]
         ret = [r for r in runs if r.get("task") == "retrieval"]
-        if ret:
+        if ret and nn != "07":  # 07: dozens of small runs, summarised by its own tables
             blocks.append(_retrieval_table(b, ret))
         blocks += [b.figure(p) for p in b.key_figures(nn)]
         if not blocks:
