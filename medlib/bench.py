@@ -4,6 +4,10 @@
 (images/s) of the batched :func:`medlib.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
 on the same uint8 images, and their ratio.
 
+``python -m medlib.bench prepare [--n 48] [--workers 0] [--split-n 50000]``: images/s of today's sequential
+decoding and of the pooled reduced-size decoding on generated NIH-size PNGs and MIMIC-size JPEGs, and the time and
+peak RSS to open and iterate a memory-mapped prepared split (:mod:`medlib.bench_data`).
+
 ``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20]`` times
 training steps of a randomly initialised model (label mode: image tower + linear head, cross-entropy; and
 contrastive mode: both towers, CLIP loss) with the engine's precision rule (bf16 autocast on CUDA), split into
@@ -148,7 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--precision", default="auto", help="auto (bf16 on CUDA) | fp32 | bf16")
     t.add_argument("--mode", default="label", choices=["label", "contrastive"])
     t.add_argument("--threads", type=int, default=0)
+    d = sub.add_parser("prepare", help="data preparation: sequential vs pooled reduced decoding; memory-mapped split")
+    d.add_argument("--n", type=int, default=48, help="generated files per format")
+    d.add_argument("--size", type=int, default=224, help="prepared image side (px)")
+    d.add_argument("--workers", type=int, default=0, help="decoding processes (0 = every core)")
+    d.add_argument("--split-n", type=int, default=50_000, help="images in the memory-mapped split (0 = skip)")
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--workdir", default=None, help="where to write the generated files (default: the temp dir)")
     args = ap.parse_args(argv)
+    if args.what == "prepare":
+        from .bench_data import print_report, run
+
+        print_report(run(args.n, args.size, args.workers, args.split_n, args.batch_size, args.workdir), args.size)
+        return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.what == "train":

@@ -135,6 +135,7 @@ class Profile:
     data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
     reports_dir: str = "reports"
     runs_dir: str = "runs"
+    data_workers: int = 0  # processes that decode images when splits are prepared; 0 = every core
     models: list[ModelSpec] = field(default_factory=list)
     datasets: list[DatasetSpec] = field(default_factory=list)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
@@ -307,6 +308,7 @@ def _check_values(p: Profile, where: str) -> None:
             obj = getattr(obj, part)
         checks += [(f"{sec}.{k}", getattr(obj, k), lim) for k, lim in _TRAIN_LIMITS.items()]
     lf = p.label_finetune
+    checks += [("data_workers", p.data_workers, (0, False))]
     checks += [("zero_shot.batch_size", p.zero_shot.batch_size, (1, False)),
                ("zero_shot.n_boot", p.zero_shot.n_boot, (0, False)),
                ("label_finetune.probe_epochs", lf.probe_epochs, (1, False)),

@@ -20,9 +20,11 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import source_module, synthetic
+from . import synthetic
+from .registry import source_module
 from .base import DatasetBundle, Split
-from .common import cap_indices, check_kind, choose_source, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from .common import (cap_indices, check_kind, choose_source, finish, fixture_dir, image_files, resolve_path, rng_for,
+                     strata_of)
 
 CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
 CSV_NAME = "Data_Entry_2017.csv"
@@ -180,7 +182,8 @@ def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> D
             raise fail(root / "images", f"{len(missing)} image(s) of the {k} split are missing (first: {missing[0]})",
                        "extract every images_NNN.tar.gz under this folder")
         paths = [index[names[i]] for i in r]
-        imgs = read_images(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}")
+        imgs = image_files(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}",
+                           wheres=[f"line {i + 2}" for i in r], workers=profile.data_workers)
         splits[k] = Split(images=imgs, labels=labels[r], captions=None, ids=[names[i] for i in r])
     return finish(
         profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),

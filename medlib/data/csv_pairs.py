@@ -19,7 +19,7 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_kind, choose_source, finish, fixture_dir, paths_outside, read_images, resolve_path, rng_for,
+from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, resolve_path, rng_for,
                      stratified_parts, take)
 
 COLUMNS = ["image_path", "caption", "label"]
@@ -72,7 +72,7 @@ def _is_rgb(paths: list[Path]) -> bool:
                 if im.mode not in _GRAY_MODES:
                     return True
         except (OSError, ValueError):
-            continue  # read_images reports it with the row and the fix
+            continue  # decoding reports it with the row and the fix
     return False
 
 
@@ -131,7 +131,8 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         if not p.is_file():
             raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
                        "fix the path (relative to the CSV's folder) or remove the row")
-    images = read_images(paths, spec.size, rgb=_is_rgb(paths), index_file=csv, desc=spec.name, first_line=2)
+    images = image_files(paths, spec.size, rgb=_is_rgb(paths), index_file=csv, desc=spec.name, first_line=2,
+                         workers=profile.data_workers)
     if "split" in df.columns:
         sp = df["split"].str.strip().to_numpy()
         parts = [np.flatnonzero(sp == s) for s in SPLITS]
