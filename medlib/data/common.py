@@ -119,6 +119,27 @@ def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | P
     return image_files(paths, size, rgb, index_file, desc, first_line, workers=workers).decode()
 
 
+def read_table_file(path: Path, need: Sequence[str], *, missing: str, unreadable_fix: str, columns_fix: str,
+                    **read_kw: Any) -> Any:
+    """A CSV as a DataFrame with the columns ``need``, or a one-line MedlibError naming the file and the fix.
+
+    ``missing``: the fix when the file is absent; ``unreadable_fix``: when pandas cannot parse it (it raises many
+    types for a malformed file); ``columns_fix``: when columns are missing. ``read_kw`` goes to ``pd.read_csv``.
+    """
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise fail(path, "not found", missing)
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except Exception as exc:  # ParserError, UnicodeDecodeError, EOFError/BadGzipFile, EmptyDataError, ...
+        raise fail(path, f"unreadable CSV ({type(exc).__name__})", unreadable_fix) from None
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise fail(path, f"missing column(s) {miss}", columns_fix)
+    return df
+
+
 def check_hub_reachable(what: str, local_fix: str) -> None:
     """Fail at once (instead of after huggingface_hub's ~25 s of retries) when the hub cannot be reached.
 

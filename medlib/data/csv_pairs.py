@@ -19,8 +19,8 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, resolve_path, rng_for,
-                     stratified_parts, take)
+from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, read_table_file,
+                     resolve_path, rng_for, stratified_parts, take)
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -78,17 +78,10 @@ def _is_rgb(paths: list[Path]) -> bool:
 
 def read_table(csv: Path):
     """The CSV as a DataFrame with the required columns, non-empty captions and labels (else MedlibError)."""
-    import pandas as pd
-
     if not csv.is_file():
         raise fail(csv, "CSV not found", "point datasets[...].path at an image_path,caption,label CSV")
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise fail(csv, f"unreadable CSV ({type(exc).__name__})", "save it as comma-separated UTF-8 text") from None
-    miss = [c for c in COLUMNS if c not in df.columns]
-    if miss:
-        raise fail(csv, f"missing column(s) {miss}", f"add a header line with {','.join(COLUMNS)}")
+    df = read_table_file(csv, COLUMNS, missing="", unreadable_fix="save it as comma-separated UTF-8 text",
+                         columns_fix=f"add a header line with {','.join(COLUMNS)}", dtype=str, keep_default_na=False)
     if df.empty:
         raise fail(csv, "no rows", "add image_path,caption,label rows")
     for col in COLUMNS:

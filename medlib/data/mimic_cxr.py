@@ -29,7 +29,8 @@ from ..errors import MedlibError, fail
 from .registry import DatasetSkipped
 from . import synthetic as syn
 from .base import DatasetBundle, Split
-from .common import cap_indices, check_kind, finish, fixture_dir, image_files, resolve_path, rng_for, strata_of
+from .common import (cap_indices, check_kind, finish, fixture_dir, image_files, read_table_file, resolve_path, rng_for,
+                     strata_of)
 
 CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
 CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
@@ -88,18 +89,9 @@ def apply_policy(raw: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_csv(path: Path, need: list[str]):
-    import pandas as pd
-
-    if not path.is_file():
-        raise fail(path, "MIMIC-CXR-JPG file not found", "download it from PhysioNet into the folder set as the path")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise fail(path, f"unreadable CSV ({type(exc).__name__})", "download it again from PhysioNet") from None
-    miss = [c for c in need if c not in df.columns]
-    if miss:
-        raise fail(path, f"missing column(s) {miss}", "use the file from the MIMIC-CXR-JPG 2.0.0 release")
-    return df
+    return read_table_file(path, need, missing="download it from PhysioNet into the folder set as the path",
+                           unreadable_fix="download it again from PhysioNet",
+                           columns_fix="use the file from the MIMIC-CXR-JPG 2.0.0 release")
 
 
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
