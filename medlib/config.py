@@ -187,10 +187,11 @@ class Profile:
     def hash(self) -> str:
         """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
 
-        Folder locations are left out: the same knobs on another machine give the same hash.
+        Folder locations and the number of decoding processes are left out: the same knobs on another machine give
+        the same hash.
         """
         d = self.to_dict()
-        for key in ("data_dir", "reports_dir", "runs_dir"):
+        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers"):
             d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
