@@ -258,6 +258,7 @@ def finish(
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise AssertionError(f"{spec.name}: loader returned no {missing} split(s)")  # a bug in a loader, not input
+    source_license = license  # the real data's terms (a credentialed source's fixture is shown as if real)
     if synthetic:
         source, license = f"{source} (generated fixture)", GENERATED_LICENSE
     rng = rng_for(profile, spec, "cap")
@@ -280,6 +281,7 @@ def finish(
         "source": source,
         "synthetic": synthetic,
         "credentialed": credentialed,
+        **({"credentialed_license": source_license} if credentialed else {}),
         "counts": counts(task, class_names, out),
         "n": {k: len(v) for k, v in out.items()},
         "sha256": {Path(f).name: sha256_file(f) for f in files},
