@@ -116,6 +116,9 @@ class Engine:
         set_trainable(clip, cfg.lock_image, cfg.lock_text, mode)
         self.probe = mode != "contrastive" and cfg.lock_image
         if mode == "contrastive":
+            if loss != "ce" or loss_kwargs:  # the CLIP loss reads neither: an option it ignores is an error
+                raise MedlibError(f"contrastive mode uses the CLIP loss; loss={loss!r} loss_kwargs={loss_kwargs} would "
+                                  "be ignored. Fix: drop them (cfg.label_aware picks the label-aware CLIP loss)")
             self.module: nn.Module = clip
             self._setup_text()
         else:
