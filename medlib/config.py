@@ -127,6 +127,18 @@ class SotaConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Training on several processes (GPUs) with torchrun + DistributedDataParallel; 1 process: in the notebook."""
+    nproc_per_node: int = 1  # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
+    nnodes: int = 1  # machines; > 1 needs rdzv_endpoint (and the same command on every machine)
+    node_rank: int = 0  # this machine's rank (static rendezvous); ignored with rdzv_backend c10d
+    rdzv_backend: str = "c10d"  # torchrun --rdzv-backend
+    rdzv_endpoint: str = ""  # host:port of the rendezvous (several machines); "" = this machine, a free port
+    rdzv_id: str = "medclip"  # torchrun --rdzv-id: the same on every machine of one job
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+
+
+@dataclass
 class Profile:
     name: str
     smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
@@ -143,6 +155,7 @@ class Profile:
     label_finetune: LabelFinetuneConfig = field(default_factory=LabelFinetuneConfig)
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     sota: SotaConfig = field(default_factory=SotaConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # ---- convenience -------------------------------------------------------------------------
     @property
@@ -212,6 +225,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
                                       "balanced_sampler", "threshold"),
     ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
     ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
+    ("DistributedConfig", "backend"): ("auto", "nccl", "gloo"),
 }
 
 
@@ -316,7 +330,10 @@ def _check_values(p: Profile, where: str) -> None:
                ("label_finetune.probe_lr", lf.probe_lr, (0, True)),
                ("label_finetune.few_shot_min_steps", lf.few_shot_min_steps, (0, False)),
                ("sota.cnn_epochs", p.sota.cnn_epochs, (1, False)), ("sota.cnn_batch_size", p.sota.cnn_batch_size, (1, False)),
-               ("sota.cnn_lr", p.sota.cnn_lr, (0, True))]
+               ("sota.cnn_lr", p.sota.cnn_lr, (0, True)),
+               ("distributed.nproc_per_node", p.distributed.nproc_per_node, (1, False)),
+               ("distributed.nnodes", p.distributed.nnodes, (1, False)),
+               ("distributed.node_rank", p.distributed.node_rank, (0, False))]
     checks += [(f"label_finetune.shots[{i}]", k, (0, False)) for i, k in enumerate(lf.shots)]
     for d in p.datasets:
         checks += [(f"datasets[{d.name}].{k}", getattr(d, k), (0 if k != "size" else 1, False))

@@ -23,12 +23,19 @@ MULTILABEL_LOSSES = ("bce", "weighted_bce", "focal", "logit_adjust")
 _CLIP_LOSS = ClipLoss()  # single process; no label caching, so any batch size works
 
 
-def clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor, *, rank: int = 0,
+              world_size: int = 1) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (Radford et al. 2021) through ``open_clip.loss.ClipLoss``.
 
-    ``image_f``/``text_f`` are L2-normalised (B, D); ``logit_scale`` is the *exponentiated* scale.
+    ``image_f``/``text_f`` are L2-normalised (B, D); ``logit_scale`` is the *exponentiated* scale. With
+    several processes each passes its rows of the global batch and the features are gathered with their
+    gradients (``ClipLoss(local_loss=True, gather_with_grad=True)``, as open_clip's training script): the
+    negatives are the global batch and the mean over ranks of this loss is the single-process loss.
     """
-    return _CLIP_LOSS(image_f, text_f, logit_scale)
+    if world_size == 1:
+        return _CLIP_LOSS(image_f, text_f, logit_scale)
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world_size)(
+        image_f, text_f, logit_scale)
 
 
 def label_aware_targets(labels: torch.Tensor) -> torch.Tensor:
@@ -45,7 +52,7 @@ def label_aware_targets(labels: torch.Tensor) -> torch.Tensor:
 
 
 def label_aware_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor,
-                          labels: torch.Tensor) -> torch.Tensor:
+                          labels: torch.Tensor, *, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """CLIP loss where pairs in a batch sharing a label are positives, not negatives.
 
     Soft-target cross-entropy in both directions (image->text, text->image) with
@@ -53,6 +60,20 @@ def label_aware_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_sca
     (Wang et al., EMNLP 2022). With all labels distinct it equals :func:`clip_loss` exactly.
     Written here because open_clip has no soft-target variant.
     """
+    if world_size > 1:  # this rank's rows against the global batch (features and labels gathered)
+        from open_clip.loss import gather_features
+        import torch.distributed as dist
+
+        all_img, all_txt = gather_features(image_f, text_f, local_loss=True, gather_with_grad=True, rank=rank,
+                                           world_size=world_size)
+        gathered = [torch.empty_like(labels) for _ in range(world_size)]
+        dist.all_gather(gathered, labels.contiguous())
+        b = len(labels)
+        mine = slice(rank * b, (rank + 1) * b)
+        targets = label_aware_targets(torch.cat(gathered)).to(image_f.dtype)
+        loss_i = F.cross_entropy(logit_scale * image_f @ all_txt.T, targets[mine])
+        loss_t = F.cross_entropy(logit_scale * text_f @ all_img.T, targets.T[mine])
+        return (loss_i + loss_t) / 2
     logits = logit_scale * image_f @ text_f.T
     targets = label_aware_targets(labels).to(logits.dtype)
     loss_i = F.cross_entropy(logits, targets)

@@ -172,12 +172,24 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
     ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
     Returns ``(TrainResult, metrics record or None)``.
     """
-    from .train import predict, train
+    from .train import lp_ft, predict, train
 
     run = run_name(notebook, data.name, clip.name, method)
+    texts = train_kwargs.pop("class_texts", None) or class_texts(P, data)
+    D = P.distributed
+    if D.nproc_per_node * D.nnodes > 1:  # several processes: torchrun runs the training, then resume it here
+        from .train.launch import run_distributed
+
+        kind = {train: "train", lp_ft: "lp_ft"}.get(trainer or train)
+        run_distributed(P.model(clip.name), data, trainer=kind or repr(trainer), run_dir=run_dir(P, run),
+                        kwargs={"mode": mode, "cfg": dataclasses.asdict(cfg), "seed": P.seed, "class_texts": texts,
+                                "fresh": fresh, **train_kwargs},
+                        nproc_per_node=D.nproc_per_node, nnodes=D.nnodes, node_rank=D.node_rank,
+                        rdzv_backend=D.rdzv_backend, rdzv_endpoint=D.rdzv_endpoint, rdzv_id=D.rdzv_id,
+                        backend=D.backend, device=P.device, seed=P.seed)
+        fresh = False  # the finished run is loaded, not trained again
     result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=P.seed,
-                                class_texts=train_kwargs.pop("class_texts", None) or class_texts(P, data),
-                                fresh=fresh, **train_kwargs)
+                                class_texts=texts, fresh=fresh, **train_kwargs)
     rec = None
     if evaluate:
         if mode == "contrastive":
