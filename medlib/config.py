@@ -200,11 +200,11 @@ class Profile:
     def hash(self) -> str:
         """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
 
-        Folder locations and the number of decoding processes are left out: the same knobs on another machine give
-        the same hash.
+        Folder locations, the number of decoding processes and the training processes (``distributed``: the same
+        global batch gives the same run) are left out: the same knobs on another machine give the same hash.
         """
         d = self.to_dict()
-        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers"):
+        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed"):
             d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -271,6 +271,11 @@ def load_profile(
     given = None  # where a data dir the user chose (not the profile's default) came from
     if env_dir:
         raw["data_dir"], given = env_dir, "MEDLIB_DATA_DIR"
+    gpus = os.environ.get("MEDLIB_GPUS")  # ./run_all.sh --gpus N: training processes per machine
+    if gpus:
+        if not gpus.isdigit() or int(gpus) < 1:
+            raise MedlibError(f"MEDLIB_GPUS={gpus!r} (--gpus): not a process count. Fix: pass an integer >= 1")
+        _set_dotted(raw, "distributed.nproc_per_node", int(gpus), path)
     for key, value in (overrides or {}).items():
         if value is None:
             continue

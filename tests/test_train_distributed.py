@@ -133,3 +133,19 @@ def test_a_failing_rank_stops_all_with_its_one_line_error(runs):
         run_distributed(SPEC, data, trainer="train", run_dir=f"{root}/label-raise", nproc_per_node=2, device="cpu",
                         kwargs=kw, env={FAULT_ENV: "raise:1:1:0"})
     assert "\n" not in str(e.value)
+
+
+def test_gpus_flag_reaches_the_profile(monkeypatch):
+    from medlib.config import load_profile
+    from medlib.runner import main
+
+    assert load_profile("smoke").distributed.nproc_per_node == 1  # one process unless asked
+    monkeypatch.setenv("MEDLIB_GPUS", "2")  # what ./run_all.sh --gpus 2 exports to the notebooks' kernels
+    P = load_profile("smoke")
+    assert P.distributed.nproc_per_node == 2 and P.hash() == load_profile("smoke", {"seed": 0}).hash()
+    monkeypatch.setenv("MEDLIB_GPUS", "two")
+    with pytest.raises(MedlibError, match="MEDLIB_GPUS"):
+        load_profile("smoke")
+    monkeypatch.delenv("MEDLIB_GPUS")
+    with pytest.raises(SystemExit):
+        main(["--gpus", "x"])
