@@ -149,3 +149,22 @@ def test_gpus_flag_reaches_the_profile(monkeypatch):
     monkeypatch.delenv("MEDLIB_GPUS")
     with pytest.raises(SystemExit):
         main(["--gpus", "x"])
+
+
+def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkeypatch):
+    """What the notebooks call: with 2 processes LP-FT runs under torchrun, the result is loaded and evaluated in
+    this process, and the test split's metrics are written as with one process."""
+    from medlib import pipeline
+    from medlib.config import load_profile
+    from medlib.train import lp_ft
+
+    P = load_profile("smoke", {"reports_dir": str(tmp_path / "reports"), "runs_dir": str(tmp_path / "runs"),
+                               "distributed.nproc_per_node": 2})
+    data = make_data(n_train=64, n_val=32)
+    clip = load_model(P.model("tiny"))
+    cfg = dataclasses.replace(CFG, epochs=1)
+    result, rec = pipeline.finetune(P, clip, data, notebook="04_label_finetune", method="lp-ft", mode="label",
+                                    cfg=cfg, trainer=lp_ft, probe_epochs=1, class_texts=CLASS_TEXTS)
+    assert result.resumed_from == 1 and list(result.history["stage"]) == ["probe", "probe", "ft", "ft"]
+    assert rec["n"] == 64 and 0 <= rec["metrics"]["acc"] <= 1
+    assert not (result.run_dir / "launch").exists()  # the run spec and its arrays are removed after success
