@@ -94,9 +94,15 @@ def _write_data(data: Any, spec_dir: Path) -> dict[str, Any]:
         if name not in data.splits:
             continue
         s = data.splits[name]
-        np.save(spec_dir / f"{name}_images.npy", np.ascontiguousarray(s.images))
+        images = str(spec_dir / f"{name}_images.npy")
+        src = getattr(s.images, "filename", None)  # a whole memory-mapped prepared split: the ranks map it too
+        if isinstance(s.images, np.memmap) and src and str(src).endswith(".npy") and \
+                np.load(src, mmap_mode="r").shape == s.images.shape:
+            images = str(src)
+        else:
+            np.save(images, np.ascontiguousarray(s.images))
         np.save(spec_dir / f"{name}_labels.npy", np.asarray(s.labels))
-        splits[name] = {"captions": None if s.captions is None else list(map(str, s.captions)),
+        splits[name] = {"images": images, "captions": None if s.captions is None else list(map(str, s.captions)),
                         "ids": None if getattr(s, "ids", None) is None else list(map(str, s.ids))}
     return {"name": data.name, "task": data.task, "class_names": list(map(str, data.class_names)),
             "source": data.source, "synthetic": bool(data.synthetic), "domain": data.domain, "splits": splits}
@@ -105,7 +111,7 @@ def _write_data(data: Any, spec_dir: Path) -> dict[str, Any]:
 def _read_data(meta: dict[str, Any], spec_dir: Path) -> Any:
     from ..data.base import DatasetBundle, Split
 
-    splits = {name: Split(images=np.load(spec_dir / f"{name}_images.npy", mmap_mode="r"),
+    splits = {name: Split(images=np.load(s["images"], mmap_mode="r"),
                           labels=np.load(spec_dir / f"{name}_labels.npy"), captions=s["captions"], ids=s["ids"])
               for name, s in meta["splits"].items()}
     return DatasetBundle(name=meta["name"], task=meta["task"], class_names=meta["class_names"], splits=splits,
