@@ -14,7 +14,14 @@ Modes
 - ``label``: linear head initialised from the class-text embeddings (prompt ensemble x logit
   scale) on the normalised image embedding; cross-entropy or an imbalance loss. ``cfg.lock_image``
   gives a linear probe on cached features; :mod:`medlib.train.variants` builds LP-FT and WiSE-FT.
-- ``multilabel``: the same head over C labels, BCE.
+- ``multilabel``: the same head over C labels, initialised as the zero-shot classifier
+  ``s * (pos - neg)`` (positive vs. negative prompts), BCE or an imbalance loss.
+
+Every run's ``log.csv`` starts with an epoch-0 row: the validation metric before the first update (for
+label/multilabel modes, the zero-shot classifier's). Checkpoints hold only what the run changes and shrink to
+a small record once it has finished (``checkpoint.py``). Under ``torchrun`` (``launch.py``) the same loop runs
+on every rank with DistributedDataParallel (``distributed.py``): one process and N processes with the same
+global batch give the same run up to floating-point rounding.
 
 The other steps live beside this file: heads (``heads.py``), trainable parameters and the optimizer
 (``optim.py``), the schedule (``scheduler.py``), checkpoint I/O (``checkpoint.py``), the validation
