@@ -481,9 +481,9 @@ def paired_bootstrap(
 
     The point estimate uses :func:`evaluate`'s scikit-learn definitions; replicates use the same vectorised
     formulas and row resampling (:func:`_resample_weights` with ``seed``) as :func:`evaluate`'s intervals. A
-    replicate where the metric is undefined for any run is skipped. ``thresholds_*``: per-seed multilabel thresholds
-    (as stored in the predictions files). Identical predictions give a difference of exactly 0 with a 0-width
-    interval. Returns ``{"diff", "ci_low", "ci_high", "n", "n_boot", "boot_seed", "n_seeds", "per_seed"}``.
+    replicate where the metric is undefined for any run is skipped. ``thresholds_*``: per-seed thresholds as stored
+    in the predictions files (multi-label, or binary runs with a tuned threshold); None = argmax / 0.5. Identical
+    predictions give a difference of exactly 0 with a 0-width interval. Returns ``{"diff", "ci_low", "ci_high", "n", "n_boot", "boot_seed", "n_seeds", "per_seed"}``.
     """
     if len(scores_a) != len(scores_b) or not scores_a:
         raise fail("paired_bootstrap", f"need one score array per seed for both methods, got {len(scores_a)} and "
@@ -525,6 +525,7 @@ _MISSING = object()
 def _boot_function(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: Any):
     """``w -> {metric: (B,) values}`` for one run, the formulas :func:`evaluate` bootstraps with."""
     if task == "multiclass":
-        return lambda w: _boot_multiclass(w, y_true, y_score)
+        t = None if threshold is None else _binary_threshold(threshold, y_score.shape[1])
+        return lambda w: _boot_multiclass(w, y_true, y_score, t)
     thr = _thresholds(threshold, y_score.shape[1])
     return lambda w: _boot_multilabel(w, y_true, y_score, thr)
