@@ -141,8 +141,9 @@ def _as_list(recs: dict | Sequence[dict]) -> list[dict]:
 def remedy_table(records: Mapping[str, dict | Sequence[dict]], metrics: list[str],
                  select_metric: str = "balanced_acc", baseline: str = "none") -> pd.DataFrame:
     """One row per remedy: each test metric's mean over seeds with ``<m>_sd``, ``<m>_min``, ``<m>_max``; the
-    validation ``select_metric`` (``val_<metric>``, mean over seeds) and ``chosen``: the remedy picked on it
-    (:func:`best_remedy`), the one the report names. ``records`` maps remedy -> its runs (one per seed)."""
+    validation ``select_metric`` (``val_<metric>``, mean over seeds), ``chosen``: the remedy picked on it
+    (:func:`best_remedy`), the one the report names, and the test split's majority-class rate. ``records`` maps
+    remedy -> its runs (one per seed)."""
     chosen = best_remedy(records, select_metric, baseline)
     rows = []
     for remedy, recs in records.items():
@@ -154,6 +155,7 @@ def remedy_table(records: Mapping[str, dict | Sequence[dict]], metrics: list[str
         vals = [v for v in (validation_value(r, select_metric) for r in recs) if v is not None]
         row[f"val_{select_metric}"] = sum(vals) / len(vals) if vals else None
         row["chosen"] = remedy == chosen
+        row["majority_rate"] = majority_rate(recs[0]) if recs else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -170,8 +172,8 @@ def mark_best(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         best = table[m].max()
         shown[m] = [("★ " if v == best else "") + _mean_sd(v, sd, lo, hi, n) for v, sd, lo, hi, n in
                     zip(table[m], table[f"{m}_sd"], table[f"{m}_min"], table[f"{m}_max"], table["n_seeds"])]
-    val = [c for c in table.columns if c.startswith("val_")]
-    return shown.join(table[val].round(3)) if val else shown
+    extra = [c for c in table.columns if c.startswith("val_") or c == "majority_rate"]
+    return shown.join(table[extra].round(3)) if extra else shown
 
 
 def remedy_conclusions(dataset: str, table: pd.DataFrame, metrics: list[str], baseline: str = "none") -> list[str]:
@@ -379,7 +381,8 @@ def study_table(measured: Sequence[dict], published_rows: pd.DataFrame, metrics:
     pub = published_rows[published_rows["metric"].isin(metrics)]
     pub = pub.assign(note=["NOT COMPARABLE: " + n if not str(n).startswith("NOT COMPARABLE") else n
                            for n in pub["note"]])
-    cols = ["dataset", "model", "method", "metric", "value", "sd", "min", "max", "n_seeds", "source", "note"]
+    cols = ["dataset", "model", "method", "metric", "value", "sd", "min", "max", "n_seeds", "majority_rate", "source",
+            "note"]
     return pd.concat([ours.reindex(columns=cols), pub.reindex(columns=cols)], ignore_index=True)
 
 
