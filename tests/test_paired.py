@@ -122,3 +122,17 @@ def test_bad_input_is_a_medlib_error():
         paired_bootstrap(y, [s, s], [s], "multiclass", ["n", "p"], "acc")
     with pytest.raises(MedlibError, match="unknown metric"):
         paired_bootstrap(y, [s], [s], "multiclass", ["n", "p"], "recall@1")
+
+
+def test_binary_threshold_runs_use_their_threshold():
+    """A thresholded binary run (the threshold remedy) is compared at its threshold (score >= t), not the argmax."""
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 60)
+    a, b = _scores(y, 0.5, rng), _scores(y, 0.5, rng)
+    out = paired_bootstrap(y, [a], [b], "multiclass", ["n", "p"], "balanced_acc", n_boot=40, seed=4,
+                           thresholds_a=[np.array([0.3])], thresholds_b=[None])
+    idx = np.random.default_rng(4).integers(0, 60, size=(40, 60))
+    pa, pb = (a[:, 1] >= 0.3).astype(int), b.argmax(1)
+    diffs = [balanced_accuracy_score(y[r], pa[r]) - balanced_accuracy_score(y[r], pb[r]) for r in idx]
+    assert out["diff"] == pytest.approx(balanced_accuracy_score(y, pa) - balanced_accuracy_score(y, pb))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-12)
