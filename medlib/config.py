@@ -98,6 +98,7 @@ class LabelFinetuneConfig:
     probe_epochs: int = 3
     probe_lr: float = 1e-3  # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
     few_shot_min_steps: int = 0  # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
+    shot_draws: int = 5  # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
     train: TrainConfig = field(default_factory=TrainConfig)
     multilabel_train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -142,7 +143,13 @@ class DistributedConfig:
 class Profile:
     name: str
     smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
-    seed: int = 0
+    seed: int = 0  # the first of `seeds`: zero-shot, sweeps and single-seed runs use it
+    # Seeds of the trained headline runs (each seed's run keeps its own metrics/predictions; runs of every seed but
+    # the first get `__s<seed>` in their name). Empty = [seed]. Overriding `seed` alone shifts them: seed 3 -> 3, 4, ...
+    seeds: list[int] = field(default_factory=list)
+    # Which trained methods run once per seed; the others (ablations, sweeps, few-shot) use the first seed only.
+    seeded_methods: list[str] = field(
+        default_factory=lambda: ["caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies"])
     device: str = "auto"  # auto | cpu | cuda
     data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
     reports_dir: str = "reports"
@@ -179,6 +186,11 @@ class Profile:
         raise MedlibError(
             f"profile {self.name!r}: no model named {name!r}. Fix: use one of {[m.name for m in self.models]}"
         )
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds of trained headline runs (``seeds``, or ``[seed]`` when it is empty); the first is ``seed``."""
+        return list(self.seeds) or [self.seed]
 
     @property
     def data_path(self) -> Path:
@@ -226,6 +238,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
     ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
     ("DistributedConfig", "backend"): ("auto", "nccl", "gloo"),
+    ("Profile", "seeded_methods"): ("caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies"),
 }
 
 
@@ -276,9 +289,9 @@ def load_profile(
         if not gpus.isdigit() or int(gpus) < 1:
             raise MedlibError(f"MEDLIB_GPUS={gpus!r} (--gpus): not a process count. Fix: pass an integer >= 1")
         _set_dotted(raw, "distributed.nproc_per_node", int(gpus), path)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _shift_seeds(raw, overrides)
+    for key, value in overrides.items():
         _set_dotted(raw, key, value, path)
         if key == "data_dir":
             given = "the data_dir parameter"
@@ -287,6 +300,7 @@ def load_profile(
     profile = _build(Profile, raw, where=str(path))
     _check_names(profile, str(path))
     _check_values(profile, str(path))
+    _check_seeds(profile, str(path))
     root = project_root()
     for key in ("data_dir", "reports_dir", "runs_dir"):
         setattr(profile, key, str((root / getattr(profile, key)).resolve()))
@@ -378,6 +392,23 @@ def _check_names(p: Profile, where: str) -> None:
         if missing:
             raise MedlibError(f"{where}: {key} names unknown dataset(s) {missing}. Fix: use one of {sorted(known)} "
                               "or add them under 'datasets:'")
+
+
+def _shift_seeds(raw: dict, overrides: dict[str, Any]) -> None:
+    """A ``seed`` override without a ``seeds`` override moves the profile's seeds along: 3 -> [3, 4, ...]."""
+    seed, seeds = overrides.get("seed"), raw.get("seeds")
+    if "seeds" in overrides or not isinstance(seed, int) or isinstance(seed, bool) or not isinstance(seeds, list):
+        return
+    if seeds and seed != seeds[0]:
+        overrides["seeds"] = [seed + i for i in range(len(seeds))]
+
+
+def _check_seeds(p: Profile, where: str) -> None:
+    if len(set(p.seeds)) != len(p.seeds) or any(s < 0 for s in p.seeds):
+        raise MedlibError(f"{where}:seeds: {p.seeds} must be distinct non-negative integers. Fix: e.g. seeds: [0, 1, 2]")
+    if p.seeds and p.seeds[0] != p.seed:
+        raise MedlibError(f"{where}:seeds: the first seed ({p.seeds[0]}) must be the profile's seed ({p.seed}). "
+                          f"Fix: set seed: {p.seeds[0]} or start seeds with {p.seed}")
 
 
 def project_root(start: Path | None = None) -> Path:

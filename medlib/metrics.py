@@ -35,7 +35,7 @@ checks that these formulas equal scikit-learn on the unresampled data.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -334,13 +334,8 @@ def _bootstrap(boot_fn, n: int, point: dict[str, Any], n_boot: int, seed: int) -
     """Percentile 95% intervals; ``boot_fn(W)`` maps (B, N) row weights to {metric: (B,) values, NaN = undefined}."""
     if not n_boot:
         return {}
-    rng = np.random.default_rng(seed)
     values: dict[str, list[np.ndarray]] = {k: [] for k in point}
-    for start in range(0, n_boot, _BOOT_CHUNK):
-        b = min(_BOOT_CHUNK, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        # Resampling rows with replacement == weighting each row by how often it was drawn.
-        w = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    for w in _resample_weights(n, n_boot, seed):
         res = boot_fn(w)
         for k in values:
             values[k].append(res[k])
@@ -350,6 +345,17 @@ def _bootstrap(boot_fn, n: int, point: dict[str, Any], n_boot: int, seed: int) -
         v = v[np.isfinite(v)]
         ci[k] = [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) and point[k] is not None else None
     return ci
+
+
+def _resample_weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` rows as (B, n) weight chunks: ``default_rng(seed).integers(0, n, (B, n))``
+    drawn chunk by chunk (B <= _BOOT_CHUNK); resampling rows with replacement == weighting each row by how often
+    it was drawn."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        b = min(_BOOT_CHUNK, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        yield np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
 def _nanmean(x: np.ndarray) -> np.ndarray:
@@ -446,3 +452,80 @@ def _boot_multilabel(w, y_true, y_score, thr) -> dict[str, np.ndarray]:
         "auroc": _nanmean(aucs),  # over the labels with both classes in this resample
         "worst_class_recall": _nanmin(recall),  # recall is NaN for labels without positives
     }
+
+
+# ---- paired bootstrap of a difference between two methods ------------------------------------------------------
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    scores_a: Sequence[np.ndarray],
+    scores_b: Sequence[np.ndarray],
+    task: str,
+    class_names: Sequence[str],
+    metric: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    thresholds_a: Sequence[Any] | None = None,
+    thresholds_b: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Paired bootstrap of ``metric(A) - metric(B)`` on the same test rows, 95% percentile interval.
+
+    ``scores_a[s]`` and ``scores_b[s]`` are the two methods' ``y_score`` for seed ``s`` (pairs of runs trained with
+    the same seed; a method without training randomness, such as zero-shot, repeats its one array). All rows are
+    the same test rows in the same order as ``y_true``. One pair gives the per-seed difference. Several pairs give
+    the **pooled** difference: the mean over seeds of the per-seed differences, and each bootstrap replicate draws
+    one set of row indices that is applied to both methods *and* every seed (rows resampled jointly across methods
+    and seeds), so the interval reflects the test sample while the mean over seeds averages training randomness.
+
+    The point estimate uses :func:`evaluate`'s scikit-learn definitions; replicates use the same vectorised
+    formulas and row resampling (:func:`_resample_weights` with ``seed``) as :func:`evaluate`'s intervals. A
+    replicate where the metric is undefined for any run is skipped. ``thresholds_*``: per-seed thresholds as stored
+    in the predictions files (multi-label, or binary runs with a tuned threshold); None = argmax / 0.5. Identical
+    predictions give a difference of exactly 0 with a 0-width interval. Returns ``{"diff", "ci_low", "ci_high", "n", "n_boot", "boot_seed", "n_seeds", "per_seed"}``.
+    """
+    if len(scores_a) != len(scores_b) or not scores_a:
+        raise fail("paired_bootstrap", f"need one score array per seed for both methods, got {len(scores_a)} and "
+                   f"{len(scores_b)}", "pass lists of the same length (one entry per seed)")
+    class_names = [str(c) for c in class_names]
+    thresholds_a = list(thresholds_a) if thresholds_a is not None else [None] * len(scores_a)
+    thresholds_b = list(thresholds_b) if thresholds_b is not None else [None] * len(scores_b)
+    y, _ = check_predictions(y_true, scores_a[0], task, class_names)
+    pairs, per_seed = [], []
+    for sa, sb, ta, tb in zip(scores_a, scores_b, thresholds_a, thresholds_b):
+        runs = []
+        for score, thr in ((sa, ta), (sb, tb)):
+            yt, ys = check_predictions(y_true, score, task, class_names)
+            value = evaluate(yt, ys, task, class_names, n_boot=0, threshold=thr)["metrics"].get(metric, _MISSING)
+            if value is _MISSING:
+                raise fail("paired_bootstrap", f"unknown metric {metric!r} for task {task!r}",
+                           "use a metric that evaluate() reports for this task")
+            runs.append((value, _boot_function(task, yt, ys, thr)))
+        (va, fa), (vb, fb) = runs
+        if va is None or vb is None:
+            raise fail("paired_bootstrap", f"{metric} is undefined on these test rows for one of the methods",
+                       "compare on a metric defined for both runs")
+        per_seed.append(va - vb)
+        pairs.append((fa, fb))
+    diffs = []
+    for w in _resample_weights(len(y), n_boot, seed):
+        d = np.stack([fa(w)[metric] - fb(w)[metric] for fa, fb in pairs])  # (seeds, B)
+        diffs.append(d.mean(axis=0))  # NaN when undefined for any seed
+    boot = np.concatenate(diffs) if diffs else np.array([])
+    boot = boot[np.isfinite(boot)]
+    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5])) if len(boot) else (None, None)
+    return {"diff": float(np.mean(per_seed)), "ci_low": lo, "ci_high": hi, "n": int(len(y)), "n_boot": int(n_boot),
+            "boot_seed": int(seed), "n_seeds": len(per_seed), "per_seed": [float(d) for d in per_seed]}
+
+
+_MISSING = object()
+
+
+def _boot_function(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: Any):
+    """``w -> {metric: (B,) values}`` for one run, the formulas :func:`evaluate` bootstraps with."""
+    if task == "multiclass":
+        t = None if threshold is None else _binary_threshold(threshold, y_score.shape[1])
+        return lambda w: _boot_multiclass(w, y_true, y_score, t)
+    thr = _thresholds(threshold, y_score.shape[1])
+    return lambda w: _boot_multilabel(w, y_true, y_score, thr)
