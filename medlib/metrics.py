@@ -203,11 +203,16 @@ def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray,
     if np.bincount(t2i, minlength=n_img).min() == 0:
         raise fail("retrieval_recall", "an image has no caption in text_to_image",
                    "give every image at least one caption (or drop captionless images)")
-    correct = np.einsum("ij,ij->i", a[t2i], b)  # (N_txt,) score of each caption with its own image
+    chunks = [(lo, min(lo + _SIM_CHUNK, n_img)) for lo in range(0, n_img, _SIM_CHUNK)]
+    # Pass 1: each caption's score with its own image, taken from the same matrix products as pass 2 (an einsum
+    # would round differently and split exact ties).
+    correct = np.empty(n_txt)
+    for lo, hi in chunks:
+        mine = np.flatnonzero((t2i >= lo) & (t2i < hi))
+        correct[mine] = (a[lo:hi] @ b.T)[t2i[mine] - lo, mine]
     i2t_rank = np.zeros(n_img, np.int64)
     t2i_rank = np.zeros(n_txt, np.int64)
-    for lo in range(0, n_img, _SIM_CHUNK):
-        hi = min(lo + _SIM_CHUNK, n_img)
+    for lo, hi in chunks:
         sim = a[lo:hi] @ b.T  # (chunk, N_txt)
         own = t2i[None, :] == np.arange(lo, hi)[:, None]  # own[r, j]: caption j belongs to image lo + r
         best_own = np.where(own, sim, -np.inf).max(axis=1)

@@ -225,8 +225,15 @@ def read_hub(profile: Profile, spec: DatasetSpec) -> dict[str, Split]:
     for s, rows in _capped(profile, spec, entries).items():
         imgs = np.empty((len(rows), spec.size, spec.size, 3), np.uint8)
         for k, e in enumerate(tqdm(rows, desc=f"{spec.name}/{s}", leave=False, disable=not progress_enabled())):
-            imgs[k] = pil_to_array(dd[e["hub_split"]][e["index"]][icol], spec.size, rgb=True) if icol else \
-                read_image(folder / e["file"], spec.size, True, spec.hf_id, f"record {e['index']} ({e['file']})")
+            if icol:
+                imgs[k] = pil_to_array(dd[e["hub_split"]][e["index"]][icol], spec.size, rgb=True)
+                continue
+            where = f"{spec.hf_id} {e['hub_split']}[{e['index']}] ({e['file']})"
+            if not (folder / e["file"]).is_file():  # captions from the hub, images from disk (COCO 2014)
+                raise fail(folder / e["file"], f"image of {where} is missing",
+                           f"put the images under {folder} as <filepath>/<filename>, or set datasets[{spec.name}]"
+                           ".hf_id to a hub dataset with an image column")
+            imgs[k] = read_image(folder / e["file"], spec.size, True, spec.hf_id, where)
         out[s] = _split(imgs, rows)
     return out
 
