@@ -151,7 +151,8 @@ def fine_tune(P: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm, seed:
     ``wise_ft``: the weights of the arm's ``both`` fine-tune (same size and seed, trained here if absent)
     interpolated with the zero-shot weights at ``wise_alpha`` (Wortsman et al., CVPR 2022); no training of its own.
     """
-    from . import finetune, pipeline
+    from . import pipeline
+    from .train import train, wise_interpolate
     from .results import run_dir, run_name
 
     Ps = with_seed(P, seed)
@@ -160,11 +161,11 @@ def fine_tune(P: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm, seed:
     train_data = training_data(P, data, base, seed)
     n_train = len(train_data.splits["train"])
     cfg = train_config(P, base, n_train)
-    result = finetune.train(clip, train_data, mode="contrastive", cfg=cfg, run_dir=run_dir(P, run), seed=seed,
+    result = train(clip, train_data, mode="contrastive", cfg=cfg, run_dir=run_dir(P, run), seed=seed,
                             class_texts=None, progress=progress)
     model = result.model
     if arm.variant == "wise_ft":
-        mixed = finetune.wise_interpolate(clip.model.state_dict(), model.model.state_dict(), P.retrieval_study.wise_alpha)
+        mixed = wise_interpolate(clip.model.state_dict(), model.model.state_dict(), P.retrieval_study.wise_alpha)
         model = dataclasses.replace(model, model=_copy_with_state(model.model, mixed))
     extra = {**_extra(data, arm, n_train, seed, cfg), **pipeline.train_extra(result, cfg)}
     return pipeline.retrieval(Ps, model, data, notebook, arm.method + seed_suffix(P, seed), extra=extra)

@@ -247,3 +247,80 @@ def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
     assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n"] == 5 * len(test)
     table = study.results_table(recs)
     assert table["n_train"].tolist() == [0, len(data.splits["train"]), len(data.splits["train"])]
+
+
+# ---- the engine: validation metric and caption sampling ---------------------------------------------------------
+
+
+def test_contrastive_validation_metric_is_the_one_recall_with_ties_against_the_query():
+    from medlib.train.validation import retrieval_r1
+
+    img = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # two identical images
+    txt = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # argmax (the old metric) gave the tie to image 0 and scored 0.5; ties count against the query: 0.25
+    assert retrieval_r1(img, txt) == pytest.approx(0.25)
+    rng = np.random.default_rng(6)
+    i, t = rng.normal(size=(10, 4)), rng.normal(size=(30, 4))
+    t2i = np.repeat(np.arange(10), 3)
+    r = retrieval_recall(i, t, ks=(1,), text_to_image=t2i)
+    assert retrieval_r1(torch.from_numpy(i), torch.from_numpy(t), t2i) == pytest.approx((r["i2t_R@1"] + r["t2i_R@1"]) / 2)
+
+
+def _caption_data(extra_captions: bool) -> "DatasetBundle":
+    from medlib.data.base import DatasetBundle
+
+    rng = np.random.default_rng(0)
+    splits = {}
+    for name, n in (("train", 16), ("val", 8), ("test", 8)):
+        caps = [[f"image {name} {i} caption {k}" + " word" * k for k in range(5)] for i in range(n)]
+        splits[name] = Split(rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8), np.full(n, -1, np.int64),
+                             [c[0] for c in caps], all_captions=caps if extra_captions else None)
+    return DatasetBundle(name="toy", task="retrieval", class_names=[], splits=splits, source="test", domain="general")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from medlib.config import ModelSpec
+    from medlib.models import load_model
+
+    return load_model(ModelSpec(name="tiny", arch="medclip-tiny"))
+
+
+def test_text_augmentation_samples_among_every_caption_of_an_image(tiny, tmp_path):
+    from medlib.train import train
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1, lock_text=False, augment=False, patience=0)
+
+    def fit(data, text_augment, name):
+        r = train(tiny, data, mode="contrastive", cfg=dataclasses.replace(cfg, text_augment=text_augment),
+                  run_dir=tmp_path / name, seed=0, progress=False)
+        return torch.cat([p.detach().flatten() for p in r.model.model.parameters()])
+
+    one, five = _caption_data(False), _caption_data(True)
+    base = fit(one, True, "one")
+    # without text augmentation the extra captions are not used: the same run as with one caption per image
+    assert torch.equal(fit(five, False, "five-fixed"), base)
+    # with it, other captions than the first are drawn: training differs
+    assert not torch.equal(fit(five, True, "five-sampled"), base)
+
+
+def test_published_anchors_are_clip_benchmark_vit_b_32_openai():
+    from medlib.references import published
+
+    assert study.anchors("flickr30k") == {"i2t_R@5": 0.9490, "t2i_R@5": 0.8338}  # 0.949 / 0.834 rounded
+    assert study.anchors("coco") == {"i2t_R@5": 0.7482, "t2i_R@5": 0.5585}
+    rows = published(dataset="coco")
+    assert set(rows["model"]) == {"ViT-B-32:openai"} and rows["source"].str.contains("CLIP_benchmark").all()
+    assert rows["note"].str.startswith("published").all()
+
+
+def test_profiles_configure_the_study():
+    from medlib.config import load_profile
+
+    full = load_profile("full")
+    assert full.retrieval_study.train_sizes == [1000, 5000, 0]
+    assert {d.name: d.hf_id for d in full.datasets if d.source == "retrieval"} == {
+        "flickr30k": "umaru97/flickr30k_train_val_test", "coco": "yerevann/coco-karpathy"}
+    assert full.retrieval_study.augmentations == ["none", "image", "text", "both"]
+    with pytest.raises(MedlibError, match="augmentations"):
+        load_profile("smoke", {"retrieval_study.augmentations": ["none", "mixup"]})

@@ -36,8 +36,8 @@ from ..errors import fail
 from ..progress import enabled as progress_enabled
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import cap_indices, check_hub_reachable, finish, fixture_dir, pil_to_array, read_image, resolve_path, \
-    rng_for
+from .common import (cap_indices, check_hub_reachable, check_kind, choose_source, finish, fixture_dir, image_files,
+                     pil_to_array, resolve_path, rng_for)
 
 DEFAULT_FIXTURE_N = 300
 LICENSES = {"flickr30k": "Flickr30K: research use under Flickr terms (Young et al., TACL 2014)",
@@ -56,41 +56,30 @@ def _flag(spec: DatasetSpec) -> str:
     return (spec.flag or spec.name).lower()
 
 
-def _local_json(profile: Profile, spec: DatasetSpec) -> Path | None:
-    """The Karpathy JSON of a local copy, or None."""
-    if not spec.path:
-        return None
-    p = resolve_path(profile, spec)
-    p = p if p.suffix == ".json" else p / json_name(_flag(spec))
-    return p if p.is_file() else None
+def _json_path(profile: Profile, spec: DatasetSpec) -> Path:
+    """Where the Karpathy JSON of a local copy is (``spec.path`` naming it or its folder)."""
+    p = resolve_path(profile, spec, default=_flag(spec))
+    return p if p.suffix == ".json" else p / json_name(_flag(spec))
 
 
 def _choose(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[str, Path | None]:
-    """('fixture'|'local'|'hub', Karpathy JSON or None)."""
+    """('fixture'|'local'|'hub', Karpathy JSON or None), by the ladder every source follows (common.choose_source)."""
     flag = _flag(spec)
     fix = fixture_dir(profile, "retrieval", flag)
-    fixture_json = fix / json_name(flag)
-
-    def fixture() -> tuple[str, Path]:
+    local = _json_path(profile, spec)
+    how = (f"put Karpathy's {json_name(flag)} and the images there, or set datasets[{spec.name}].download: true "
+           "with an hf_id while online")
+    if spec.path and spec.synthetic != "always":
+        check_kind(local, "file", f"datasets[{spec.name}].path (Karpathy's {json_name(flag)} or its folder)", how,
+                   stop=profile.data_path)
+    kind = choose_source(spec, present=bool(spec.path) and local.is_file(), remote=spec.download and bool(spec.hf_id),
+                         missing=fail(local, "no retrieval set (local copy absent, download off)", how))
+    if kind == "generated":
         if make:  # each set its own images (seed per flag), both in Karpathy's layout
             synthetic.ensure_retrieval(fix, spec.fixture_n or DEFAULT_FIXTURE_N, flag,
                                        synthetic.FIXTURE_SEED + zlib.crc32(flag.encode()) % 997)
-        return "fixture", fixture_json
-
-    if spec.synthetic == "always":
-        return fixture()
-    local = _local_json(profile, spec)
-    if local is not None:
-        return "local", local
-    if spec.download and spec.hf_id:
-        return "hub", None
-    if spec.synthetic == "auto":
-        return fixture()
-    where = resolve_path(profile, spec, default=flag)
-    where = where if where.suffix == ".json" else where / json_name(flag)
-    raise fail(where, "no retrieval set (local copy absent, download off)",
-               f"put Karpathy's {json_name(flag)} and the images there, or set datasets[{spec.name}].download: true "
-               "with an hf_id while online")
+        return "fixture", fix / json_name(flag)
+    return ("local", local) if kind == "real" else ("hub", None)
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
@@ -144,16 +133,13 @@ def image_folder(json_path: Path, first_file: str) -> Path:
     return json_path.parent / IMAGE_FOLDERS[0]  # the missing image is reported by read_entries, naming its entry
 
 
-def read_entries(entries: list[dict[str, Any]], folder: Path, json_path: Path, size: int, desc: str) -> np.ndarray:
-    """The images of ``entries`` (uint8 RGB, size x size); a missing or unreadable one is a one-line MedlibError
-    naming its JSON entry (``images[i]``, the file name) and the fix."""
-    from tqdm.auto import tqdm
-
-    out = np.empty((len(entries), size, size, 3), np.uint8)
-    for k, e in enumerate(tqdm(entries, desc=desc, leave=False,
-                               disable=len(entries) < 500 or not progress_enabled())):
-        out[k] = read_image(folder / e["file"], size, True, json_path, f"images[{e['index']}] ({e['file']})")
-    return out
+def read_entries(entries: list[dict[str, Any]], folder: Path, json_path: Path, size: int, desc: str,
+                 workers: int = 0) -> Any:
+    """The images of ``entries`` as a not-yet-decoded RGB column (``common.image_files``: pooled, reduced-size
+    decoding when prepared); a missing or unreadable image is a one-line MedlibError naming its JSON entry
+    (``images[i]`` and the file) and the fix."""
+    return image_files([folder / e["file"] for e in entries], size, True, json_path, desc=desc,
+                       wheres=[f"images[{e['index']}] ({e['file']})" for e in entries], workers=workers)
 
 
 def _capped(profile: Profile, spec: DatasetSpec, entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -176,7 +162,7 @@ def load_karpathy(profile: Profile, spec: DatasetSpec, json_path: Path) -> dict[
     entries = read_karpathy(json_path)
     folder = image_folder(json_path, entries[0]["file"])
     parts = _capped(profile, spec, entries)
-    return {s: _split(read_entries(rows, folder, json_path, spec.size, f"{spec.name}/{s}"), rows)
+    return {s: _split(read_entries(rows, folder, json_path, spec.size, f"{spec.name}/{s}", profile.data_workers), rows)
             for s, rows in parts.items()}
 
 
@@ -223,17 +209,18 @@ def read_hub(profile: Profile, spec: DatasetSpec) -> dict[str, Split]:
 
     out = {}
     for s, rows in _capped(profile, spec, entries).items():
-        imgs = np.empty((len(rows), spec.size, spec.size, 3), np.uint8)
-        for k, e in enumerate(tqdm(rows, desc=f"{spec.name}/{s}", leave=False, disable=not progress_enabled())):
-            if icol:
+        if not icol:  # captions from the hub, images from disk (COCO 2014): checked here, decoded when prepared
+            for e in rows:
+                if not (folder / e["file"]).is_file():
+                    raise fail(folder / e["file"], f"image of {spec.hf_id} {e['hub_split']}[{e['index']}] "
+                               "is missing", f"put the images under {folder} as <filepath>/<filename>, or set "
+                               f"datasets[{spec.name}].hf_id to a hub dataset with an image column")
+            imgs = image_files([folder / e["file"] for e in rows], spec.size, True, spec.hf_id, desc=f"{spec.name}/{s}",
+                               wheres=[f"{e['hub_split']}[{e['index']}]" for e in rows], workers=profile.data_workers)
+        else:
+            imgs = np.empty((len(rows), spec.size, spec.size, 3), np.uint8)
+            for k, e in enumerate(tqdm(rows, desc=f"{spec.name}/{s}", leave=False, disable=not progress_enabled())):
                 imgs[k] = pil_to_array(dd[e["hub_split"]][e["index"]][icol], spec.size, rgb=True)
-                continue
-            where = f"{spec.hf_id} {e['hub_split']}[{e['index']}] ({e['file']})"
-            if not (folder / e["file"]).is_file():  # captions from the hub, images from disk (COCO 2014)
-                raise fail(folder / e["file"], f"image of {where} is missing",
-                           f"put the images under {folder} as <filepath>/<filename>, or set datasets[{spec.name}]"
-                           ".hf_id to a hub dataset with an image column")
-            imgs[k] = read_image(folder / e["file"], spec.size, True, spec.hf_id, where)
         out[s] = _split(imgs, rows)
     return out
 

@@ -8,8 +8,9 @@ read here), keeps the best epoch by the validation metric, and checkpoints every
 
 Modes
 - ``contrastive``: image-caption pairs, open_clip's CLIP loss (or the label-aware variant). Captions
-  are ``split.captions``, or generated from the labels with the class prompts (one prompt sampled per
-  example and step when ``cfg.text_augment``). Classification afterwards is zero-shot style: the
+  are ``split.captions`` (with ``cfg.text_augment``, one of an image's ``split.all_captions`` sampled per
+  step), or generated from the labels with the class prompts (one prompt sampled per example and step when
+  ``cfg.text_augment``). Classification afterwards is zero-shot style: the
   head is rebuilt from the (fine-tuned) text tower with :func:`medlib.train.heads.head_from_texts`.
 - ``label``: linear head initialised from the class-text embeddings (prompt ensemble x logit
   scale) on the normalised image embedding; cross-entropy or an imbalance loss. ``cfg.lock_image``
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 from .. import imbalance, losses
 from ..augment import AugmentConfig, augment_batch
 from ..config import TrainConfig
-from ..data.base import DatasetBundle
+from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError, fail
 from ..io import write_text
 from ..models import ClipBundle
@@ -145,7 +146,12 @@ class Engine:
         if not self.label_captions:
             if any(not str(c).strip() for c in caps):
                 raise MedlibError("contrastive: a training caption is empty. Fix: drop or fill the empty captions")
-            self.tokens = tok(list(caps))
+            # several captions per image (Flickr30K/COCO: five) and text augmentation: one of them sampled per
+            # step (_free_caption_rows); otherwise each image keeps its first caption for the whole run
+            pool = self.train_split.captions_per_image() if self.cfg.text_augment else [[c] for c in caps]
+            counts = torch.tensor([len(p) for p in pool])
+            self.caption_count, self.caption_offset = counts, torch.cumsum(counts, 0) - counts
+            self.tokens = tok([c for p in pool for c in p])
         else:
             if self.class_texts is None or self.train_split.labels.ndim != 1:
                 raise MedlibError("contrastive: no captions and no class labels to build them from. "
@@ -159,6 +165,15 @@ class Engine:
             # class for the whole run (as text.captions_from_labels does), drawn once from the seed
             r = torch.from_numpy(np.random.default_rng(self.seed).random(self.n))
             self.fixed_prompt = (r * counts[self.y_train]).long() + self.prompt_offset[self.y_train]
+
+    def _free_caption_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row of ``tokens`` used as each image's caption this step: one of its captions drawn from the augment
+        generator where it has several, else its one caption (no random number drawn: unchanged runs)."""
+        count = self.caption_count[idx]
+        if int(count.max()) == 1:
+            return self.caption_offset[idx]
+        r = torch.rand(len(idx), generator=self.gens["augment"], dtype=torch.float64)
+        return (r * count).long() + self.caption_offset[idx]
 
     def _caption_ids(self, idx: torch.Tensor) -> torch.Tensor:
         """Row of ``prompt_tokens`` used as each example's caption this step (label-generated captions)."""
@@ -206,7 +221,8 @@ class Engine:
                     txt_f = F.normalize(clip.encode_text(self.prompt_tokens[uniq].to(self.device)).float(), dim=-1)
                     txt_f = txt_f[inv.to(self.device)]
                 else:
-                    txt_f = F.normalize(clip.encode_text(self.tokens[idx].to(self.device)).float(), dim=-1)
+                    txt_f = F.normalize(clip.encode_text(self.tokens[self._free_caption_rows(idx)].to(self.device))
+                                        .float(), dim=-1)
             scale = clip.logit_scale.exp().float()
             if self.cfg.label_aware and self.has_labels:
                 return losses.label_aware_clip_loss(img_f, txt_f, scale, self.y_train[idx].to(self.device))
@@ -255,7 +271,8 @@ class Engine:
         img_f = image_features(self.bundle, val.images, precision=self.precision)
         if self.metric_name == "acc":  # zero-shot classification with the current text tower
             return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
-        return retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
+        texts, text_to_image = caption_index(val)  # every caption of each validation image
+        return retrieval_r1(img_f, text_features(self.bundle, texts, precision=self.precision), text_to_image)
 
     # -- checkpoint state: only what this run changes (see checkpoint.changed_state)
     def _state_module(self) -> nn.Module:
