@@ -4,7 +4,6 @@ image through the cache and the CSV source."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 
 import numpy as np
