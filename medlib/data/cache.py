@@ -2,8 +2,8 @@
 
 Each split is an uncompressed ``<split>_images.npy`` (opened memory-mapped: a cache hit reads headers, labels
 and the JSON, never every image, and never a source image file) and ``<split>_labels.npy``. ``meta.json`` holds
-class names, task, domain, source, synthetic, credentialed, license, manifest, captions, ids and all captions per split, and
-``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
+class names, task, domain, source, synthetic, credentialed, license, manifest, captions, ids and all captions per
+split, and ``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
 the (path, size, mtime) of the files the loader reads (for CSV pairs: every image too). The cache is reused when
 the key matches, so editing the spec, changing the seed, replacing an image or dropping the real file into the
 data dir rebuilds it. ``meta.json`` is the commit record: removed before any split is replaced and written after
