@@ -217,3 +217,13 @@ def test_csv_repeated_image_rows_are_one_image_with_several_captions(tmp_path):
     bad.to_csv(csv, index=False)
     with pytest.raises(MedlibError, match=r"line 14: image .* has label 'other', but .* on line 4"):
         load_dataset(p, "mine")
+
+
+def test_preflight_counts_a_local_karpathy_copy_as_present(tmp_path):
+    from medlib.preflight import _dataset_missing
+
+    spec = dict(RET, synthetic="never", download=True, hf_id="x/never-cached", path="flickr30k")
+    p = profile(tmp_path, spec)
+    assert "x/never-cached" in _dataset_missing(p, p.datasets[0])  # nothing local: the hub download is needed
+    synthetic.write_retrieval(tmp_path / "flickr30k", 10, "flickr30k")
+    assert _dataset_missing(p, p.datasets[0]) is None

@@ -56,7 +56,7 @@ def _flag(spec: DatasetSpec) -> str:
     return (spec.flag or spec.name).lower()
 
 
-def _json_path(profile: Profile, spec: DatasetSpec) -> Path:
+def local_json(profile: Profile, spec: DatasetSpec) -> Path:
     """Where the Karpathy JSON of a local copy is (``spec.path`` naming it or its folder)."""
     p = resolve_path(profile, spec, default=_flag(spec))
     return p if p.suffix == ".json" else p / json_name(_flag(spec))
@@ -66,7 +66,7 @@ def _choose(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[str, Path 
     """('fixture'|'local'|'hub', Karpathy JSON or None), by the ladder every source follows (common.choose_source)."""
     flag = _flag(spec)
     fix = fixture_dir(profile, "retrieval", flag)
-    local = _json_path(profile, spec)
+    local = local_json(profile, spec)
     how = (f"put Karpathy's {json_name(flag)} and the images there, or set datasets[{spec.name}].download: true "
            "with an hf_id while online")
     if spec.path and spec.synthetic != "always":
