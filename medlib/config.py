@@ -140,6 +140,24 @@ class DistributedConfig:
 
 
 @dataclass
+class RetrievalStudyConfig:
+    """Notebook 07: caption fine-tuning on small general-domain training sets (Flickr30K, COCO), augmentation ablation."""
+
+    datasets: list[str] = field(default_factory=list)  # retrieval sets: train on a train subset, test on test
+    train_sizes: list[int] = field(default_factory=lambda: [1000, 5000, 0])  # training images (0 = all), nested
+    augmentations: list[str] = field(default_factory=lambda: ["none", "image", "text", "both"])
+    variants: list[str] = field(default_factory=lambda: ["lock_text", "lock_image", "wise_ft"])  # label-free, on
+    # the largest subset with both augmentations
+    perturbed_copies: int = 1  # text augmentation: perturbed copies of each caption added to the sampled pool
+    word_dropout: float = 0.1  # caption perturbation: drop each word with this probability
+    word_swap: float = 0.1  # caption perturbation: swap each adjacent word pair with this probability
+    wise_alpha: float = 0.5  # WiSE-FT mixing weight of the wise_ft variant
+    min_steps: int = 0  # each run takes at least this many optimizer steps (small subsets get more epochs)
+    n_boot: int = 1000  # paired-bootstrap resamples (over queries) for the differences against zero-shot
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class Profile:
     name: str
     smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
@@ -163,6 +181,7 @@ class Profile:
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     sota: SotaConfig = field(default_factory=SotaConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    retrieval_study: RetrievalStudyConfig = field(default_factory=RetrievalStudyConfig)
 
     # ---- convenience -------------------------------------------------------------------------
     @property
@@ -239,6 +258,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
     ("DistributedConfig", "backend"): ("auto", "nccl", "gloo"),
     ("Profile", "seeded_methods"): ("caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies"),
+    ("RetrievalStudyConfig", "augmentations"): ("none", "image", "text", "both"),
+    ("RetrievalStudyConfig", "variants"): ("lock_text", "lock_image", "wise_ft"),
 }
 
 
@@ -386,6 +407,7 @@ def _check_names(p: Profile, where: str) -> None:
                 "label_finetune.multilabel_datasets": p.label_finetune.multilabel_datasets,
                 "imbalance.datasets": p.imbalance.datasets, "sota.datasets": p.sota.datasets,
                 "sota.retrieval_dataset": [p.sota.retrieval_dataset] if p.sota.retrieval_dataset else [],
+                "retrieval_study.datasets": p.retrieval_study.datasets,
                 "datasets[].fallback": [d.fallback for d in p.datasets if d.fallback]}
     for key, names in sections.items():
         missing = [n for n in names if n not in known]

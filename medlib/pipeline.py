@@ -28,6 +28,7 @@ NOTEBOOKS = {
     "04": "04_label_finetune",
     "05": "05_class_imbalance",
     "06": "06_sota_comparison",
+    "07": "07_general_retrieval",
 }
 
 SMOKE_BANNER = ("SMOKE RUN: a tiny random-init model on small local data. These numbers test the code path; "
@@ -166,20 +167,24 @@ def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str =
 
 
 def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, method: str,
-              split: str = "test") -> dict:
-    """Image->text and text->image Recall@1/5/10 on the held-out pairs (one caption per image).
+              split: str = "test", extra: dict | None = None) -> dict:
+    """Image->text and text->image Recall@1/5/10 on the held-out pairs, every caption of each image (Flickr30K/COCO:
+    five; the standard protocol, :func:`medlib.metrics.retrieval_recall`).
 
     Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model.
     """
+    from .data.base import caption_index
     from .zeroshot import encode_images, encode_texts
 
     s = data.splits[split]
     if s.captions is None:
         raise ValueError(f"{data.name} has no captions for retrieval")
+    texts, text_to_image = caption_index(s)
     img = encode_images(clip, s.images, batch_size=P.zero_shot.batch_size, progress=False)
-    txt = encode_texts(clip, s.captions, batch_size=P.zero_shot.batch_size)
+    txt = encode_texts(clip, texts, batch_size=P.zero_shot.batch_size)
     return save_retrieval_run(P, notebook=notebook, dataset=data.name, model=clip.name,
-                              method=f"{method}-retrieval", image_emb=img, text_emb=txt, split=split)
+                              method=f"{method}-retrieval", image_emb=img, text_emb=txt,
+                              text_to_image=text_to_image, split=split, extra=extra)
 
 
 def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,

@@ -28,6 +28,8 @@ CHEXNET = ('Rajpurkar et al., "CheXNet: Radiologist-Level Pneumonia Detection on
            'arXiv:1711.05225 (2017)')
 BIOMEDCLIP = "Zhang et al. (2023), BiomedCLIP, arXiv:2303.00915"
 OPEN_CLIP_TABLE = "OpenCLIP results table (mlfoundations/open_clip, zero-shot ImageNet-1k top-1)"
+CLIP_BENCHMARK = ("CLIP_benchmark (LAION-AI/CLIP_benchmark), benchmark/benchmark.csv: zero-shot retrieval "
+                  "(zeroshot_retrieval), ViT-B-32 openai")
 
 # Works cited as methods only (no number of theirs is quoted).
 METHOD_CITATIONS = {
@@ -144,6 +146,17 @@ def _build() -> list[Reference]:
         r.append(Reference("imagenet-1k", f"ViT-B-32:{tag}", "zero-shot", "acc", acc, "ImageNet-1k validation",
                            OPEN_CLIP_TABLE, "published in %; general-domain, not a medical benchmark",
                            resolution="224 px"))
+
+    # ---- general-domain retrieval anchors (notebook 07): published zero-shot Recall@5, every caption of each
+    # test image (five), CLIP_benchmark's protocol; comparable to our zero-shot rows of the same model at 224 px.
+    for dataset, split, i2t, t2i in [
+        ("flickr30k", "Flickr30K 1k test (Karpathy), 5 captions per image", 0.9490, 0.8338),
+        ("coco", "MSCOCO 5k test (Karpathy), 5 captions per image", 0.7482, 0.5585),
+    ]:
+        for metric, value in (("i2t_R@5", i2t), ("t2i_R@5", t2i)):
+            r.append(Reference(dataset, "ViT-B-32:openai", "zero-shot", metric, value, split, CLIP_BENCHMARK,
+                               "published; image->text R@5 (hit when any of the 5 captions is in the top 5), "
+                               "text->image R@5 (each caption a query)", resolution="224 px"))
     return r
 
 

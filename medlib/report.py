@@ -39,9 +39,11 @@ from .results import read_metrics
 NOTEBOOKS = {  # the six notebooks of DESIGN.md; names found in the reports folder take precedence
     "01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_caption_finetune",
     "04": "04_label_finetune", "05": "05_class_imbalance", "06": "06_sota_comparison",
+    "07": "07_general_retrieval",
 }
 TITLES = {"02": "Zero-shot baseline", "03": "Caption fine-tuning (contrastive)", "04": "Label fine-tuning",
-          "05": "Class imbalance", "06": "Comparison with the state of the art"}
+          "05": "Class imbalance", "06": "Comparison with the state of the art",
+          "07": "Small-data image-text matching on general data (Flickr30K, COCO)"}
 TABLE_NOTEBOOK = {"data_summary": "01", "data_splits": "01", "skipped_datasets": "01",
                   "sota_comparison": "06"}  # tables named without an NN_ prefix
 HEADLINE = ("acc", "top3", "balanced_acc", "macro_f1", "auroc", "worst_class_recall", "ece")
@@ -827,10 +829,11 @@ def _markdown(inp: _Inputs, img: Callable[[Path], str], reports_arg: str) -> str
     res = []
     for i, nn in enumerate(("02", "03", "04"), 1):
         res += [f"### 3.{i} {TITLES[nn]} (notebook {inp.names_for(nn)})", ""] + _notebook_part(inp, nn, counter, img)
+    res += [f"### 3.4 {TITLES['07']} (notebook {inp.names_for('07')})", ""] + _notebook_part(inp, "07", counter, img)
     other_t = [t for t in inp.tables if inp.nn_of(t) is None]
-    other_f = [p for p in inp.figures if not re.match(r"^0[1-6]_", p.name)]
+    other_f = [p for p in inp.figures if not re.match(r"^0[1-7]_", p.name)]
     if other_t or other_f:
-        res += ["### 3.4 Other outputs", ""] + [x for t in other_t for x in _table_block(inp, t)]
+        res += ["### 3.5 Other outputs", ""] + [x for t in other_t for x in _table_block(inp, t)]
         res += _figures(inp, other_f, counter, img)
     lines += _section(inp, "3. Results", res)
     imb = _notebook_part(inp, "05", counter, img, ci_for=CI_IMBALANCE) if (inp.runs_of("05") or _figs_of(inp, "05")

@@ -20,7 +20,7 @@ import pandas as pd
 from .config import Profile
 from .errors import fail
 from .io import write_npz, write_text
-from .metrics import check_predictions, evaluate, paired_bootstrap, retrieval_recall
+from .metrics import check_predictions, evaluate, paired_bootstrap, recall_from_ranks, retrieval_ranks
 
 _BAD = re.compile(r"[^a-z0-9_.-]+")
 
@@ -167,17 +167,21 @@ def save_retrieval_run(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Image<->text Recall@K for one run; writes the embeddings (``image_emb``, ``text_emb``, ``text_to_image``,
-    ``y_true`` = ``text_to_image``) and a metrics record with ``task: retrieval``. Returns the record.
-    The embeddings are stored as float32 and the metrics are computed from those stored arrays, so they recompute
-    exactly from the predictions file."""
+    ``y_true`` = ``text_to_image``), the per-query ranks (``i2t_rank`` (N_img,), ``t2i_rank`` (N_txt,); a query
+    is a hit at K when its rank < K: the vectors a paired bootstrap over queries resamples) and a metrics record
+    with ``task: retrieval``. Returns the record. The embeddings are stored as float32 and the metrics are computed
+    from those stored arrays, so they recompute exactly from the predictions file. ``n`` is the number of images,
+    ``n_text`` the number of captions."""
     run = run_name(notebook, dataset, model, method)
     image_emb, text_emb = np.asarray(image_emb, dtype=np.float32), np.asarray(text_emb, dtype=np.float32)
-    metrics = retrieval_recall(image_emb, text_emb, ks=ks, text_to_image=text_to_image)
+    i2t_rank, t2i_rank = retrieval_ranks(image_emb, text_emb, text_to_image)
+    metrics = recall_from_ranks(i2t_rank, t2i_rank, ks)
     t2i = np.arange(len(image_emb)) if text_to_image is None else np.asarray(text_to_image, dtype=np.int64)
     record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb))
-    record.update({"metrics": metrics, "ci95": {}, "per_class": {}, "predictions": f"predictions/{run}.npz",
-                   "extra": dict(extra or {})})
-    arrays = {"y_true": t2i, "text_to_image": t2i, "image_emb": image_emb, "text_emb": text_emb}
+    record.update({"n_text": int(len(text_emb)), "metrics": metrics, "ci95": {}, "per_class": {},
+                   "predictions": f"predictions/{run}.npz", "extra": dict(extra or {})})
+    arrays = {"y_true": t2i, "text_to_image": t2i, "image_emb": image_emb, "text_emb": text_emb,
+              "i2t_rank": i2t_rank, "t2i_rank": t2i_rank}
     return _write_run(profile, run, record, arrays)
 
 

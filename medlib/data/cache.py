@@ -2,8 +2,8 @@
 
 Each split is an uncompressed ``<split>_images.npy`` (opened memory-mapped: a cache hit reads headers, labels
 and the JSON, never every image, and never a source image file) and ``<split>_labels.npy``. ``meta.json`` holds
-class names, task, domain, source, synthetic, credentialed, license, manifest, captions and ids per split, and
-``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
+class names, task, domain, source, synthetic, credentialed, license, manifest, captions, ids and all captions per
+split, and ``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
 the (path, size, mtime) of the files the loader reads (for CSV pairs: every image too). The cache is reused when
 the key matches, so editing the spec, changing the seed, replacing an image or dropping the real file into the
 data dir rebuilds it. ``meta.json`` is the commit record: removed before any split is replaced and written after
@@ -30,7 +30,8 @@ from .base import DatasetBundle, Split
 from .common import warn_synthetic
 from .registry import load_index, source_module
 
-FORMAT_VERSION = 3  # 3: a folder of .npy files opened memory-mapped; 2: one stat per input file; credentialed
+FORMAT_VERSION = 4  # 4: all_captions per split; 3: a folder of .npy files opened memory-mapped; 2: one stat per
+# input file; credentialed
 META = "meta.json"
 
 
@@ -76,7 +77,8 @@ def save(profile: Profile, bundle: DatasetBundle, key: str) -> None:
         "class_names": bundle.class_names, "domain": bundle.domain, "source": bundle.source,
         "synthetic": bundle.synthetic, "license": bundle.license, "credentialed": bundle.credentialed,
         "manifest": bundle.manifest,
-        "text": {s: {"captions": sp.captions, "ids": sp.ids} for s, sp in bundle.splits.items()},
+        "text": {s: {"captions": sp.captions, "ids": sp.ids, "all_captions": sp.all_captions}
+                 for s, sp in bundle.splits.items()},
     })
 
 
@@ -90,7 +92,8 @@ def read(profile: Profile, name: str, key: str | None = None) -> DatasetBundle |
         if key is not None and meta.get("key") != key:
             return None
         splits = {s: Split(images=store.open_images(folder, s), labels=store.open_labels(folder, s),
-                           captions=t["captions"], ids=t["ids"]) for s, t in meta["text"].items()}
+                           captions=t["captions"], ids=t["ids"], all_captions=t.get("all_captions"))
+                  for s, t in meta["text"].items()}
         for s, sp in splits.items():
             if len(sp.labels) != len(sp):
                 raise ValueError(f"{s}: {len(sp.labels)} labels for {len(sp)} images")

@@ -8,8 +8,9 @@ read here), keeps the best epoch by the validation metric, and checkpoints every
 
 Modes
 - ``contrastive``: image-caption pairs, open_clip's CLIP loss (or the label-aware variant). Captions
-  are ``split.captions``, or generated from the labels with the class prompts (one prompt sampled per
-  example and step when ``cfg.text_augment``). Classification afterwards is zero-shot style: the
+  are ``split.captions`` (with ``cfg.text_augment``, one of an image's ``split.all_captions`` sampled per
+  step), or generated from the labels with the class prompts (one prompt sampled per example and step when
+  ``cfg.text_augment``). Classification afterwards is zero-shot style: the
   head is rebuilt from the (fine-tuned) text tower with :func:`medlib.train.heads.head_from_texts`.
 - ``label``: linear head initialised from the class-text embeddings (prompt ensemble x logit
   scale) on the normalised image embedding; cross-entropy or an imbalance loss. ``cfg.lock_image``
@@ -50,7 +51,7 @@ from tqdm.auto import tqdm
 from .. import imbalance, losses
 from ..augment import AugmentConfig, augment_batch
 from ..config import TrainConfig
-from ..data.base import DatasetBundle
+from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError, fail
 from ..io import write_text
 from ..models import ClipBundle
@@ -184,7 +185,12 @@ class Engine:
         if not self.label_captions:
             if any(not str(c).strip() for c in caps):
                 raise MedlibError("contrastive: a training caption is empty. Fix: drop or fill the empty captions")
-            self.tokens = tok(list(caps))
+            # several captions per image (Flickr30K/COCO: five) and text augmentation: one of them sampled per
+            # step (_free_caption_rows); otherwise each image keeps its first caption for the whole run
+            pool = self.train_split.captions_per_image() if self.cfg.text_augment else [[c] for c in caps]
+            counts = torch.tensor([len(p) for p in pool])
+            self.caption_count, self.caption_offset = counts, torch.cumsum(counts, 0) - counts
+            self.tokens = tok([c for p in pool for c in p])
         else:
             if self.class_texts is None or self.train_split.labels.ndim != 1:
                 raise MedlibError("contrastive: no captions and no class labels to build them from. "
@@ -198,6 +204,15 @@ class Engine:
             # class for the whole run (as text.captions_from_labels does), drawn once from the seed
             r = torch.from_numpy(np.random.default_rng(self.seed).random(self.n))
             self.fixed_prompt = (r * counts[self.y_train]).long() + self.prompt_offset[self.y_train]
+
+    def _free_caption_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row of ``tokens`` used as each image's caption this step: one of its captions drawn from the augment
+        generator where it has several, else its one caption (no random number drawn: unchanged runs)."""
+        count = self.caption_count[idx]
+        if int(count.max()) == 1:
+            return self.caption_offset[idx]
+        r = torch.rand(len(idx), generator=self.gens["augment"], dtype=torch.float64)
+        return (r * count).long() + self.caption_offset[idx]
 
     def _caption_ids(self, idx: torch.Tensor) -> torch.Tensor:
         """Row of ``prompt_tokens`` used as each example's caption this step (label-generated captions)."""
@@ -255,7 +270,8 @@ class Engine:
                     img_f, txt_f, scale = self.step_module(x, self.prompt_tokens[uniq].to(self.device),
                                                            inv.to(self.device))
                 else:
-                    img_f, txt_f, scale = self.step_module(x, self.tokens[idx[mine]].to(self.device))
+                    img_f, txt_f, scale = self.step_module(
+                        x, self.tokens[self._free_caption_rows(idx)[mine]].to(self.device))
             if self.cfg.label_aware and self.has_labels:
                 loss = losses.label_aware_clip_loss(img_f, txt_f, scale, self.y_train[idx[mine]].to(self.device),
                                                     rank=w.rank, world_size=w.size)
@@ -324,10 +340,11 @@ class Engine:
         img_f = self._features(val.images)
         if self.metric_name == "acc":  # zero-shot classification with the current text tower
             return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
-        mine = rows(len(val.captions), self.world)
-        txt_f = gather_rows(text_features(self.bundle, list(val.captions)[mine], precision=self.precision),
-                            len(val.captions), self.world)
-        return retrieval_r1(img_f, txt_f)
+        texts, text_to_image = caption_index(val)  # every caption of each validation image, sharded
+        mine = rows(len(texts), self.world)
+        txt_f = gather_rows(text_features(self.bundle, list(texts)[mine], precision=self.precision),
+                            len(texts), self.world)
+        return retrieval_r1(img_f, txt_f, text_to_image)
 
     # -- checkpoint state: only what this run changes (see checkpoint.changed_state)
     def _state_module(self) -> nn.Module:
