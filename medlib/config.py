@@ -167,7 +167,8 @@ class Profile:
     seeds: list[int] = field(default_factory=list)
     # Which trained methods run once per seed; the others (ablations, sweeps, few-shot) use the first seed only.
     seeded_methods: list[str] = field(
-        default_factory=lambda: ["caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies"])
+        default_factory=lambda: ["caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies",
+                                 "retrieval_ft"])  # retrieval_ft: notebook 07's study
     device: str = "auto"  # auto | cpu | cuda
     data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
     reports_dir: str = "reports"
@@ -257,7 +258,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
     ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
     ("DistributedConfig", "backend"): ("auto", "nccl", "gloo"),
-    ("Profile", "seeded_methods"): ("caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies"),
+    ("Profile", "seeded_methods"): ("caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies",
+                                    "retrieval_ft"),
     ("RetrievalStudyConfig", "augmentations"): ("none", "image", "text", "both"),
     ("RetrievalStudyConfig", "variants"): ("lock_text", "lock_image", "wise_ft"),
 }

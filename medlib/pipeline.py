@@ -167,11 +167,12 @@ def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str =
 
 
 def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, method: str,
-              split: str = "test", extra: dict | None = None) -> dict:
+              split: str = "test", extra: dict | None = None, seed: int | None = None) -> dict:
     """Image->text and text->image Recall@1/5/10 on the held-out pairs, every caption of each image (Flickr30K/COCO:
     five; the standard protocol, :func:`medlib.metrics.retrieval_recall`).
 
-    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model.
+    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model;
+    ``seed``: the training seed of a fine-tuned model (``__s<seed>`` in the run name unless the first).
     """
     from .data.base import caption_index
     from .zeroshot import encode_images, encode_texts
@@ -184,7 +185,7 @@ def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, 
     txt = encode_texts(clip, texts, batch_size=P.zero_shot.batch_size)
     return save_retrieval_run(P, notebook=notebook, dataset=data.name, model=clip.name,
                               method=f"{method}-retrieval", image_emb=img, text_emb=txt,
-                              text_to_image=text_to_image, split=split, extra=extra)
+                              text_to_image=text_to_image, split=split, extra=extra, seed=seed)
 
 
 def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,

@@ -165,19 +165,21 @@ def save_retrieval_run(
     ks: Sequence[int] = (1, 5, 10),
     split: str = "test",
     extra: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Image<->text Recall@K for one run; writes the embeddings (``image_emb``, ``text_emb``, ``text_to_image``,
     ``y_true`` = ``text_to_image``), the per-query ranks (``i2t_rank`` (N_img,), ``t2i_rank`` (N_txt,); a query
     is a hit at K when its rank < K: the vectors a paired bootstrap over queries resamples) and a metrics record
     with ``task: retrieval``. Returns the record. The embeddings are stored as float32 and the metrics are computed
     from those stored arrays, so they recompute exactly from the predictions file. ``n`` is the number of images,
-    ``n_text`` the number of captions."""
-    run = run_name(notebook, dataset, model, method)
+    ``n_text`` the number of captions. ``seed``: the training seed (recorded; ``__s<seed>`` in the run name unless it
+    is the profile's first seed), as in :func:`save_run`."""
+    run = seeded_run_name(profile, notebook, dataset, model, method, seed)
     image_emb, text_emb = np.asarray(image_emb, dtype=np.float32), np.asarray(text_emb, dtype=np.float32)
     i2t_rank, t2i_rank = retrieval_ranks(image_emb, text_emb, text_to_image)
     metrics = recall_from_ranks(i2t_rank, t2i_rank, ks)
     t2i = np.arange(len(image_emb)) if text_to_image is None else np.asarray(text_to_image, dtype=np.int64)
-    record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb))
+    record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb), seed)
     record.update({"n_text": int(len(text_emb)), "metrics": metrics, "ci95": {}, "per_class": {},
                    "predictions": f"predictions/{run}.npz", "extra": dict(extra or {})})
     arrays = {"y_true": t2i, "text_to_image": t2i, "image_emb": image_emb, "text_emb": text_emb,

@@ -59,18 +59,11 @@ def arms(P: Profile) -> list[Arm]:
 
 
 def seeds(P: Profile) -> list[int]:
-    """The profile's seeds of trained runs (``seeds`` where the profile has it, else its one ``seed``)."""
-    return list(getattr(P, "seeds", None) or [P.seed])
+    """The seeds of the study's fine-tunes: every seed of the profile where ``seeded_methods`` lists
+    ``retrieval_ft`` (full profile: the same three seeds as the rest), else the first seed only (smoke budget)."""
+    from .pipeline import seeds as method_seeds
 
-
-def with_seed(P: Profile, seed: int) -> Profile:
-    """``P`` for one seed's runs: the seed recorded in the metrics file; the run name gets ``__s<seed>`` for every
-    seed but the profile's first (DESIGN.md's naming)."""
-    return dataclasses.replace(P, seed=seed)
-
-
-def seed_suffix(P: Profile, seed: int) -> str:
-    return "" if seed == seeds(P)[0] else f"__s{seed}"
+    return method_seeds(P, "retrieval_ft")
 
 
 # ---- training data --------------------------------------------------------------------------------------------
@@ -141,7 +134,7 @@ def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str) 
     """Zero-shot Recall@K of ``clip`` on the test split (every caption), saved as ``zero-shot-retrieval``."""
     from . import pipeline
 
-    return pipeline.retrieval(P, clip, data, notebook, ZERO_SHOT, extra=_extra(data, None, None, P.seed, None))
+    return pipeline.retrieval(P, clip, data, notebook, ZERO_SHOT, extra=_extra(data, None, None, None))
 
 
 def fine_tune(P: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm, seed: int, notebook: str,
@@ -153,22 +146,21 @@ def fine_tune(P: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm, seed:
     """
     from . import pipeline
     from .train import train, wise_interpolate
-    from .results import run_dir, run_name
+    from .results import run_dir, seeded_run_name
 
-    Ps = with_seed(P, seed)
     base = Arm(arm.n_train, arm.augmentation) if arm.variant == "wise_ft" else arm
-    run = run_name(notebook, data.name, clip.name, base.method) + seed_suffix(P, seed)
+    run = seeded_run_name(P, notebook, data.name, clip.name, base.method, seed)
     train_data = training_data(P, data, base, seed)
     n_train = len(train_data.splits["train"])
     cfg = train_config(P, base, n_train)
     result = train(clip, train_data, mode="contrastive", cfg=cfg, run_dir=run_dir(P, run), seed=seed,
-                            class_texts=None, progress=progress)
+                   class_texts=None, progress=progress)
     model = result.model
     if arm.variant == "wise_ft":
         mixed = wise_interpolate(clip.model.state_dict(), model.model.state_dict(), P.retrieval_study.wise_alpha)
         model = dataclasses.replace(model, model=_copy_with_state(model.model, mixed))
-    extra = {**_extra(data, arm, n_train, seed, cfg), **pipeline.train_extra(result, cfg)}
-    return pipeline.retrieval(Ps, model, data, notebook, arm.method + seed_suffix(P, seed), extra=extra)
+    extra = {**_extra(data, arm, n_train, cfg), **pipeline.train_extra(result, cfg)}
+    return pipeline.retrieval(P, model, data, notebook, arm.method, extra=extra, seed=seed)
 
 
 def _copy_with_state(module, state):
@@ -179,9 +171,9 @@ def _copy_with_state(module, state):
     return m.eval()
 
 
-def _extra(data: DatasetBundle, arm: Arm | None, n_train: int | None, seed: int, cfg: TrainConfig | None) -> dict:
+def _extra(data: DatasetBundle, arm: Arm | None, n_train: int | None, cfg: TrainConfig | None) -> dict:
     test = data.splits["test"]
-    out: dict[str, Any] = {"study": "general_retrieval", "n_train": n_train, "seed_run": seed,
+    out: dict[str, Any] = {"study": "general_retrieval", "n_train": n_train,
                            "augmentation": arm.augmentation if arm else None, "variant": arm.variant if arm else None,
                            "captions_per_image": sum(len(c) for c in (test.captions_per_image() or [])) / max(len(test), 1)}
     if cfg is not None:
@@ -234,11 +226,14 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def paired_interval(hits_a: np.ndarray, hits_b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), 2.5 %, 97.5 % percentiles) over ``n_boot`` resamples of the QUERIES, the same rows for
-    both methods (paired). Small and local until ``medlib.metrics`` has the shared paired bootstrap."""
-    a, b = np.asarray(hits_a, np.float64), np.asarray(hits_b, np.float64)
-    d = a - b
+def paired_interval(hits_a: list[np.ndarray], hits_b: list[np.ndarray], n_boot: int,
+                    seed: int) -> tuple[float, float, float]:
+    """(difference, 2.5 %, 97.5 % percentiles) of the mean over seeds of ``mean(a_s) - mean(b_s)``, over ``n_boot``
+    resamples of the QUERIES: each replicate draws one set of query indices applied to both methods and every seed
+    (paired, pooled over seeds as ``medlib.metrics.paired_bootstrap`` does for classification). One pair per seed;
+    a method without training randomness (zero-shot) repeats its one vector. Own code: ``paired_bootstrap`` takes
+    classification scores, here the per-query hit vectors are the data."""
+    d = np.mean([np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in zip(hits_a, hits_b)], axis=0)
     rng = np.random.default_rng(seed)
     boots = np.empty(n_boot)
     for i in range(0, n_boot, 200):  # chunks bound memory at 200 x N
@@ -249,23 +244,27 @@ def paired_interval(hits_a: np.ndarray, hits_b: np.ndarray, n_boot: int, seed: i
 
 
 def paired_differences(P: Profile, records: list[dict]) -> pd.DataFrame:
-    """Each fine-tuned run minus the zero-shot run of the same dataset and model, per metric and seed, from the two
-    predictions files' per-query ranks: columns method_a, method_b, dataset, metric, seed, diff, ci_low, ci_high, n
-    (n = queries: test images for i2t, test captions for t2i)."""
+    """Each fine-tuned arm minus the zero-shot run of the same dataset and model, per metric: one row per seed and,
+    with several seeds, a pooled row (``seed`` = "pooled"), from the predictions files' per-query ranks. Columns
+    method_a, method_b, dataset, metric, seed, diff, ci_low, ci_high, n (n = queries: test images for i2t,
+    test captions for t2i), as ``tables/paired_differences.csv``."""
     from .results import load_predictions
 
     zs = {(r["dataset"], r["model"]): r for r in records if r["method"] == f"{ZERO_SHOT}-retrieval"}
-    rows = []
+    groups: dict[tuple, list[dict]] = {}
     for r in records:
-        z = zs.get((r["dataset"], r["model"]))
-        if z is None or r is z:
-            continue
-        ha, hb = (_hits(load_predictions(P, x["run"])) for x in (r, z))
+        if (r["dataset"], r["model"]) in zs and r["method"] != f"{ZERO_SHOT}-retrieval":
+            groups.setdefault((r["dataset"], r["model"], r["method"]), []).append(r)
+    rows = []
+    for (dataset, model, method), runs in groups.items():
+        hz = _hits(load_predictions(P, zs[(dataset, model)]["run"]))
+        hr = [(r.get("seed"), _hits(load_predictions(P, r["run"]))) for r in sorted(runs, key=lambda r: r["seed"])]
         for m in METRICS:
-            diff, lo, hi = paired_interval(ha[m], hb[m], P.retrieval_study.n_boot, int(r.get("seed") or 0))
-            rows.append({"method_a": r["method"].removesuffix("-retrieval"), "method_b": ZERO_SHOT,
-                         "dataset": r["dataset"], "metric": m, "seed": r.get("seed"), "diff": diff,
-                         "ci_low": lo, "ci_high": hi, "n": len(ha[m])})
+            cases = [(s, [h[m]]) for s, h in hr] + ([("pooled", [h[m] for _, h in hr])] if len(hr) > 1 else [])
+            for s, hits in cases:
+                diff, lo, hi = paired_interval(hits, [hz[m]] * len(hits), P.retrieval_study.n_boot, P.seed)
+                rows.append({"method_a": method.removesuffix("-retrieval"), "method_b": ZERO_SHOT, "dataset": dataset,
+                             "metric": m, "seed": s, "diff": diff, "ci_low": lo, "ci_high": hi, "n": len(hz[m])})
     return pd.DataFrame(rows, columns=["method_a", "method_b", "dataset", "metric", "seed", "diff", "ci_low",
                                        "ci_high", "n"])
 

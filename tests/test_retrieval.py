@@ -208,9 +208,13 @@ def test_caption_perturbations_keep_the_original_first_and_are_seeded():
 def test_paired_interval_is_the_mean_difference_over_the_same_queries():
     a = np.array([1, 1, 0, 1, 0, 1, 1, 1.0])
     b = np.array([0, 1, 0, 1, 0, 0, 1, 0.0])
-    diff, lo, hi = study.paired_interval(a, b, 500, 0)
+    diff, lo, hi = study.paired_interval([a], [b], 500, 0)
     assert diff == pytest.approx(3 / 8) and 0 <= lo <= diff <= hi <= 0.75  # b never beats a on a query
-    assert study.paired_interval(a, a, 100, 0) == (0.0, 0.0, 0.0)
+    assert study.paired_interval([a], [a], 100, 0) == (0.0, 0.0, 0.0)
+    # pooled over seeds: the mean of the per-seed differences, queries resampled jointly
+    a2 = np.array([1, 1, 1, 1, 0, 1, 1, 1.0])
+    diff2 = study.paired_interval([a, a2], [b, b], 500, 0)[0]
+    assert diff2 == pytest.approx((3 / 8 + 4 / 8) / 2)
 
 
 def test_arms_cover_sizes_by_augmentation_then_variants(tmp_path):
@@ -225,14 +229,17 @@ def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
     from medlib.results import load_predictions
 
     P = _profile(tmp_path, train_sizes=[0], augmentations=["none"], variants=["wise_ft"])
-    P = dataclasses.replace(P, models=[ModelSpec(name="tiny", arch="medclip-tiny", pretrained="", role="clip")])
+    P = dataclasses.replace(P, models=[ModelSpec(name="tiny", arch="medclip-tiny", pretrained="", role="clip")],
+                            seeds=[0, 1], seeded_methods=["retrieval_ft"])
     clip = pipeline.load_clip(P, "tiny")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = load_dataset(P, "flickr30k")
     recs = list(study.run_all(P, clip, data, "07_general_retrieval"))
-    assert [r["method"] for r in recs] == ["zero-shot-retrieval", "ft-nall-none-retrieval",
-                                           "ft-nall-both-wise_ft-retrieval"]
+    assert [(r["method"], r["seed"]) for r in recs] == [
+        ("zero-shot-retrieval", 0), ("ft-nall-none-retrieval", 0), ("ft-nall-both-wise_ft-retrieval", 0),
+        ("ft-nall-none-retrieval", 1), ("ft-nall-both-wise_ft-retrieval", 1)]
+    assert recs[3]["run"].endswith("__ft-nall-none-retrieval__s1") and not recs[1]["run"].endswith("__s0")
     test = data.splits["test"]
     assert all(r["n"] == len(test) and r["n_text"] == 5 * len(test) for r in recs)  # all five captions
     pred = load_predictions(P, recs[1]["run"])
@@ -240,13 +247,18 @@ def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
     again = retrieval_recall(pred["image_emb"], pred["text_emb"], text_to_image=pred["text_to_image"])
     assert again == recs[1]["metrics"]
     diffs = study.paired_differences(P, recs)
-    assert set(diffs["method_a"]) == {"ft-nall-none", "ft-nall-both-wise_ft"} and len(diffs) == 12
+    assert set(diffs["method_a"]) == {"ft-nall-none", "ft-nall-both-wise_ft"} and len(diffs) == 2 * 6 * 3
     zs = load_predictions(P, recs[0]["run"])
-    row = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5")].iloc[0]
+    row = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed == 0)].iloc[0]
     assert row["diff"] == pytest.approx(np.mean(pred["t2i_rank"] < 5) - np.mean(zs["t2i_rank"] < 5))
     assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n"] == 5 * len(test)
+    per_seed = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed != "pooled")]
+    pooled = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed == "pooled")]
+    assert pooled["diff"].iloc[0] == pytest.approx(per_seed["diff"].mean())
     table = study.results_table(recs)
-    assert table["n_train"].tolist() == [0, len(data.splits["train"]), len(data.splits["train"])]
+    assert table["n_train"].tolist() == [0] + [len(data.splits["train"])] * 4
+    summary = study.summary_table(table)
+    assert summary.loc[summary.method == "ft-nall-none", "seeds"].iloc[0] == 2
 
 
 # ---- the engine: validation metric and caption sampling ---------------------------------------------------------
