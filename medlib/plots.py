@@ -533,3 +533,112 @@ def text_statistics_plot(lengths: Mapping[str, np.ndarray], prevalence: pd.DataF
     if note:
         fig.text(0.5, -0.02, _wrap(note, 140), ha="center", va="top", fontsize=8)
     return _title(fig, title)
+
+
+# ---- several seeds, label efficiency, comparison bars, paired differences (notebooks 03-06) -------------------
+
+
+def _reference_lines(ax: Any, majority: float | None = None, chance_auroc: bool = False, vertical: bool = False) -> None:
+    """Dotted reference lines: the majority-class rate and/or AUROC 0.5 (what a constant guess scores)."""
+    line = ax.axvline if vertical else ax.axhline
+    if majority is not None and np.isfinite(majority):
+        line(majority, color="grey", ls=":", lw=1.2, label=f"majority-class rate {majority:.3f}")
+    if chance_auroc:
+        line(0.5, color="grey", ls="--", lw=1.0, label="AUROC 0.5 (chance)")
+
+
+def seed_bars(summary: pd.DataFrame, metric: str, title: str = "", majority: float | None = None) -> Figure:
+    """Bars of the mean over seeds of ``metric`` per method (rows of :func:`medlib.tables.seed_summary`), whiskers
+    from the lowest to the highest seed, each seed's count under its label; the majority-class rate (accuracy) or
+    AUROC 0.5 as a reference line. The value axis spans 0-1, so small differences are not blown up."""
+    df = summary[summary["metric"] == metric].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(df) + 2), 3.8))
+    for i, row in df.iterrows():
+        err = [[row["mean"] - row["min"]], [row["max"] - row["mean"]]] if row["n_seeds"] > 1 else None
+        ax.bar(i, row["mean"], 0.7, yerr=err, capsize=4, color="tab:blue")
+        ax.text(i, 0.02, f"{row['mean']:.3f}", ha="center", va="bottom", color="white", fontsize=8)
+    _reference_lines(ax, majority if metric in ("acc", "top3") else None, chance_auroc=metric == "auroc")
+    ax.set_xticks(range(len(df)), [f"{_wrap(m, 18)}\n({n} seed{'s' if n > 1 else ''})"
+                                   for m, n in zip(df["method"], df["n_seeds"])], fontsize=8)
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel(f"test {metric} (mean over seeds; whiskers min–max)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _title(fig, title)
+
+
+def label_efficiency_plot(summary: pd.DataFrame, zero_shot: float | None = None, majority: float | None = None,
+                          title: str = "", ylabel: str = "test accuracy") -> Figure:
+    """Test metric against training examples per class (rows of :func:`medlib.tables.label_efficiency_summary`):
+    one line per method at the mean over draws with a ± 1 sd band, the zero-shot score and the majority-class
+    rate as flat reference lines."""
+    shots = list(dict.fromkeys(summary["shots_per_class"].astype(str)))
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for method, d in summary.groupby("method", sort=False):
+        x = [shots.index(str(s)) for s in d["shots_per_class"]]
+        mean, sd = d["mean"].to_numpy(float), np.nan_to_num(d["sd"].to_numpy(float))
+        ax.plot(x, mean, "o-", label=f"{method} (mean ± sd over draws)")
+        ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
+    if zero_shot is not None:
+        ax.axhline(zero_shot, color="tab:red", ls="--", lw=1.2, label=f"zero-shot {zero_shot:.3f}")
+    _reference_lines(ax, majority)
+    ax.set_xticks(range(len(shots)), shots)
+    ax.set_xlabel("training examples per class")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _title(fig, title)
+
+
+def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
+    """Horizontal bars of one dataset's comparison rows for one metric (:func:`medlib.tables.sota_table`):
+    measured solid with their interval, published hatched, published rows that are NOT COMPARABLE greyed with the
+    mark in their label; model names wrapped (the full name stays in the table); the majority-class rate (accuracy)
+    or AUROC 0.5 as a reference line."""
+    df = df.reset_index(drop=True)
+    metric = str(df["metric"].iloc[0]) if len(df) else ""
+    labels = []
+    for _, r in df.iterrows():
+        text = _wrap(f"{r['model']} · {r['method']}", 45)
+        if r["source"] != "measured":
+            text += f"\n[{r.get('resolution') or '?'}; published]" + ("" if r.get("comparable") else " NOT COMPARABLE")
+        labels.append(text)
+    fig, ax = plt.subplots(figsize=(8.0, 0.55 * len(df) + 1.8))
+    for i, r in df.iterrows():
+        err = _whisker(r, float(r["value"]), "ci_low", "ci_high")
+        if r["source"] == "measured":
+            style = {"color": "tab:blue"}
+        elif r.get("comparable"):
+            style = {"color": "tab:orange", "hatch": "//", "edgecolor": "black"}
+        else:
+            style = {"color": "lightgrey", "hatch": "//", "edgecolor": "grey"}
+        ax.barh(i, float(r["value"]), 0.7, xerr=err, capsize=3, **style)
+        ax.text(float(r["value"]) + (err[1][0] if err else 0.0) + 0.01, i, f"{float(r['value']):.3f}", va="center",
+                fontsize=7)
+    majority = df["majority_rate"].dropna().iloc[0] if "majority_rate" in df and df["majority_rate"].notna().any() \
+        else None
+    _reference_lines(ax, majority if metric in ("acc", "top3") else None, chance_auroc=metric == "auroc", vertical=True)
+    ax.set_yticks(range(len(df)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel(f"test {metric}: measured (blue), published (hatched; grey = NOT COMPARABLE)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    return _title(fig, title)
+
+
+def paired_differences_plot(df: pd.DataFrame, title: str = "") -> Figure:
+    """Forest plot of paired differences (rows of ``tables/paired_differences.csv``): each difference A − B with
+    its 95% paired-bootstrap interval, a line at 0 (no difference)."""
+    df = df.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(df) + 1.6))
+    for i, r in df.iterrows():
+        lo, hi = float(r["ci_low"]), float(r["ci_high"])
+        color = "tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey"
+        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", color=color, capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(df)), [_wrap(f"{r.dataset}: {r.method_a} − {r.method_b} ({r.metric}, seed {r.seed})", 60)
+                                   for r in df.itertuples()], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference A − B with 95% paired-bootstrap interval (green/red: interval excludes 0)")
+    return _title(fig, title)

@@ -1,6 +1,6 @@
 """Run the numbered notebooks headless through papermill, then the report.
 
-``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report]``
+``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report] [--gpus N]``
 (``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
 the path of its executed copy, and exits non-zero.
 """
@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="start", help="start at notebook NN")
     ap.add_argument("--data-dir", default=None, help="data folder (default: $MEDLIB_DATA_DIR, else data/)")
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    ap.add_argument("--gpus", type=int, default=None,
+                    help="training processes per machine (torchrun + DDP; gloo on CPU); default: the profile's")
     args = ap.parse_args(argv)
+    if args.gpus is not None:  # the kernels' load_profile reads it (distributed.nproc_per_node)
+        os.environ["MEDLIB_GPUS"] = str(args.gpus)
     _resolve_caller_paths(args)
     root = project_root()
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
