@@ -103,9 +103,10 @@ def seed_pivot(summary: pd.DataFrame) -> pd.DataFrame:
         index=False)])
     index = ["dataset", "model", "method"]
     wide = cells.pivot(index=index, columns="metric", values="cell")
-    wide = wide[list(dict.fromkeys(summary["metric"]))]
+    order = list(dict.fromkeys(map(tuple, summary[index].itertuples(index=False))))  # runs in the order given
+    wide = wide.loc[order, list(dict.fromkeys(summary["metric"]))]
     extra = summary.groupby(index, sort=False).agg(seeds=("n_seeds", "max"), majority_rate=("majority_rate", "first"))
-    return wide.join(extra).reset_index().round({"majority_rate": 3})
+    return wide.join(extra).reset_index().round({"majority_rate": 3}).fillna("")
 
 
 def best_by_validation(records: list[dict]) -> dict | None:
@@ -394,6 +395,8 @@ def interval_pivot(rows: pd.DataFrame) -> pd.DataFrame:
     cells = rows.assign(cell=[f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "")
                               for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])])
     index = ["dataset", "model", "method", "seed"]
-    wide = cells.pivot(index=index, columns="metric", values="cell")[list(dict.fromkeys(rows["metric"]))]
+    wide = cells.pivot(index=index, columns="metric", values="cell")
+    order = list(dict.fromkeys(map(tuple, rows[index].itertuples(index=False))))  # runs in the order given
+    wide = wide.loc[order, list(dict.fromkeys(rows["metric"]))]
     extra = rows.groupby(index).agg(n=("n", "first"), majority_rate=("majority_rate", "first"))
     return wide.join(extra).reset_index().round({"majority_rate": 3}).fillna("")
