@@ -363,9 +363,9 @@ def headline_comparisons(P: Profile) -> list:
                                                                                   "multilabel-ft")
         task = (zs or cap or lab or [{}])[0].get("task")
         metrics = PAIRED_METRICS.get(task, [])
-        lab_name = "multi-label FT" if lab and lab[0]["method"] == "multilabel-ft" else "label FT"
-        for name, a, b, fixed in [(f"{lab_name} - zero-shot", lab, zs, True), ("caption FT - zero-shot", cap, zs, True),
-                                  (f"{lab_name} - caption FT", lab, cap, False)]:
+        # "label FT" is the multi-label fine-tune on multi-label sets (method_a names which).
+        for name, a, b, fixed in [("label FT - zero-shot", lab, zs, True), ("caption FT - zero-shot", cap, zs, True),
+                                  ("label FT - caption FT", lab, cap, False)]:
             if a and b:
                 out.append(Comparison(name, ds, model, a, b, metrics, fixed_b=fixed))
         remedies = remedy_runs(P, ds, model)
