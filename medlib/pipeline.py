@@ -351,7 +351,7 @@ def remedy_runs(P: Profile, dataset: str, model: str | None = None) -> dict[str,
 def headline_comparisons(P: Profile) -> list:
     """The paired comparisons the report's abstract states, per dataset, for the main model: label FT - zero-shot,
     caption FT - zero-shot, label FT - caption FT, and the remedy chosen on validation - no remedy."""
-    from .tables import Comparison, best_remedy, method_label
+    from .tables import Comparison, best_remedy
 
     model = main_model(P).name
     done = load_runs(P)
@@ -373,7 +373,7 @@ def headline_comparisons(P: Profile) -> list:
         if best and "none" in remedies:
             out.append(Comparison("best remedy - none", ds, model, remedies[best], remedies["none"],
                                   [REMEDY_SELECT_METRIC, "worst_class_recall"],
-                                  label_a=f"best remedy ({method_label('remedy-' + best)}, chosen on validation)",
+                                  label_a=f"best remedy: {best} (chosen on validation {REMEDY_SELECT_METRIC})",
                                   label_b="no remedy",
                                   selected_on=f"validation {REMEDY_SELECT_METRIC}, mean over seeds"))
     return out
