@@ -211,7 +211,7 @@ def sota_table(measured: list[dict], tasks: dict[str, str], synthetic: dict[str,
                display: dict[str, str] | None = None, neighbours: dict[str, list[str]] | None = None,
                sizes: dict[str, int] | None = None, splits: dict[str, str] | None = None) -> pd.DataFrame:
     """Notebook 06's comparison: our measured rows (``source = measured``; mean over seeds with ``sd``, ``min``,
-    ``max``, and the first seed's 95% interval) and published rows (``source`` = the citation), on each dataset's
+    ``max``; the 95% bootstrap interval for a single-seed run) and published rows (``source`` = the citation), on each dataset's
     headline metrics, with each row's input ``resolution`` and test ``split`` and the dataset's majority-class rate.
 
     ``tasks``/``synthetic``/``sizes``/``splits`` map dataset -> task / whether our data there is a generated fixture
@@ -232,7 +232,7 @@ def sota_table(measured: list[dict], tasks: dict[str, str], synthetic: dict[str,
             vals = pd.Series([r["metrics"].get(m) for r in recs], dtype=float).dropna()
             if vals.empty:
                 continue
-            lo, hi = _ci(recs[0], m)
+            lo, hi = _ci(recs[0], m) if len(vals) == 1 else (None, None)  # several seeds: sd and min-max instead
             weights = (recs[0].get("extra") or {}).get("weights")
             rows.append({"dataset": ds, "model": display.get(model, model), "method": method, "metric": m,
                          "value": vals.mean(), "sd": vals.std(), "min": vals.min(), "max": vals.max(),
