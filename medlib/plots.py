@@ -592,7 +592,7 @@ def label_efficiency_plot(summary: pd.DataFrame, zero_shot: float | None = None,
 
 def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
     """Horizontal bars of one dataset's comparison rows for one metric (:func:`medlib.tables.sota_table`):
-    measured solid with their interval, published hatched, published rows that are NOT COMPARABLE greyed with the
+    measured solid with their 95% interval (several seeds: the mean, whiskers from the lowest to the highest seed), published hatched, published rows that are NOT COMPARABLE greyed with the
     mark in their label; model names wrapped (the full name stays in the table); the majority-class rate (accuracy)
     or AUROC 0.5 as a reference line."""
     df = df.reset_index(drop=True)
@@ -600,12 +600,16 @@ def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
     labels = []
     for _, r in df.iterrows():
         text = _wrap(f"{r['model']} · {r['method']}", 45)
+        if r["source"] == "measured" and pd.notna(r.get("n_seeds")) and r.get("n_seeds", 1) > 1:
+            text += f"\n[mean of {int(r['n_seeds'])} seeds; whisker min–max]"
         if r["source"] != "measured":
             text += f"\n[{r.get('resolution') or '?'}; published]" + ("" if r.get("comparable") else " NOT COMPARABLE")
         labels.append(text)
     fig, ax = plt.subplots(figsize=(8.0, 0.55 * len(df) + 1.8))
     for i, r in df.iterrows():
-        err = _whisker(r, float(r["value"]), "ci_low", "ci_high")
+        several = r["source"] == "measured" and pd.notna(r.get("n_seeds")) and r.get("n_seeds", 1) > 1
+        err = _whisker(r, float(r["value"]), "min", "max") if several else _whisker(r, float(r["value"]), "ci_low",
+                                                                                  "ci_high")
         if r["source"] == "measured":
             style = {"color": "tab:blue"}
         elif r.get("comparable"):

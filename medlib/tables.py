@@ -103,9 +103,10 @@ def seed_pivot(summary: pd.DataFrame) -> pd.DataFrame:
         index=False)])
     index = ["dataset", "model", "method"]
     wide = cells.pivot(index=index, columns="metric", values="cell")
-    wide = wide[list(dict.fromkeys(summary["metric"]))]
+    order = list(dict.fromkeys(map(tuple, summary[index].itertuples(index=False))))  # runs in the order given
+    wide = wide.loc[order, list(dict.fromkeys(summary["metric"]))]
     extra = summary.groupby(index, sort=False).agg(seeds=("n_seeds", "max"), majority_rate=("majority_rate", "first"))
-    return wide.join(extra).reset_index().round({"majority_rate": 3})
+    return wide.join(extra).reset_index().round({"majority_rate": 3}).fillna("")
 
 
 def best_by_validation(records: list[dict]) -> dict | None:
@@ -210,7 +211,7 @@ def sota_table(measured: list[dict], tasks: dict[str, str], synthetic: dict[str,
                display: dict[str, str] | None = None, neighbours: dict[str, list[str]] | None = None,
                sizes: dict[str, int] | None = None, splits: dict[str, str] | None = None) -> pd.DataFrame:
     """Notebook 06's comparison: our measured rows (``source = measured``; mean over seeds with ``sd``, ``min``,
-    ``max``, and the first seed's 95% interval) and published rows (``source`` = the citation), on each dataset's
+    ``max``; the 95% bootstrap interval for a single-seed run) and published rows (``source`` = the citation), on each dataset's
     headline metrics, with each row's input ``resolution`` and test ``split`` and the dataset's majority-class rate.
 
     ``tasks``/``synthetic``/``sizes``/``splits`` map dataset -> task / whether our data there is a generated fixture
@@ -231,7 +232,7 @@ def sota_table(measured: list[dict], tasks: dict[str, str], synthetic: dict[str,
             vals = pd.Series([r["metrics"].get(m) for r in recs], dtype=float).dropna()
             if vals.empty:
                 continue
-            lo, hi = _ci(recs[0], m)
+            lo, hi = _ci(recs[0], m) if len(vals) == 1 else (None, None)  # several seeds: sd and min-max instead
             weights = (recs[0].get("extra") or {}).get("weights")
             rows.append({"dataset": ds, "model": display.get(model, model), "method": method, "metric": m,
                          "value": vals.mean(), "sd": vals.std(), "min": vals.min(), "max": vals.max(),
@@ -394,6 +395,8 @@ def interval_pivot(rows: pd.DataFrame) -> pd.DataFrame:
     cells = rows.assign(cell=[f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "")
                               for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])])
     index = ["dataset", "model", "method", "seed"]
-    wide = cells.pivot(index=index, columns="metric", values="cell")[list(dict.fromkeys(rows["metric"]))]
+    wide = cells.pivot(index=index, columns="metric", values="cell")
+    order = list(dict.fromkeys(map(tuple, rows[index].itertuples(index=False))))  # runs in the order given
+    wide = wide.loc[order, list(dict.fromkeys(rows["metric"]))]
     extra = rows.groupby(index).agg(n=("n", "first"), majority_rate=("majority_rate", "first"))
     return wide.join(extra).reset_index().round({"majority_rate": 3}).fillna("")

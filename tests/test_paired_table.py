@@ -77,7 +77,7 @@ def test_paired_differences_table_is_complete_and_recomputable_from_predictions(
     # The remedy is chosen on validation (logit_adjust), although focal is better on test.
     best = pooled[pooled.comparison == "best remedy - none"]
     assert best.method_id_a.unique().tolist() == ["remedy-logit_adjust"]
-    assert "chosen on validation" in best.method_a.iloc[0] and best.method_b.iloc[0] == "no remedy"
+    assert best.method_a.iloc[0] == "best remedy: logit_adjust (chosen on validation balanced_acc)" and best.method_b.iloc[0] == "no remedy"
     assert set(best.metric) == {"balanced_acc", "worst_class_recall"}
     lab = pooled[(pooled.comparison == "label FT - zero-shot") & (pooled.metric == "acc")].iloc[0]
     assert lab.method_a == "label fine-tune" and lab.method_b == "zero-shot" and lab.ci_low > 0  # a real gap

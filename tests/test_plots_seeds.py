@@ -54,3 +54,13 @@ def test_paired_differences_plot_one_interval_per_row():
     fig = plots.paired_differences_plot(df)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(labels) == 2 and "label FT − zero-shot" in labels[0]
+
+
+def test_sota_bars_draw_seed_range_for_several_seeds():
+    df = pd.DataFrame({"model": ["tiny"], "method": ["label-ft"], "metric": ["acc"], "value": [0.5], "ci_low": [None],
+                       "ci_high": [None], "min": [0.4], "max": [0.6], "n_seeds": [2], "source": ["measured"],
+                       "comparable": [True], "resolution": ["28 px"], "majority_rate": [0.6]})
+    ax = plots.sota_bars(df).axes[0]
+    whisker = [c for c in ax.collections if len(c.get_segments())][0].get_segments()[0]
+    assert np.allclose(sorted(whisker[:, 0]), [0.4, 0.6])
+    assert "mean of 2 seeds" in ax.get_yticklabels()[0].get_text()
