@@ -5,12 +5,15 @@
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
 #                as root, --allow-root is added (with a note)
+# make report  -- regenerate reports/$(PROFILE)/report.{md,html,pdf} from that folder's outputs alone
+# make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
+# make readme-results -- rewrite the README's results block from reports/$(PROFILE)/
 # make clean-reports PROFILE=smoke
 SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse lab kernel report clean-reports
+.PHONY: test smoke full rehearse lab kernel report data readme-results clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -34,6 +37,12 @@ lab: kernel
 
 report:
 	@source scripts/env.sh && "$$PY" -m medlib.report --profile $(PROFILE)
+
+data:
+	@mkdir -p data/medmnist && source scripts/env.sh && "$$PY" -c "import medmnist; medmnist.PneumoniaMNIST(split='test', download=True, root='data/medmnist')" && ls -l data/medmnist/pneumoniamnist.npz
+
+readme-results:
+	@source scripts/env.sh && "$$PY" -m medlib.report.readme --profile $(PROFILE) --readme README.md
 
 clean-reports:
 	rm -rf reports/$(PROFILE) runs/$(PROFILE)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce every figure and table: run notebooks/NN_*.ipynb headless through papermill for one profile,
-# then write the report.  ./run_all.sh [--profile full|smoke|PATH.yaml] [--only NN] [--from NN] [--data-dir DIR]
+# then write the report.  ./run_all.sh [--profile full|smoke|PATH.yaml] [--only NN] [--from NN] [--data-dir DIR] [--gpus N]
 #   full  (default): one GPU, internet on first use (MedMNIST at 224 px, ViT-B-32 openai, BiomedCLIP)
 #   smoke: CPU, offline, minutes; a tiny random-init model -- tests the pipeline, NOT results
 # Outputs: reports/<profile>/ (manifest, metrics, predictions, figures, tables, executed notebooks, report)

@@ -53,18 +53,26 @@ def random_affine_params(n: int, gen: torch.Generator, cfg: AugmentConfig) -> to
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, mean: tuple[float, ...], std: tuple[float, ...],
-                  cfg: AugmentConfig | None = None) -> torch.Tensor:
-    """Augment a normalised (N, 3, S, S) float batch; returns a new tensor of the same shape/device."""
+                  cfg: AugmentConfig | None = None, *, rows: slice | None = None,
+                  total: int | None = None) -> torch.Tensor:
+    """Augment a normalised (N, 3, S, S) float batch; returns a new tensor of the same shape/device.
+
+    ``rows``/``total``: ``x`` holds rows ``rows`` of a batch of ``total`` images (one process's share under
+    several processes): the parameters are drawn for all ``total`` images, as one process would, and this
+    share's rows are applied -- so the union of the shares is the single-process augmentation.
+    """
     cfg = cfg or AugmentConfig()
     n = x.shape[0]
+    total = n if total is None else total
+    rows = slice(0, n) if rows is None else rows
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     img = x * s + m  # back to [0, 1]
-    theta = random_affine_params(n, gen, cfg).to(device=x.device, dtype=x.dtype)
+    theta = random_affine_params(total, gen, cfg)[rows].to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    b = _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, gen).to(img).view(n, 1, 1, 1)
-    c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).to(img).view(n, 1, 1, 1)
+    b = _uniform(total, 1 - cfg.brightness, 1 + cfg.brightness, gen)[rows].to(img).view(n, 1, 1, 1)
+    c = _uniform(total, 1 - cfg.contrast, 1 + cfg.contrast, gen)[rows].to(img).view(n, 1, 1, 1)
     img = (img * b).clamp(0, 1)
     mu = img.mean(dim=(1, 2, 3), keepdim=True)
     img = (c * img + (1 - c) * mu).clamp(0, 1)

@@ -4,16 +4,22 @@
 (images/s) of the batched :func:`medlib.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
 on the same uint8 images, and their ratio.
 
-``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20]`` times
+``python -m medlib.bench prepare [--n 48] [--workers 0] [--split-n 50000]``: images/s of today's sequential
+decoding and of the pooled reduced-size decoding on generated NIH-size PNGs and MIMIC-size JPEGs, and the time and
+peak RSS to open and iterate a memory-mapped prepared split (:mod:`medlib.bench_data`).
+
+``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20] [--nproc N]`` times
 training steps of a randomly initialised model (label mode: image tower + linear head, cross-entropy; and
 contrastive mode: both towers, CLIP loss) with the engine's precision rule (bf16 autocast on CUDA), split into
 input preparation (uint8 -> normalised tensor on the device, augmentation) and compute, so it says which limits
-throughput.
+throughput. ``--nproc N`` runs it under torchrun with DistributedDataParallel (the global batch split over N GPUs):
+images/s on 1 and on N GPUs give the scaling efficiency.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Callable
 
@@ -81,17 +87,37 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
     from .zeroshot import autocast, resolve_precision
 
     dev = torch.device(device)
+    # under torchrun (python -m medlib.bench train --nproc N): DDP over N processes, batch_size is the global batch
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    if world > 1:
+        import torch.distributed as dist
+
+        if dev.type == "cuda":
+            dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if batch_size % world:
+            raise SystemExit(f"bench train: --batch-size {batch_size} is not divisible by --nproc {world}")
+    local = batch_size // world
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     bundle = load_model(ModelSpec(name="bench", arch=arch), dev, seed=seed)
     model = bundle.model.train()
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    images = torch.from_numpy(_images(batch_size, size, seed, rgb=False))
-    labels = torch.randint(0, 10, (batch_size,), generator=gen).to(dev)
+    images = torch.from_numpy(_images(local, size, seed + rank, rgb=False))
+    labels = torch.randint(0, 10, (local,), generator=gen).to(dev)
     head = torch.nn.Linear(model.visual.output_dim if hasattr(model.visual, "output_dim") else 512, 10).to(dev)
-    tokens = bundle.tokenizer([f"a chest X-ray showing finding {i % 10}." for i in range(batch_size)]).to(dev)
+    tokens = bundle.tokenizer([f"a chest X-ray showing finding {i % 10}." for i in range(local)]).to(dev)
     opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+    step_model, step_head = model, head
+    if world > 1:  # the engine's DDP set-up: gradients averaged across processes
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [dev.index] if dev.type == "cuda" else None
+        # label mode runs no text tower: its parameters get no gradient, which DDP must be told
+        step_model = DDP(model, device_ids=ids, find_unused_parameters=mode != "contrastive")
+        step_head = DDP(head, device_ids=ids)
     prep_s = compute_s = 0.0
 
     def sync() -> None:
@@ -107,11 +133,11 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
         t1 = time.perf_counter()
         with autocast(dev, precision):
             if mode == "contrastive":
-                img_f, txt_f, scale = model(x, tokens)[:3]
-                loss = clip_loss(img_f, txt_f, scale)
+                img_f, txt_f, scale = step_model(x, tokens)[:3]
+                loss = clip_loss(img_f, txt_f, scale, rank=rank, world_size=world)
             else:
-                feats = torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1)
-                loss = torch.nn.functional.cross_entropy(head(feats), labels)
+                feats = torch.nn.functional.normalize(step_model(x, None)[0].float(), dim=-1)
+                loss = torch.nn.functional.cross_entropy(step_head(feats), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -123,6 +149,7 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
     total = prep_s + compute_s
     return {"arch": arch, "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "",
             "precision": resolve_precision(dev, precision), "mode": mode, "batch_size": batch_size, "steps": steps,
+            "processes": world, "rank": rank,
             "image_size": bundle.image_size, "img_s": steps * batch_size / total,
             "prep_share": prep_s / total, "compute_share": compute_s / total}
 
@@ -147,14 +174,39 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--size", type=int, default=224, help="stored image side (px) before resizing to the model's")
     t.add_argument("--precision", default="auto", help="auto (bf16 on CUDA) | fp32 | bf16")
     t.add_argument("--mode", default="label", choices=["label", "contrastive"])
+    t.add_argument("--nproc", type=int, default=1, help="processes (GPUs) under torchrun + DDP; --batch-size is global")
     t.add_argument("--threads", type=int, default=0)
+    d = sub.add_parser("prepare", help="data preparation: sequential vs pooled reduced decoding; memory-mapped split")
+    d.add_argument("--n", type=int, default=48, help="generated files per format")
+    d.add_argument("--size", type=int, default=224, help="prepared image side (px)")
+    d.add_argument("--workers", type=int, default=0, help="decoding processes (0 = every core)")
+    d.add_argument("--split-n", type=int, default=50_000, help="images in the memory-mapped split (0 = skip)")
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--workdir", default=None, help="where to write the generated files (default: the temp dir)")
     args = ap.parse_args(argv)
+    if args.what == "prepare":
+        from .bench_data import print_report, run
+
+        print_report(run(args.n, args.size, args.workers, args.split_n, args.batch_size, args.workdir), args.size)
+        return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.what == "train" and args.nproc > 1 and "RANK" not in os.environ:  # relaunch under torchrun
+        import subprocess
+        import sys
+
+        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
+        i = rest.index("--nproc")
+        rest = rest[:i] + rest[i + 2:]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "medlib.bench", *rest]
+        return subprocess.call(cmd)
     if args.what == "train":
         r = bench_train(args.arch, args.device, args.batch_size, args.steps, args.size, args.precision, args.mode)
-        where = f"{r['device']} {r['gpu']}".strip()
-        print(f"train {r['mode']} {r['arch']} ({r['image_size']}px) batch {r['batch_size']} on {where}, "
+        if r["rank"] != 0:
+            return 0
+        where = f"{r['device']} {r['gpu']}".strip() + (f" x {r['processes']} processes" if r["processes"] > 1 else "")
+        print(f"train {r['mode']} {r['arch']} ({r['image_size']}px) global batch {r['batch_size']} on {where}, "
               f"{r['precision']}: {r['img_s']:,.1f} images/s")
         print(f"  input preparation {100 * r['prep_share']:.0f}% / compute {100 * r['compute_share']:.0f}% of step time"
               f" -> limited by {'input preparation' if r['prep_share'] > 0.5 else 'compute'}")

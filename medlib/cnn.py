@@ -123,7 +123,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     else:
         for stale in (ckpt, best_path):
             stale.unlink(missing_ok=True)
-    images = torch.as_tensor(train.images)
+    images = train.images  # numpy; a prepared split is a read-only memory map: batches are read by index
     labels = torch.as_tensor(train.labels)
     for epoch in range(start, epochs):
         model.train()
@@ -133,7 +133,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
                       disable=not progress_enabled(progress),
                       leave=False):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            x = _inputs(images[idx], size, device)
+            x = _inputs(images[idx.numpy()], size, device)
             y = labels[idx].to(device)
             logits = model(x)
             loss = (F.binary_cross_entropy_with_logits(logits, y.float()) if task == "multilabel"

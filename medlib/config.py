@@ -98,6 +98,7 @@ class LabelFinetuneConfig:
     probe_epochs: int = 3
     probe_lr: float = 1e-3  # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
     few_shot_min_steps: int = 0  # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
+    shot_draws: int = 5  # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
     train: TrainConfig = field(default_factory=TrainConfig)
     multilabel_train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -127,14 +128,52 @@ class SotaConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Training on several processes (GPUs) with torchrun + DistributedDataParallel; 1 process: in the notebook."""
+    nproc_per_node: int = 1  # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
+    nnodes: int = 1  # machines; > 1 needs rdzv_endpoint (and the same command on every machine)
+    node_rank: int = 0  # this machine's rank (static rendezvous); ignored with rdzv_backend c10d
+    rdzv_backend: str = "c10d"  # torchrun --rdzv-backend
+    rdzv_endpoint: str = ""  # host:port of the rendezvous (several machines); "" = this machine, a free port
+    rdzv_id: str = "medclip"  # torchrun --rdzv-id: the same on every machine of one job
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+
+
+@dataclass
+class RetrievalStudyConfig:
+    """Notebook 07: caption fine-tuning on small general-domain training sets (Flickr30K, COCO), augmentation ablation."""
+
+    datasets: list[str] = field(default_factory=list)  # retrieval sets: train on a train subset, test on test
+    train_sizes: list[int] = field(default_factory=lambda: [1000, 5000, 0])  # training images (0 = all), nested
+    augmentations: list[str] = field(default_factory=lambda: ["none", "image", "text", "both"])
+    variants: list[str] = field(default_factory=lambda: ["lock_text", "lock_image", "wise_ft"])  # label-free, on
+    # the largest subset with both augmentations
+    perturbed_copies: int = 1  # text augmentation: perturbed copies of each caption added to the sampled pool
+    word_dropout: float = 0.1  # caption perturbation: drop each word with this probability
+    word_swap: float = 0.1  # caption perturbation: swap each adjacent word pair with this probability
+    wise_alpha: float = 0.5  # WiSE-FT mixing weight of the wise_ft variant
+    min_steps: int = 0  # each run takes at least this many optimizer steps (small subsets get more epochs)
+    n_boot: int = 1000  # paired-bootstrap resamples (over queries) for the differences against zero-shot
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class Profile:
     name: str
     smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
-    seed: int = 0
+    seed: int = 0  # the first of `seeds`: zero-shot, sweeps and single-seed runs use it
+    # Seeds of the trained headline runs (each seed's run keeps its own metrics/predictions; runs of every seed but
+    # the first get `__s<seed>` in their name). Empty = [seed]. Overriding `seed` alone shifts them: seed 3 -> 3, 4, ...
+    seeds: list[int] = field(default_factory=list)
+    # Which trained methods run once per seed; the others (ablations, sweeps, few-shot) use the first seed only.
+    seeded_methods: list[str] = field(
+        default_factory=lambda: ["caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies",
+                                 "retrieval_ft"])  # retrieval_ft: notebook 07's study
     device: str = "auto"  # auto | cpu | cuda
     data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
     reports_dir: str = "reports"
     runs_dir: str = "runs"
+    data_workers: int = 0  # processes that decode images when splits are prepared; 0 = every core
     models: list[ModelSpec] = field(default_factory=list)
     datasets: list[DatasetSpec] = field(default_factory=list)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
@@ -142,6 +181,8 @@ class Profile:
     label_finetune: LabelFinetuneConfig = field(default_factory=LabelFinetuneConfig)
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     sota: SotaConfig = field(default_factory=SotaConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    retrieval_study: RetrievalStudyConfig = field(default_factory=RetrievalStudyConfig)
 
     # ---- convenience -------------------------------------------------------------------------
     @property
@@ -167,6 +208,11 @@ class Profile:
         )
 
     @property
+    def seed_list(self) -> list[int]:
+        """The seeds of trained headline runs (``seeds``, or ``[seed]`` when it is empty); the first is ``seed``."""
+        return list(self.seeds) or [self.seed]
+
+    @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
@@ -186,10 +232,11 @@ class Profile:
     def hash(self) -> str:
         """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
 
-        Folder locations are left out: the same knobs on another machine give the same hash.
+        Folder locations, the number of decoding processes and the training processes (``distributed``: the same
+        global batch gives the same run) are left out: the same knobs on another machine give the same hash.
         """
         d = self.to_dict()
-        for key in ("data_dir", "reports_dir", "runs_dir"):
+        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed"):
             d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -210,6 +257,11 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
                                       "balanced_sampler", "threshold"),
     ("SotaConfig", "cnn_weights"): ("imagenet", "none"),
     ("ImbalanceConfig", "threshold_metric"): ("balanced_acc", "f1", "youden"),
+    ("DistributedConfig", "backend"): ("auto", "nccl", "gloo"),
+    ("Profile", "seeded_methods"): ("caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies",
+                                    "retrieval_ft"),
+    ("RetrievalStudyConfig", "augmentations"): ("none", "image", "text", "both"),
+    ("RetrievalStudyConfig", "variants"): ("lock_text", "lock_image", "wise_ft"),
 }
 
 
@@ -255,9 +307,14 @@ def load_profile(
     given = None  # where a data dir the user chose (not the profile's default) came from
     if env_dir:
         raw["data_dir"], given = env_dir, "MEDLIB_DATA_DIR"
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
+    gpus = os.environ.get("MEDLIB_GPUS")  # ./run_all.sh --gpus N: training processes per machine
+    if gpus:
+        if not gpus.isdigit() or int(gpus) < 1:
+            raise MedlibError(f"MEDLIB_GPUS={gpus!r} (--gpus): not a process count. Fix: pass an integer >= 1")
+        _set_dotted(raw, "distributed.nproc_per_node", int(gpus), path)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _shift_seeds(raw, overrides)
+    for key, value in overrides.items():
         _set_dotted(raw, key, value, path)
         if key == "data_dir":
             given = "the data_dir parameter"
@@ -266,6 +323,7 @@ def load_profile(
     profile = _build(Profile, raw, where=str(path))
     _check_names(profile, str(path))
     _check_values(profile, str(path))
+    _check_seeds(profile, str(path))
     root = project_root()
     for key in ("data_dir", "reports_dir", "runs_dir"):
         setattr(profile, key, str((root / getattr(profile, key)).resolve()))
@@ -307,13 +365,17 @@ def _check_values(p: Profile, where: str) -> None:
             obj = getattr(obj, part)
         checks += [(f"{sec}.{k}", getattr(obj, k), lim) for k, lim in _TRAIN_LIMITS.items()]
     lf = p.label_finetune
+    checks += [("data_workers", p.data_workers, (0, False))]
     checks += [("zero_shot.batch_size", p.zero_shot.batch_size, (1, False)),
                ("zero_shot.n_boot", p.zero_shot.n_boot, (0, False)),
                ("label_finetune.probe_epochs", lf.probe_epochs, (1, False)),
                ("label_finetune.probe_lr", lf.probe_lr, (0, True)),
                ("label_finetune.few_shot_min_steps", lf.few_shot_min_steps, (0, False)),
                ("sota.cnn_epochs", p.sota.cnn_epochs, (1, False)), ("sota.cnn_batch_size", p.sota.cnn_batch_size, (1, False)),
-               ("sota.cnn_lr", p.sota.cnn_lr, (0, True))]
+               ("sota.cnn_lr", p.sota.cnn_lr, (0, True)),
+               ("distributed.nproc_per_node", p.distributed.nproc_per_node, (1, False)),
+               ("distributed.nnodes", p.distributed.nnodes, (1, False)),
+               ("distributed.node_rank", p.distributed.node_rank, (0, False))]
     checks += [(f"label_finetune.shots[{i}]", k, (0, False)) for i, k in enumerate(lf.shots)]
     for d in p.datasets:
         checks += [(f"datasets[{d.name}].{k}", getattr(d, k), (0 if k != "size" else 1, False))
@@ -347,12 +409,30 @@ def _check_names(p: Profile, where: str) -> None:
                 "label_finetune.multilabel_datasets": p.label_finetune.multilabel_datasets,
                 "imbalance.datasets": p.imbalance.datasets, "sota.datasets": p.sota.datasets,
                 "sota.retrieval_dataset": [p.sota.retrieval_dataset] if p.sota.retrieval_dataset else [],
+                "retrieval_study.datasets": p.retrieval_study.datasets,
                 "datasets[].fallback": [d.fallback for d in p.datasets if d.fallback]}
     for key, names in sections.items():
         missing = [n for n in names if n not in known]
         if missing:
             raise MedlibError(f"{where}: {key} names unknown dataset(s) {missing}. Fix: use one of {sorted(known)} "
                               "or add them under 'datasets:'")
+
+
+def _shift_seeds(raw: dict, overrides: dict[str, Any]) -> None:
+    """A ``seed`` override without a ``seeds`` override moves the profile's seeds along: 3 -> [3, 4, ...]."""
+    seed, seeds = overrides.get("seed"), raw.get("seeds")
+    if "seeds" in overrides or not isinstance(seed, int) or isinstance(seed, bool) or not isinstance(seeds, list):
+        return
+    if seeds and seed != seeds[0]:
+        overrides["seeds"] = [seed + i for i in range(len(seeds))]
+
+
+def _check_seeds(p: Profile, where: str) -> None:
+    if len(set(p.seeds)) != len(p.seeds) or any(s < 0 for s in p.seeds):
+        raise MedlibError(f"{where}:seeds: {p.seeds} must be distinct non-negative integers. Fix: e.g. seeds: [0, 1, 2]")
+    if p.seeds and p.seeds[0] != p.seed:
+        raise MedlibError(f"{where}:seeds: the first seed ({p.seeds[0]}) must be the profile's seed ({p.seed}). "
+                          f"Fix: set seed: {p.seeds[0]} or start seeds with {p.seed}")
 
 
 def project_root(start: Path | None = None) -> Path:

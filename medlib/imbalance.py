@@ -45,11 +45,23 @@ def class_priors(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return n / n.sum()
 
 
-def pos_weights(labels: np.ndarray) -> np.ndarray:
-    """Multi-label ``pos_weight`` for BCE-with-logits: ``n_neg / n_pos`` per label (n_pos >= 1)."""
+def pos_weights(labels: np.ndarray, scheme: str = "inverse_freq", beta: float = 0.999) -> np.ndarray:
+    """Multi-label ``pos_weight`` for BCE-with-logits, one per label, from a class-weighting ``scheme``.
+
+    Each label is a binary problem with ``n_pos`` positives and ``n_neg`` negatives; the scheme weighs the two
+    classes and ``pos_weight = w_pos / w_neg``: ``inverse_freq`` gives ``n_neg / n_pos``, ``effective_number``
+    (Cui et al., CVPR 2019) gives ``(1 - beta^n_neg) / (1 - beta^n_pos)``. Counts below one count as one.
+    """
     labels = np.asarray(labels)
     pos = np.maximum(labels.sum(axis=0).astype(np.float64), 1.0)
-    return (labels.shape[0] - pos) / pos
+    neg = np.maximum(labels.shape[0] - labels.sum(axis=0).astype(np.float64), 1.0)
+    if scheme == "inverse_freq":
+        return neg / pos
+    if scheme == "effective_number":
+        if not 0.0 <= beta < 1.0:
+            raise MedlibError(f"pos_weights: beta={beta} must be in [0, 1). Fix: set imbalance.cb_beta to e.g. 0.999")
+        return (1.0 - np.power(beta, neg)) / (1.0 - np.power(beta, pos))
+    raise MedlibError(f"pos_weights: unknown scheme {scheme!r}. Fix: use 'inverse_freq' or 'effective_number'")
 
 
 def sample_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -23,12 +23,19 @@ MULTILABEL_LOSSES = ("bce", "weighted_bce", "focal", "logit_adjust")
 _CLIP_LOSS = ClipLoss()  # single process; no label caching, so any batch size works
 
 
-def clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor, *, rank: int = 0,
+              world_size: int = 1) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (Radford et al. 2021) through ``open_clip.loss.ClipLoss``.
 
-    ``image_f``/``text_f`` are L2-normalised (B, D); ``logit_scale`` is the *exponentiated* scale.
+    ``image_f``/``text_f`` are L2-normalised (B, D); ``logit_scale`` is the *exponentiated* scale. With
+    several processes each passes its rows of the global batch and the features are gathered with their
+    gradients (``ClipLoss(local_loss=True, gather_with_grad=True)``, as open_clip's training script): the
+    negatives are the global batch and the mean over ranks of this loss is the single-process loss.
     """
-    return _CLIP_LOSS(image_f, text_f, logit_scale)
+    if world_size == 1:
+        return _CLIP_LOSS(image_f, text_f, logit_scale)
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world_size)(
+        image_f, text_f, logit_scale)
 
 
 def label_aware_targets(labels: torch.Tensor) -> torch.Tensor:
@@ -45,7 +52,7 @@ def label_aware_targets(labels: torch.Tensor) -> torch.Tensor:
 
 
 def label_aware_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_scale: torch.Tensor,
-                          labels: torch.Tensor) -> torch.Tensor:
+                          labels: torch.Tensor, *, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """CLIP loss where pairs in a batch sharing a label are positives, not negatives.
 
     Soft-target cross-entropy in both directions (image->text, text->image) with
@@ -53,6 +60,20 @@ def label_aware_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, logit_sca
     (Wang et al., EMNLP 2022). With all labels distinct it equals :func:`clip_loss` exactly.
     Written here because open_clip has no soft-target variant.
     """
+    if world_size > 1:  # this rank's rows against the global batch (features and labels gathered)
+        from open_clip.loss import gather_features
+        import torch.distributed as dist
+
+        all_img, all_txt = gather_features(image_f, text_f, local_loss=True, gather_with_grad=True, rank=rank,
+                                           world_size=world_size)
+        gathered = [torch.empty_like(labels) for _ in range(world_size)]
+        dist.all_gather(gathered, labels.contiguous())
+        b = len(labels)
+        mine = slice(rank * b, (rank + 1) * b)
+        targets = label_aware_targets(torch.cat(gathered)).to(image_f.dtype)
+        loss_i = F.cross_entropy(logit_scale * image_f @ all_txt.T, targets[mine])
+        loss_t = F.cross_entropy(logit_scale * text_f @ all_img.T, targets.T[mine])
+        return (loss_i + loss_t) / 2
     logits = logit_scale * image_f @ text_f.T
     targets = label_aware_targets(labels).to(logits.dtype)
     loss_i = F.cross_entropy(logits, targets)
@@ -130,10 +151,48 @@ def logit_adjusted_bce(logits: torch.Tensor, target: torch.Tensor, priors: torch
 # ---- the loss factory of the training engine ---------------------------------------------------------
 
 
+# The options each loss reads from ``loss_kwargs``; anything else is an error (a silently ignored option
+# made two remedies the same model once).
+LOSS_OPTIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("label", "ce"): frozenset(),
+    ("label", "weighted_ce"): frozenset({"weights", "beta"}),
+    ("label", "focal"): frozenset({"gamma", "weights", "beta"}),
+    ("label", "logit_adjust"): frozenset({"tau"}),
+    ("multilabel", "bce"): frozenset({"weights", "beta"}),
+    ("multilabel", "weighted_bce"): frozenset({"weights", "beta", "pos_weight"}),
+    ("multilabel", "focal"): frozenset({"gamma", "alpha"}),
+    ("multilabel", "logit_adjust"): frozenset({"tau"}),
+}
+WEIGHT_SCHEMES = ("inverse_freq", "effective_number")
+
+
 def make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: int,
-               device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Loss function of (logits, target) for label/multilabel modes; weights from the TRAIN labels."""
+              device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss function of (logits, target) for label/multilabel modes; weights from the TRAIN labels.
+
+    ``kw`` (a profile's ``loss_kwargs``): ``weights`` = ``inverse_freq`` | ``effective_number`` (with ``beta``)
+    | one value per class; ``gamma`` (focal), ``tau`` (logit adjustment), ``alpha`` (multi-label focal),
+    ``pos_weight`` (weighted_bce, one value per label). Multi-label ``weighted_bce`` turns the scheme into
+    per-label positive weights: each label is a binary problem whose positive and negative classes get the
+    scheme's weights, and ``pos_weight = w_pos / w_neg`` (inverse_freq: ``n_neg / n_pos``; effective_number:
+    ``(1 - beta^n_neg) / (1 - beta^n_pos)``). An option the loss does not use is an error.
+    """
     from . import imbalance  # imbalance imports this module (class_balanced_weights)
+
+    mode_losses = LABEL_LOSSES if mode == "label" else MULTILABEL_LOSSES
+    name = "bce" if (mode == "multilabel" and name == "ce") else name
+    if name not in mode_losses:
+        raise MedlibError(f"loss {name!r} is not a {mode}-mode loss. Fix: use one of {mode_losses}")
+    allowed = LOSS_OPTIONS[(mode, name)]
+    unused = sorted(set(kw) - allowed)
+    if unused:
+        raise MedlibError(f"loss {name!r} ({mode}) does not use loss_kwargs {unused}. "
+                          f"Fix: remove them (it reads {sorted(allowed) or 'no options'})")
+    scheme = kw.get("weights")
+    if "beta" in kw and scheme != "effective_number":
+        raise MedlibError(f"loss {name!r}: loss_kwargs beta is used only with weights='effective_number'. "
+                          "Fix: remove beta or set weights: effective_number")
+    beta = float(kw.get("beta", 0.999))
 
     def weights(spec: Any) -> torch.Tensor | None:
         if spec is None:
@@ -142,9 +201,9 @@ def make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: i
             if spec == "inverse_freq":
                 w = imbalance.inverse_frequency_weights(labels, c)
             elif spec == "effective_number":
-                w = imbalance.effective_number_weights(labels, c, float(kw.get("beta", 0.999)))
+                w = imbalance.effective_number_weights(labels, c, beta)
             else:
-                raise MedlibError(f"loss_kwargs weights={spec!r}: unknown. Fix: inverse_freq, effective_number or a list")
+                raise MedlibError(f"loss_kwargs weights={spec!r}: unknown. Fix: {' or '.join(WEIGHT_SCHEMES)} or a list")
         else:
             w = np.asarray(spec, dtype=np.float64)
             if w.shape != (c,):
@@ -152,12 +211,10 @@ def make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: i
                                   "Fix: give one weight per class")
         return torch.as_tensor(w, dtype=torch.float32, device=device)
 
-    def priors(p: np.ndarray) -> torch.Tensor:  # on the device once, not converted every step
-        return torch.as_tensor(p, dtype=torch.float32, device=device)
+    def tensor(p: np.ndarray) -> torch.Tensor:  # on the device once, not converted every step
+        return torch.as_tensor(np.asarray(p, dtype=np.float64), dtype=torch.float32, device=device)
 
     if mode == "label":
-        if name not in LABEL_LOSSES:
-            raise MedlibError(f"loss {name!r} is not a label-mode loss. Fix: use one of {LABEL_LOSSES}")
         if name == "ce":
             return lambda z, y: F.cross_entropy(z.float(), y)
         if name == "weighted_ce":
@@ -166,19 +223,28 @@ def make_loss(mode: str, name: str, kw: dict[str, Any], labels: np.ndarray, c: i
         if name == "focal":
             w, g = weights(kw.get("weights")), float(kw.get("gamma", 2.0))
             return lambda z, y: focal_loss(z, y, g, w)
-        pri, tau = priors(imbalance.class_priors(labels, c)), float(kw.get("tau", 1.0))
+        pri, tau = tensor(imbalance.class_priors(labels, c)), float(kw.get("tau", 1.0))
         return lambda z, y: logit_adjusted_loss(z, y, pri, tau)
-    name = "bce" if name == "ce" else name
-    if name not in MULTILABEL_LOSSES:
-        raise MedlibError(f"loss {name!r} is not a multilabel loss. Fix: use one of {MULTILABEL_LOSSES}")
     if name == "bce":
         w = weights(kw.get("weights"))
         return lambda z, y: weighted_bce(z, y, weight=w)
     if name == "weighted_bce":
-        pw = weights(kw.get("pos_weight", list(imbalance.pos_weights(labels))))
-        return lambda z, y: weighted_bce(z, y, pos_weight=pw)
+        if "pos_weight" in kw and "weights" in kw:
+            raise MedlibError("loss 'weighted_bce': give loss_kwargs pos_weight or weights, not both. Fix: drop one")
+        if "pos_weight" in kw:
+            pw = np.asarray(kw["pos_weight"], dtype=np.float64)
+            if pw.shape != (c,):
+                raise MedlibError(f"loss_kwargs pos_weight: {pw.size} values for {c} labels. Fix: one per label")
+        else:
+            scheme = kw.get("weights", "inverse_freq")
+            if scheme not in WEIGHT_SCHEMES:
+                raise MedlibError(f"loss 'weighted_bce': weights={scheme!r}. Fix: use one of {WEIGHT_SCHEMES} "
+                                  "(or pos_weight: one value per label)")
+            pw = imbalance.pos_weights(labels, scheme, beta)
+        pw_t = tensor(pw)
+        return lambda z, y: weighted_bce(z, y, pos_weight=pw_t)
     if name == "focal":
         g, a = float(kw.get("gamma", 2.0)), float(kw.get("alpha", -1.0))
         return lambda z, y: binary_focal_loss(z, y, g, a)
-    pri, tau = priors(imbalance.class_counts(labels, c) / max(len(labels), 1)), float(kw.get("tau", 1.0))
+    pri, tau = tensor(imbalance.class_counts(labels, c) / max(len(labels), 1)), float(kw.get("tau", 1.0))
     return lambda z, y: logit_adjusted_bce(z, y, pri, tau)

@@ -35,7 +35,7 @@ checks that these formulas equal scikit-learn on the unresampled data.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -145,45 +145,90 @@ def _binary_threshold(threshold: Any, c: int) -> float:
     return float(t[0])
 
 
+RETRIEVAL_KS = (1, 5, 10)
+_SIM_CHUNK = 512  # image rows of the similarity matrix held at once (bounds memory for COCO's 5k x 25k)
+
+
 def retrieval_recall(
     image_emb: np.ndarray,
     text_emb: np.ndarray,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = RETRIEVAL_KS,
     text_to_image: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Image->text and text->image Recall@K from embeddings (L2-normalised here, cosine similarity).
 
-    ``text_to_image`` (M,) gives the image index of each caption (several captions per image allowed);
-    default: one caption per image, caption i belongs to image i. i2t: an image is a hit when any of its
-    captions is in its top K; t2i: a caption is a hit when its image is in its top K. Ties count against
-    the query (rank = number of wrong candidates scoring at least as high as the best correct one), so duplicate
-    captions (identical embeddings) never lift a score; with one correct candidate this is the per-query
-    ``sklearn.metrics.coverage_error`` (ties get the maximal rank) being <= K.
-    Own code: scikit-learn has no Recall@K for several positives per query.
-    Returns ``{"i2t_R@1": ..., "t2i_R@1": ..., ..., "mean_recall": ...}``.
+    The one Recall@K of the package: evaluation (``results.save_retrieval_run``) and the validation metric of
+    contrastive runs (``finetune``) both call it. ``text_to_image`` (M,) gives the image index of each caption
+    (several captions per image: Flickr30K/COCO have five); default: one caption per image, caption i belongs to
+    image i. The standard protocol (CLIP_benchmark's ``zeroshot_retrieval``): t2i, each caption is a query and a
+    hit when its image is in its top K; i2t, each image is a query and a hit when ANY of its captions is in its
+    top K. Ties count against the query (see :func:`retrieval_ranks`).
+    Returns ``{"i2t_R@1": ..., ..., "t2i_R@10": ..., "mean_recall": ...}``.
     """
-    sim = similarity(image_emb, text_emb)
-    n_img, n_txt = sim.shape
-    t2i = _check_text_to_image(text_to_image, n_img, n_txt)
-    own = np.full(sim.shape, False)  # own[i, j]: caption j belongs to image i
-    own[t2i, np.arange(n_txt)] = True
-    # i2t: best score among each image's own captions, ranked against the other captions (ties count against).
-    best_own = np.where(own, sim, -np.inf).max(axis=1)
-    i2t_rank = ((sim >= best_own[:, None]) & ~own).sum(axis=1)
-    # t2i: score of each caption's image, ranked against the other images (ties count against).
-    correct = sim[t2i, np.arange(n_txt)]
-    t2i_rank = ((sim >= correct[None, :]) & ~own).sum(axis=0)
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"i2t_R@{k}"] = float(np.mean(i2t_rank < k))
-    for k in ks:
-        out[f"t2i_R@{k}"] = float(np.mean(t2i_rank < k))
+    i2t_rank, t2i_rank = retrieval_ranks(image_emb, text_emb, text_to_image)
+    return recall_from_ranks(i2t_rank, t2i_rank, ks)
+
+
+def recall_from_ranks(i2t_rank: np.ndarray, t2i_rank: np.ndarray, ks: Sequence[int] = RETRIEVAL_KS) -> dict[str, float]:
+    """Recall@K from per-query ranks (0 = first): the mean of the hit vectors ``rank < K``."""
+    hits = retrieval_hits(i2t_rank, t2i_rank, ks)
+    out = {k: float(np.mean(v)) for k, v in hits.items()}
     out["mean_recall"] = float(np.mean(list(out.values())))
     return out
 
 
+def retrieval_hits(i2t_rank: np.ndarray, t2i_rank: np.ndarray, ks: Sequence[int] = RETRIEVAL_KS) -> dict[str, np.ndarray]:
+    """Per-query 0/1 hit vectors ``{"i2t_R@K": (N_img,), "t2i_R@K": (N_txt,)}``: what a (paired) bootstrap over
+    queries resamples. Keys in the order of :func:`retrieval_recall`."""
+    i2t_rank, t2i_rank = np.asarray(i2t_rank), np.asarray(t2i_rank)
+    out = {f"i2t_R@{k}": (i2t_rank < k).astype(np.float64) for k in ks}
+    out.update({f"t2i_R@{k}": (t2i_rank < k).astype(np.float64) for k in ks})
+    return out
+
+
+def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray,
+                    text_to_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query ranks ``(i2t_rank (N_img,), t2i_rank (N_txt,))``, int64, 0 = the correct item is first.
+
+    i2t rank of image i: the number of OTHER images' captions scoring at least as high as i's best caption;
+    t2i rank of caption j: the number of other images scoring at least as high as j's image. So ties count
+    against the query (duplicate captions never lift a score), and with one correct candidate a query's rank + 1
+    is scikit-learn's per-query ``coverage_error`` (ties get the maximal rank). Computed over chunks of image rows
+    (float64 similarities), so a 5k x 25k problem never holds the whole matrix.
+    Own code: scikit-learn has no Recall@K for several positives per query.
+    """
+    a, b = _normalised_pair(image_emb, text_emb)
+    n_img, n_txt = len(a), len(b)
+    t2i = _check_text_to_image(text_to_image, n_img, n_txt)
+    if np.bincount(t2i, minlength=n_img).min() == 0:
+        raise fail("retrieval_recall", "an image has no caption in text_to_image",
+                   "give every image at least one caption (or drop captionless images)")
+    chunks = [(lo, min(lo + _SIM_CHUNK, n_img)) for lo in range(0, n_img, _SIM_CHUNK)]
+    # Pass 1: each caption's score with its own image, taken from the same matrix products as pass 2 (an einsum
+    # would round differently and split exact ties).
+    correct = np.empty(n_txt)
+    for lo, hi in chunks:
+        mine = np.flatnonzero((t2i >= lo) & (t2i < hi))
+        correct[mine] = (a[lo:hi] @ b.T)[t2i[mine] - lo, mine]
+    i2t_rank = np.zeros(n_img, np.int64)
+    t2i_rank = np.zeros(n_txt, np.int64)
+    for lo, hi in chunks:
+        sim = a[lo:hi] @ b.T  # (chunk, N_txt)
+        own = t2i[None, :] == np.arange(lo, hi)[:, None]  # own[r, j]: caption j belongs to image lo + r
+        best_own = np.where(own, sim, -np.inf).max(axis=1)
+        i2t_rank[lo:hi] = ((sim >= best_own[:, None]) & ~own).sum(axis=1)
+        t2i_rank += ((sim >= correct[None, :]) & ~own).sum(axis=0)
+    return i2t_rank, t2i_rank
+
+
 def similarity(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
     """Cosine similarity (N_img, N_txt) of two embedding matrices (float64)."""
+    a, b = _normalised_pair(image_emb, text_emb)
+    return a @ b.T
+
+
+def _normalised_pair(image_emb: np.ndarray, text_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both embedding matrices as float64 with unit rows (checked: non-empty, same width)."""
     a = np.asarray(image_emb, dtype=np.float64)
     b = np.asarray(text_emb, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) == 0 or len(b) == 0:
@@ -191,7 +236,7 @@ def similarity(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
                    "pass image and text embeddings of the same width")
     a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
     b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
-    return a @ b.T
+    return a, b
 
 
 # ---- input checks ---------------------------------------------------------------------------------------------
@@ -334,13 +379,8 @@ def _bootstrap(boot_fn, n: int, point: dict[str, Any], n_boot: int, seed: int) -
     """Percentile 95% intervals; ``boot_fn(W)`` maps (B, N) row weights to {metric: (B,) values, NaN = undefined}."""
     if not n_boot:
         return {}
-    rng = np.random.default_rng(seed)
     values: dict[str, list[np.ndarray]] = {k: [] for k in point}
-    for start in range(0, n_boot, _BOOT_CHUNK):
-        b = min(_BOOT_CHUNK, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        # Resampling rows with replacement == weighting each row by how often it was drawn.
-        w = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    for w in _resample_weights(n, n_boot, seed):
         res = boot_fn(w)
         for k in values:
             values[k].append(res[k])
@@ -350,6 +390,17 @@ def _bootstrap(boot_fn, n: int, point: dict[str, Any], n_boot: int, seed: int) -
         v = v[np.isfinite(v)]
         ci[k] = [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) and point[k] is not None else None
     return ci
+
+
+def _resample_weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` rows as (B, n) weight chunks: ``default_rng(seed).integers(0, n, (B, n))``
+    drawn chunk by chunk (B <= _BOOT_CHUNK); resampling rows with replacement == weighting each row by how often
+    it was drawn."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        b = min(_BOOT_CHUNK, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        yield np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
 def _nanmean(x: np.ndarray) -> np.ndarray:
@@ -446,3 +497,80 @@ def _boot_multilabel(w, y_true, y_score, thr) -> dict[str, np.ndarray]:
         "auroc": _nanmean(aucs),  # over the labels with both classes in this resample
         "worst_class_recall": _nanmin(recall),  # recall is NaN for labels without positives
     }
+
+
+# ---- paired bootstrap of a difference between two methods ------------------------------------------------------
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    scores_a: Sequence[np.ndarray],
+    scores_b: Sequence[np.ndarray],
+    task: str,
+    class_names: Sequence[str],
+    metric: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    thresholds_a: Sequence[Any] | None = None,
+    thresholds_b: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Paired bootstrap of ``metric(A) - metric(B)`` on the same test rows, 95% percentile interval.
+
+    ``scores_a[s]`` and ``scores_b[s]`` are the two methods' ``y_score`` for seed ``s`` (pairs of runs trained with
+    the same seed; a method without training randomness, such as zero-shot, repeats its one array). All rows are
+    the same test rows in the same order as ``y_true``. One pair gives the per-seed difference. Several pairs give
+    the **pooled** difference: the mean over seeds of the per-seed differences, and each bootstrap replicate draws
+    one set of row indices that is applied to both methods *and* every seed (rows resampled jointly across methods
+    and seeds), so the interval reflects the test sample while the mean over seeds averages training randomness.
+
+    The point estimate uses :func:`evaluate`'s scikit-learn definitions; replicates use the same vectorised
+    formulas and row resampling (:func:`_resample_weights` with ``seed``) as :func:`evaluate`'s intervals. A
+    replicate where the metric is undefined for any run is skipped. ``thresholds_*``: per-seed thresholds as stored
+    in the predictions files (multi-label, or binary runs with a tuned threshold); None = argmax / 0.5. Identical
+    predictions give a difference of exactly 0 with a 0-width interval. Returns ``{"diff", "ci_low", "ci_high", "n", "n_boot", "boot_seed", "n_seeds", "per_seed"}``.
+    """
+    if len(scores_a) != len(scores_b) or not scores_a:
+        raise fail("paired_bootstrap", f"need one score array per seed for both methods, got {len(scores_a)} and "
+                   f"{len(scores_b)}", "pass lists of the same length (one entry per seed)")
+    class_names = [str(c) for c in class_names]
+    thresholds_a = list(thresholds_a) if thresholds_a is not None else [None] * len(scores_a)
+    thresholds_b = list(thresholds_b) if thresholds_b is not None else [None] * len(scores_b)
+    y, _ = check_predictions(y_true, scores_a[0], task, class_names)
+    pairs, per_seed = [], []
+    for sa, sb, ta, tb in zip(scores_a, scores_b, thresholds_a, thresholds_b):
+        runs = []
+        for score, thr in ((sa, ta), (sb, tb)):
+            yt, ys = check_predictions(y_true, score, task, class_names)
+            value = evaluate(yt, ys, task, class_names, n_boot=0, threshold=thr)["metrics"].get(metric, _MISSING)
+            if value is _MISSING:
+                raise fail("paired_bootstrap", f"unknown metric {metric!r} for task {task!r}",
+                           "use a metric that evaluate() reports for this task")
+            runs.append((value, _boot_function(task, yt, ys, thr)))
+        (va, fa), (vb, fb) = runs
+        if va is None or vb is None:
+            raise fail("paired_bootstrap", f"{metric} is undefined on these test rows for one of the methods",
+                       "compare on a metric defined for both runs")
+        per_seed.append(va - vb)
+        pairs.append((fa, fb))
+    diffs = []
+    for w in _resample_weights(len(y), n_boot, seed):
+        d = np.stack([fa(w)[metric] - fb(w)[metric] for fa, fb in pairs])  # (seeds, B)
+        diffs.append(d.mean(axis=0))  # NaN when undefined for any seed
+    boot = np.concatenate(diffs) if diffs else np.array([])
+    boot = boot[np.isfinite(boot)]
+    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5])) if len(boot) else (None, None)
+    return {"diff": float(np.mean(per_seed)), "ci_low": lo, "ci_high": hi, "n": int(len(y)), "n_boot": int(n_boot),
+            "boot_seed": int(seed), "n_seeds": len(per_seed), "per_seed": [float(d) for d in per_seed]}
+
+
+_MISSING = object()
+
+
+def _boot_function(task: str, y_true: np.ndarray, y_score: np.ndarray, threshold: Any):
+    """``w -> {metric: (B,) values}`` for one run, the formulas :func:`evaluate` bootstraps with."""
+    if task == "multiclass":
+        t = None if threshold is None else _binary_threshold(threshold, y_score.shape[1])
+        return lambda w: _boot_multiclass(w, y_true, y_score, t)
+    thr = _thresholds(threshold, y_score.shape[1])
+    return lambda w: _boot_multilabel(w, y_true, y_score, thr)

@@ -243,7 +243,7 @@ def _load_weights_file(spec: ModelSpec, path: Path, device: torch.device, seed: 
             if ckpt.get("preprocess"):
                 open_clip.model.set_model_preprocess_cfg(model, ckpt["preprocess"])
         else:
-            open_clip.load_checkpoint(model, str(path), strict=True, device="cpu")
+            open_clip.load_checkpoint(model, str(path), strict=True, device="cpu", weights_only=True)
     except MedlibError:
         raise
     except Exception as exc:
@@ -306,8 +306,12 @@ def checkpoint_extra(path: str | Path) -> dict[str, Any]:
 def _read_medlib_checkpoint(path: Path) -> dict[str, Any] | None:
     """A medlib checkpoint dict, None for another (open_clip) torch file; MedlibError if unreadable."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # a weights file never runs code
     except Exception as exc:
+        if "GLOBAL" in str(exc):  # the pickle names a callable: loading it would import and run code
+            raise fail(path, "refused: not a plain-tensor weights file (loading it would run code)",
+                       "use a state dict of tensors (torch.save(model.state_dict(), path)) from a source you trust") \
+                from None
         raise fail(path, f"truncated or corrupt weights file ({_first_line(exc)})",
                    "delete it and re-create it (re-run the notebook that wrote it, or download it again)") from None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:

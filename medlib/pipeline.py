@@ -17,7 +17,8 @@ from .config import ModelSpec, Profile, TrainConfig, load_profile
 from .data import DatasetSkipped, get_dataset
 from .data.base import DatasetBundle
 from .models import ClipBundle, load_model, resolve_device
-from .results import load_runs, reports_dir, run_dir, run_name, save_retrieval_run, save_run, save_table
+from .results import (load_runs, reports_dir, run_dir, run_name, save_retrieval_run, save_run, save_table,
+                      seeded_run_name)
 from .text import class_prompts, templates_for
 
 NOTEBOOKS = {
@@ -27,6 +28,7 @@ NOTEBOOKS = {
     "04": "04_label_finetune",
     "05": "05_class_imbalance",
     "06": "06_sota_comparison",
+    "07": "07_general_retrieval",
 }
 
 SMOKE_BANNER = ("SMOKE RUN: a tiny random-init model on small local data. These numbers test the code path; "
@@ -45,7 +47,14 @@ def setup(profile: str = "smoke", data_dir: str | None = None, seed: int | None 
 
 def banner(P: Profile) -> str:
     head = SMOKE_BANNER if P.smoke else f"Profile {P.name!r}."
-    return f"{head}\nprofile {P.name} (hash {P.hash()}), seed {P.seed}, device {P.device}, data {P.data_dir}"
+    return (f"{head}\nprofile {P.name} (hash {P.hash()}), seeds {P.seed_list} (for {', '.join(P.seeded_methods)}; "
+            f"other runs seed {P.seed}), device {P.device}, data {P.data_dir}")
+
+
+def seeds(P: Profile, kind: str) -> list[int]:
+    """The seeds a trained method runs with: every seed of the profile for the kinds it lists in
+    ``seeded_methods`` (caption_ft, label_ft, multilabel_ft, lp_ft, cnn, remedies), else the first seed only."""
+    return P.seed_list if kind in P.seeded_methods else P.seed_list[:1]
 
 
 def device(P: Profile) -> torch.device:
@@ -122,11 +131,21 @@ def class_texts(P: Profile, data: DatasetBundle) -> list[list[str]]:
 
 
 def save_scores(P: Profile, *, notebook: str, data: DatasetBundle, model: str, method: str, y_score: np.ndarray,
-                split: str = "test", extra: dict | None = None, threshold: Any = None) -> dict:
-    """Write metrics + predictions for one run (the output contract) and return the metrics record."""
+                split: str = "test", extra: dict | None = None, threshold: Any = None, seed: int | None = None) -> dict:
+    """Write metrics + predictions for one run (the output contract) and return the metrics record.
+    ``seed``: the run's training seed (default the profile's; other seeds get ``__s<seed>`` in the run name)."""
     return save_run(P, notebook=notebook, dataset=data.name, model=model, method=method, task=data.task,
                     split=split, y_true=data.splits[split].labels, y_score=y_score, class_names=data.class_names,
-                    extra=extra, threshold=threshold)
+                    extra=extra, threshold=threshold, seed=seed)
+
+
+def validation_metrics(data: DatasetBundle, y_score_val: np.ndarray, threshold: Any = None) -> dict:
+    """Every metric of the validation split's predictions (no intervals): stored in a run's metrics file as
+    ``extra.val_metrics`` so that choices between runs (the best imbalance remedy) are made on validation."""
+    from .metrics import evaluate
+
+    val = data.splits["val"]
+    return evaluate(val.labels, y_score_val, data.task, data.class_names, n_boot=0, threshold=threshold)["metrics"]
 
 
 def zero_shot_y_score(P: Profile, clip: ClipBundle, data: DatasetBundle, split: str = "test",
@@ -148,45 +167,69 @@ def zero_shot(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str =
 
 
 def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, method: str,
-              split: str = "test") -> dict:
-    """Image->text and text->image Recall@1/5/10 on the held-out pairs (one caption per image).
+              split: str = "test", extra: dict | None = None, seed: int | None = None) -> dict:
+    """Image->text and text->image Recall@1/5/10 on the held-out pairs, every caption of each image (Flickr30K/COCO:
+    five; the standard protocol, :func:`medlib.metrics.retrieval_recall`).
 
-    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model.
+    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model;
+    ``seed``: the training seed of a fine-tuned model (``__s<seed>`` in the run name unless the first).
     """
+    from .data.base import caption_index
     from .zeroshot import encode_images, encode_texts
 
     s = data.splits[split]
     if s.captions is None:
         raise ValueError(f"{data.name} has no captions for retrieval")
+    texts, text_to_image = caption_index(s)
     img = encode_images(clip, s.images, batch_size=P.zero_shot.batch_size, progress=False)
-    txt = encode_texts(clip, s.captions, batch_size=P.zero_shot.batch_size)
+    txt = encode_texts(clip, texts, batch_size=P.zero_shot.batch_size)
     return save_retrieval_run(P, notebook=notebook, dataset=data.name, model=clip.name,
-                              method=f"{method}-retrieval", image_emb=img, text_emb=txt, split=split)
+                              method=f"{method}-retrieval", image_emb=img, text_emb=txt,
+                              text_to_image=text_to_image, split=split, extra=extra, seed=seed)
 
 
 def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,
              cfg: TrainConfig, fresh: bool = False, evaluate: bool = True, trainer: Any = None,
-             **train_kwargs: Any):
+             seed: int | None = None, extra: dict | None = None, **train_kwargs: Any):
     """Train with the one engine (resumable under runs/<profile>/<run>/), evaluate the test split once, save.
 
     ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
+    ``seed``: the training seed (default the profile's); the run of any seed but the profile's first is named
+    ``...__s<seed>``. The metrics file also stores the validation split's metrics (``extra.val_metrics``) and
+    ``extra``.
     Returns ``(TrainResult, metrics record or None)``.
     """
-    from .train import predict, train
+    from .train import lp_ft, predict, train
 
-    run = run_name(notebook, data.name, clip.name, method)
-    result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=P.seed,
-                                class_texts=train_kwargs.pop("class_texts", None) or class_texts(P, data),
-                                fresh=fresh, **train_kwargs)
+    seed = P.seed if seed is None else int(seed)
+    run = seeded_run_name(P, notebook, data.name, clip.name, method, seed)
+    texts = train_kwargs.pop("class_texts", None) or class_texts(P, data)
+    D = P.distributed
+    if D.nproc_per_node * D.nnodes > 1:  # several processes: torchrun runs the training, then resume it here
+        from .train.launch import run_distributed
+
+        kind = {train: "train", lp_ft: "lp_ft"}.get(trainer or train)
+        run_distributed(P.model(clip.name), data, trainer=kind or repr(trainer), run_dir=run_dir(P, run),
+                        kwargs={"mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed, "class_texts": texts,
+                                "fresh": fresh, **train_kwargs},
+                        nproc_per_node=D.nproc_per_node, nnodes=D.nnodes, node_rank=D.node_rank,
+                        rdzv_backend=D.rdzv_backend, rdzv_endpoint=D.rdzv_endpoint, rdzv_id=D.rdzv_id,
+                        backend=D.backend, device=P.device, seed=seed)
+        fresh = False  # the finished run is loaded, not trained again
+    result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=seed,
+                                class_texts=texts, fresh=fresh, **train_kwargs)
     rec = None
     if evaluate:
         if mode == "contrastive":
             # Classify zero-shot style with the fine-tuned towers, exactly as notebook 02 does.
+            y_val = zero_shot_y_score(P, result.model, data, "val", progress=False)
             y_score = zero_shot_y_score(P, result.model, data, "test", progress=False)
         else:
+            y_val = predict(result, data.splits["val"].images, mode=mode)
             y_score = predict(result, data.splits["test"].images, mode=mode)
+        extra = {**train_extra(result, cfg), "val_metrics": validation_metrics(data, y_val), **(extra or {})}
         rec = save_scores(P, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
-                          extra=train_extra(result, cfg))
+                          extra=extra, seed=seed)
     return result, rec
 
 
@@ -210,20 +253,29 @@ def runs(P: Profile, notebook: str | None = None, task: str | None = None) -> pd
     return df.reset_index(drop=True)
 
 
-def few_shot(data: DatasetBundle, k: int, seed: int) -> DatasetBundle:
-    """``data`` with its train split cut to ``k`` examples per class (k = 0: all), drawn with ``seed``.
+def few_shot(data: DatasetBundle, k: int, seed: int, draw: int = 0, val: bool = True) -> DatasetBundle:
+    """``data`` with its train split (and, with ``val``, its validation split) cut to ``k`` examples per class
+    (k = 0: all), the ``draw``-th random draw for ``seed``.
 
-    Val and test are untouched. Multi-label sets are not supported (shots per class are ill-defined there).
+    Draws are nested: for one (seed, draw) each class's examples are taken in one fixed random order, so the
+    1-shot subset lies inside the 4-shot one and so on. The validation subset is drawn the same way (its own
+    stream), so a k-shot run selects its epoch on k labelled examples per class, not on the full validation split.
+    Test is untouched. Multi-label sets are not supported (shots per class are ill-defined there).
     """
     if k <= 0:
         return data
     if data.task != "multiclass":
         raise ValueError("few_shot needs a multiclass dataset")
-    tr = data.splits["train"]
-    rng = np.random.default_rng(seed)
-    idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(tr.labels == c))[:k]
-                                  for c in range(data.num_classes)]))
-    return dataclasses.replace(data, splits={**data.splits, "train": tr.subset(idx)})
+    splits = {**data.splits, "train": _k_per_class(data.splits["train"], k, data.num_classes, (seed, draw, 0))}
+    if val:
+        splits["val"] = _k_per_class(data.splits["val"], k, data.num_classes, (seed, draw, 1))
+    return dataclasses.replace(data, splits=splits)
+
+
+def _k_per_class(split, k: int, num_classes: int, entropy: tuple[int, ...]):
+    rng = np.random.default_rng(list(entropy))
+    idx = np.concatenate([rng.permutation(np.flatnonzero(split.labels == c))[:k] for c in range(num_classes)])
+    return split.subset(np.sort(idx))
 
 
 def probe_config(P: Profile) -> TrainConfig:
@@ -242,14 +294,23 @@ def few_shot_config(cfg: TrainConfig, n_train: int, min_steps: int) -> TrainConf
                                patience=epochs)
 
 
-def earlier_run(P: Profile, notebook: str, data: DatasetBundle, model: str, method: str) -> dict | None:
-    """The metrics record an earlier notebook wrote for this dataset/model/method, or None if it has not run."""
+def earlier_run(P: Profile, notebook: str, data: DatasetBundle | str, model: str, method: str,
+                seed: int | None = None) -> dict | None:
+    """The metrics record an earlier notebook wrote for this dataset/model/method (and seed; default the
+    profile's first), or None if it has not run."""
     from .results import load_run
 
+    name = data if isinstance(data, str) else data.name
     try:
-        return load_run(P, run_name(notebook, data.name, model, method))
+        return load_run(P, seeded_run_name(P, notebook, name, model, method, seed))
     except Exception:
         return None
+
+
+def seed_runs(P: Profile, notebook: str, data: DatasetBundle | str, model: str, method: str) -> list[dict]:
+    """The metrics records of one method, one per profile seed that has run (first seed first)."""
+    recs = [earlier_run(P, notebook, data, model, method, s) for s in P.seed_list]
+    return [r for r in recs if r]
 
 
 # Remedy name -> keyword arguments of medlib.train.train (per task). "threshold" reuses the "none" model.
@@ -268,3 +329,145 @@ def remedy_kwargs(remedy: str, task: str, P: Profile) -> dict[str, Any]:
     if remedy not in table:
         raise ValueError(f"unknown remedy {remedy!r}; known: {sorted(table) + ['threshold']}")
     return table[remedy]
+
+
+# ---- paired comparisons of the headline methods --------------------------------------------------------------
+
+# The test metrics each comparison is reported on (the report's abstract quotes the first).
+PAIRED_METRICS = {"multiclass": ["acc", "auroc"], "multilabel": ["auroc"]}
+# The imbalance remedies are chosen on this validation metric (mean over seeds); it is the metric they aim at
+# (mean recall over classes), and the paired difference "best remedy - none" is reported on it and on
+# worst-class recall.
+REMEDY_SELECT_METRIC = "balanced_acc"
+
+
+def remedy_runs(P: Profile, dataset: str, model: str | None = None) -> dict[str, list[dict]]:
+    """Notebook 05's runs of each remedy of the profile (one per seed that has run), by remedy name."""
+    model = model or main_model(P).name
+    out = {r: seed_runs(P, NOTEBOOKS["05"], dataset, model, f"remedy-{r}") for r in P.imbalance.remedies}
+    return {r: recs for r, recs in out.items() if recs}
+
+
+def headline_comparisons(P: Profile) -> list:
+    """The paired comparisons the report's abstract states, per dataset, for the main model: label FT - zero-shot,
+    caption FT - zero-shot, label FT - caption FT, and the remedy chosen on validation - no remedy."""
+    from .tables import Comparison, best_remedy
+
+    model = main_model(P).name
+    done = load_runs(P)
+    out = []
+    for ds in sorted(done["dataset"].unique()) if not done.empty else []:
+        zs = seed_runs(P, NOTEBOOKS["02"], ds, model, "zero-shot")[:1]
+        cap = seed_runs(P, NOTEBOOKS["03"], ds, model, "caption-ft-plain")
+        lab = seed_runs(P, NOTEBOOKS["04"], ds, model, "label-ft") or seed_runs(P, NOTEBOOKS["04"], ds, model,
+                                                                                  "multilabel-ft")
+        task = (zs or cap or lab or [{}])[0].get("task")
+        metrics = PAIRED_METRICS.get(task, [])
+        # "label FT" is the multi-label fine-tune on multi-label sets (method_a names which).
+        for name, a, b, fixed in [("label FT - zero-shot", lab, zs, True), ("caption FT - zero-shot", cap, zs, True),
+                                  ("label FT - caption FT", lab, cap, False)]:
+            if a and b:
+                out.append(Comparison(name, ds, model, a, b, metrics, fixed_b=fixed))
+        remedies = remedy_runs(P, ds, model)
+        best = best_remedy(remedies, REMEDY_SELECT_METRIC)
+        if best and "none" in remedies:
+            out.append(Comparison("best remedy - none", ds, model, remedies[best], remedies["none"],
+                                  [REMEDY_SELECT_METRIC, "worst_class_recall"],
+                                  label_a=f"best remedy: {best} (chosen on validation {REMEDY_SELECT_METRIC})",
+                                  label_b="no remedy",
+                                  selected_on=f"validation {REMEDY_SELECT_METRIC}, mean over seeds"))
+    return out
+
+
+def paired_differences(P: Profile) -> pd.DataFrame:
+    """Compute the headline paired differences (:func:`headline_comparisons`) from the saved predictions and
+    write ``tables/paired_differences.csv``; bootstrap with the profile's ``zero_shot.n_boot`` and ``seed``."""
+    from .tables import paired_differences as table
+
+    df = table(P, headline_comparisons(P), n_boot=P.zero_shot.n_boot, seed=P.seed)
+    save_table(P, "paired_differences", df)
+    return df
+
+
+# ---- runs notebooks 04-06 make in loops ----------------------------------------------------------------------
+
+
+def few_shot_run(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, k: int,
+                 draw: int, fresh: bool = False) -> dict:
+    """One label-efficiency run: ``method`` (``linear-probe`` or ``label-ft``) trained on draw ``draw`` of ``k``
+    examples per class (train and validation subsets drawn alike, see :func:`few_shot`), stretched to the profile's
+    minimum number of steps; saved as ``<method>-<k>shot-d<draw>``. Returns the metrics record."""
+    cfg = P.label_finetune
+    sub = few_shot(data, k, P.seed, draw)
+    base_cfg = probe_config(P) if method == "linear-probe" else cfg.train
+    k_cfg = few_shot_config(base_cfg, len(sub.splits["train"]), cfg.few_shot_min_steps)
+    _, rec = finetune(P, clip, sub, notebook=notebook, method=f"{method}-{k}shot-d{draw}", mode="label", cfg=k_cfg,
+                      fresh=fresh, extra={"shots_per_class": k, "draw": draw, "n_train": len(sub.splits["train"]),
+                                          "n_val": len(sub.splits["val"])})
+    return rec
+
+
+def threshold_remedy(P: Profile, data: DatasetBundle, result: Any, *, notebook: str, model: str,
+                     seed: int | None = None) -> dict:
+    """The decision-threshold remedy on top of the ``none`` model ``result``: thresholds tuned on the validation
+    split for the profile's ``imbalance.threshold_metric`` (per label for multi-label sets, on p(class 1) for binary
+    ones), saved as ``remedy-threshold`` with the raw test scores and the thresholds (the metrics apply
+    ``score >= threshold``) and the validation metrics at those thresholds."""
+    from .imbalance import tune_thresholds
+    from .train import predict
+
+    mode = "multilabel" if data.task == "multilabel" else "label"
+    metric = P.imbalance.threshold_metric
+    val_score = predict(result, data.splits["val"].images, mode=mode)
+    thr = tune_thresholds(data.splits["val"].labels, val_score, metric=metric)  # validation only
+    test_score = predict(result, data.splits["test"].images, mode=mode)
+    extra = {"thresholds": thr.tolist(), "threshold_metric": metric,
+             "val_metrics": validation_metrics(data, val_score, threshold=thr)}
+    return save_scores(P, notebook=notebook, data=data, model=model, method="remedy-threshold", y_score=test_score,
+                       threshold=thr, extra=extra, seed=seed)
+
+
+def cnn_baseline(P: Profile, data: DatasetBundle, *, notebook: str, seed: int | None = None,
+                 fresh: bool = False) -> dict:
+    """The supervised ResNet-18 of notebook 06 trained on ``data`` with ``seed`` (resumable), evaluated on test
+    (and validation, stored as ``extra.val_metrics``); saved as model ``resnet18``, method ``supervised``."""
+    from . import cnn
+
+    seed = P.seed if seed is None else int(seed)
+    S, dev = P.sota, device(P)
+    run = seeded_run_name(P, notebook, data.name, "resnet18", "supervised", seed)
+    res = cnn.train_cnn(data, epochs=S.cnn_epochs, batch_size=S.cnn_batch_size, lr=S.cnn_lr, seed=seed,
+                        run_dir=run_dir(P, run), weights=S.cnn_weights, device=dev, fresh=fresh)
+    y_val = cnn.predict_cnn(res.model, data.splits["val"].images, data.task, device=dev)
+    y_score = cnn.predict_cnn(res.model, data.splits["test"].images, data.task, device=dev)
+    return save_scores(P, notebook=notebook, data=data, model="resnet18", method="supervised", y_score=y_score,
+                       seed=seed, extra={"weights": res.weights, "best_epoch": res.best_epoch,
+                                         "val_metrics": validation_metrics(data, y_val)})
+
+
+def best_finetuned(P: Profile, data: DatasetBundle | str) -> dict | None:
+    """The 03/04 run on ``data`` (first seed; sweeps, few-shot and WiSE-FT runs excluded) with the best validation
+    score (:func:`medlib.tables.best_by_validation`); None when none has run."""
+    from .tables import best_by_validation
+
+    name = data if isinstance(data, str) else data.name
+    done = runs(P)
+    if done.empty:
+        return None
+    done = done[(done["dataset"] == name) & done["notebook"].isin([NOTEBOOKS["03"], NOTEBOOKS["04"]])
+                & ~done["method"].str.contains("shot|wise", regex=True) & (done["seed"] == P.seed)]
+    return best_by_validation([earlier_run(P, r.notebook, name, r.model, r.method) for r in done.itertuples()])
+
+
+def test_split_description(P: Profile, data: DatasetBundle) -> str:
+    """What our test split of ``data`` is, for the comparison table's ``split`` column."""
+    if data.synthetic:
+        return "test split of a generated fixture (not the real data)"
+    fallback = data.manifest.get("fallback")
+    if fallback:
+        return f"test split of {fallback} (loaded in place of {data.name})"
+    source = P.dataset(data.name).source
+    return {"medmnist": "official MedMNIST test split",
+            "chestxray14": "official NIH test list (test_list.txt)",
+            "pubmedvision": f"test split of our own sample of {P.dataset(data.name).n or 'all'} records"}.get(
+        source, "our test split")

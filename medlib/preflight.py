@@ -69,8 +69,9 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
         if not any((local / f).is_file() for f in ("records.jsonl", "records.parquet")):
             return f"PubMedVision sample from {spec.hf_id} (would be saved under {local})"
     if spec.source == "retrieval" and spec.download and spec.hf_id:
-        local = data / spec.path if spec.path else None
-        if not (local and (local / "captions.jsonl").is_file()) and not _hf_dataset_cached(spec.hf_id):
+        from .data.retrieval import local_json
+
+        if not (spec.path and local_json(profile, spec).is_file()) and not _hf_dataset_cached(spec.hf_id):
             return f"retrieval set {spec.hf_id} (Hugging Face datasets cache)"
     return None
 

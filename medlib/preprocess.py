@@ -38,7 +38,13 @@ _INTERP = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.B
 
 def as_uint8_nchw(images: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
     """(N,H,W) or (N,H,W,3) uint8 (numpy or torch) -> (N,1|3,H,W) uint8 tensor on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if isinstance(images, np.ndarray):
+        arr = np.ascontiguousarray(images)
+        # A batch of a prepared split is a read-only memory map: copy it (one batch) rather than hand torch a
+        # non-writable buffer (torch warns, and the tensor would alias the file's pages).
+        x = torch.from_numpy(arr if arr.flags.writeable else np.array(arr))
+    else:
+        x = images
     if x.dtype != torch.uint8:
         raise ValueError(f"images must be uint8, got {x.dtype} (medlib.data loaders return uint8 arrays)")
     if x.ndim == 3:

@@ -5,7 +5,9 @@ our metrics files. ``metric`` uses our metric names (``acc``, ``top3``, ``auroc`
 ``medlib.results.load_runs``; ``label`` is set for per-class numbers (e.g. CheXNet per pathology) and empty for
 whole-dataset numbers. ``dataset`` uses our dataset ids where we run the set (``pneumoniamnist``,
 ``chestmnist``, ``chestxray14``, ``pubmedvision``). These are quotes, never our results: compare only where
-``split`` and metric match ours, as ``note`` says.
+``split``, ``resolution`` and metric match ours. ``note`` starts with ``NOT COMPARABLE`` where the published number
+is on another sample or split than any run of ours can be (the PubMedVision study's own 4,096 sample, CheXNet's
+patient split); :func:`medlib.tables.sota_table` adds the mark where resolution or data differ from a given run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CHEXNET = ('Rajpurkar et al., "CheXNet: Radiologist-Level Pneumonia Detection on
            'arXiv:1711.05225 (2017)')
 BIOMEDCLIP = "Zhang et al. (2023), BiomedCLIP, arXiv:2303.00915"
 OPEN_CLIP_TABLE = "OpenCLIP results table (mlfoundations/open_clip, zero-shot ImageNet-1k top-1)"
+CLIP_BENCHMARK = ("CLIP_benchmark (LAION-AI/CLIP_benchmark), benchmark/benchmark.csv: zero-shot retrieval "
+                  "(zeroshot_retrieval), ViT-B-32 openai")
 
 # Works cited as methods only (no number of theirs is quoted).
 METHOD_CITATIONS = {
@@ -52,16 +56,24 @@ class Reference:
     source: str
     note: str = ""
     label: str = ""  # class / pathology for per-class numbers; "" for the whole dataset
+    resolution: str = ""  # input side the number was measured at, e.g. "28 px", "224 px (28 px images resized)"
+
+    @property
+    def resolution_px(self) -> int | None:
+        """The input side in pixels (the first number of ``resolution``), or None when unknown."""
+        head = self.resolution.split(" ", 1)[0]
+        return int(head) if head.isdigit() else None
 
 
 def _medmnist(dataset: str, model: str, method: str, auc: float, acc: float | None) -> list[Reference]:
     split = "official MedMNIST test split"
-    size = f"{model[model.find('(') + 1:model.find(')')]} px input; " if "(" in model else ""
-    note = size + ("AUC macro over labels, ACC mean over labels at threshold 0.5" if dataset == "chestmnist"
-                   else "AUC one-vs-rest (binary: AUC), ACC of the argmax")
-    rows = [Reference(dataset, model, method, "auroc", auc, split, MEDMNIST_V2, note)]
+    # MedMNIST v2's 2D images are 28 x 28; its "(224)" models read them resized to 224 px.
+    resolution = "224 px (28 px images resized)" if "(224)" in model else "28 px"
+    note = ("AUC macro over labels, ACC mean over labels at threshold 0.5" if dataset == "chestmnist"
+            else "AUC one-vs-rest (binary: AUC), ACC of the argmax")
+    rows = [Reference(dataset, model, method, "auroc", auc, split, MEDMNIST_V2, note, resolution=resolution)]
     if acc is not None:
-        rows.append(Reference(dataset, model, method, "acc", acc, split, MEDMNIST_V2, note))
+        rows.append(Reference(dataset, model, method, "acc", acc, split, MEDMNIST_V2, note, resolution=resolution))
     return rows
 
 
@@ -97,36 +109,54 @@ def _build() -> list[Reference]:
         ("chestmnist", "DenseNet-121", "best AUC there", None, 0.8222),
     ]:
         if acc is not None:
-            r.append(Reference(dataset, model, method, "acc", acc, plus_split, MEDMNIST_PLUS, "published in %"))
-        r.append(Reference(dataset, model, method, "auroc", auc, plus_split, MEDMNIST_PLUS, "published in %"))
+            r.append(Reference(dataset, model, method, "acc", acc, plus_split, MEDMNIST_PLUS, "published in %",
+                               resolution="224 px"))
+        r.append(Reference(dataset, model, method, "auroc", auc, plus_split, MEDMNIST_PLUS, "published in %",
+                           resolution="224 px"))
 
     pmv_split = "4,096 sampled pairs (the study's own sample and split)"
-    pmv_note = "published in %; top-1 = acc; our sample of 4,096 records differs from the study's"
+    pmv_note = ("NOT COMPARABLE: the study's own sample of 4,096 records and its split, not ours; published in %; "
+                "top-1 = acc")
     for method, top1, top3 in [("zero-shot (pretrained)", 0.494, 0.789), ("fine-tuned on captions", 0.643, 0.831),
                                ("fine-tuned on labels", 0.769, 0.921)]:
-        r.append(Reference("pubmedvision", "CLIP ViT-B/32", method, "acc", top1, pmv_split, PUBMEDVISION_STUDY, pmv_note))
-        r.append(Reference("pubmedvision", "CLIP ViT-B/32", method, "top3", top3, pmv_split, PUBMEDVISION_STUDY, pmv_note))
+        for metric, value in (("acc", top1), ("top3", top3)):
+            r.append(Reference("pubmedvision", "CLIP ViT-B/32", method, metric, value, pmv_split, PUBMEDVISION_STUDY,
+                               pmv_note, resolution="224 px"))
 
     chex_split = "CheXNet's own patient split (not the official ChestX-ray14 test list)"
-    chex_note = "not comparable to the official split; DenseNet-121 at full resolution"
+    chex_note = ("NOT COMPARABLE: CheXNet's own patient split, not the official test list; DenseNet-121 on "
+                 "224 px inputs downscaled from the 1024 px images")
     for label, auc in [("Atelectasis", 0.8094), ("Cardiomegaly", 0.9248), ("Effusion", 0.8638),
                        ("Infiltration", 0.7345), ("Mass", 0.8676), ("Nodule", 0.7802), ("Pneumonia", 0.7680),
                        ("Pneumothorax", 0.8887), ("Consolidation", 0.7901), ("Edema", 0.8878),
                        ("Emphysema", 0.9371), ("Fibrosis", 0.8047), ("Pleural Thickening", 0.8062),
                        ("Hernia", 0.9164)]:
         r.append(Reference("chestxray14", "DenseNet-121 (CheXNet)", "supervised", "auroc", auc, chex_split, CHEXNET,
-                           chex_note, label=label))
+                           chex_note, label=label, resolution="224 px"))
     r.append(Reference("chestxray14", "DenseNet-121 (CheXNet)", "supervised", "auroc", 0.841, chex_split, CHEXNET,
-                       chex_note + "; mean over the 14 pathologies"))
+                       chex_note + "; mean over the 14 pathologies", resolution="224 px"))
 
     for dataset, acc in [("pcam", 0.7341), ("lc25000_lung", 0.6523), ("lc25000_colon", 0.9298),
                          ("tcga_til", 0.6704), ("rsna_pneumonia", 0.7895)]:
         r.append(Reference(dataset, "BiomedCLIP", "zero-shot", "acc", acc, "as reported by the authors", BIOMEDCLIP,
-                           "published in %; hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"))
+                           "published in %; hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+                           resolution="224 px"))
 
     for tag, acc in [("openai", 0.6332), ("laion2b_s34b_b79k", 0.6656)]:
         r.append(Reference("imagenet-1k", f"ViT-B-32:{tag}", "zero-shot", "acc", acc, "ImageNet-1k validation",
-                           OPEN_CLIP_TABLE, "published in %; general-domain, not a medical benchmark"))
+                           OPEN_CLIP_TABLE, "published in %; general-domain, not a medical benchmark",
+                           resolution="224 px"))
+
+    # ---- general-domain retrieval anchors (notebook 07): published zero-shot Recall@5, every caption of each
+    # test image (five), CLIP_benchmark's protocol; comparable to our zero-shot rows of the same model at 224 px.
+    for dataset, split, i2t, t2i in [
+        ("flickr30k", "Flickr30K 1k test (Karpathy), 5 captions per image", 0.9490, 0.8338),
+        ("coco", "MSCOCO 5k test (Karpathy), 5 captions per image", 0.7482, 0.5585),
+    ]:
+        for metric, value in (("i2t_R@5", i2t), ("t2i_R@5", t2i)):
+            r.append(Reference(dataset, "ViT-B-32:openai", "zero-shot", metric, value, split, CLIP_BENCHMARK,
+                               "published; image->text R@5 (hit when any of the 5 captions is in the top 5), "
+                               "text->image R@5 (each caption a query)", resolution="224 px"))
     return r
 
 
@@ -135,7 +165,7 @@ REFERENCES: list[Reference] = _build()
 
 def published(dataset: str | None = None, metric: str | None = None) -> pd.DataFrame:
     """Published numbers as a DataFrame (columns: dataset, model, method, metric, value, split, source, note,
-    label), optionally filtered by dataset id and metric name; values are fractions in [0, 1]."""
+    label, resolution), optionally filtered by dataset id and metric name; values are fractions in [0, 1]."""
     cols = [f.name for f in dataclasses.fields(Reference)]
     df = pd.DataFrame([dataclasses.asdict(x) for x in REFERENCES], columns=cols)
     if dataset is not None:

@@ -20,7 +20,7 @@ import pandas as pd
 from .config import Profile
 from .errors import fail
 from .io import write_npz, write_text
-from .metrics import check_predictions, evaluate, retrieval_recall
+from .metrics import check_predictions, evaluate, paired_bootstrap, recall_from_ranks, retrieval_ranks
 
 _BAD = re.compile(r"[^a-z0-9_.-]+")
 
@@ -30,9 +30,18 @@ def slug(text: str) -> str:
     return _BAD.sub("-", str(text).lower()).strip("-")
 
 
-def run_name(notebook: str, dataset: str, model: str, method: str) -> str:
-    """``<notebook>__<dataset>__<model>__<method>`` (DESIGN.md), each part slugged."""
-    return "__".join(slug(p) for p in (notebook, dataset, model, method))
+def run_name(notebook: str, dataset: str, model: str, method: str, seed: int | None = None,
+             first_seed: int | None = None) -> str:
+    """``<notebook>__<dataset>__<model>__<method>`` (DESIGN.md), each part slugged, with ``__s<seed>`` appended
+    when ``seed`` is given and is not ``first_seed`` (the profile's first seed keeps the plain name)."""
+    name = "__".join(slug(p) for p in (notebook, dataset, model, method))
+    return name if seed is None or seed == first_seed else f"{name}__s{int(seed)}"
+
+
+def seeded_run_name(profile: Profile, notebook: str, dataset: str, model: str, method: str,
+                    seed: int | None = None) -> str:
+    """The run name of ``seed``'s run (default: the profile's first seed, whose run has no ``__s`` suffix)."""
+    return run_name(notebook, dataset, model, method, seed, profile.seed_list[0])
 
 
 def reports_dir(profile: Profile, sub: str = "") -> Path:
@@ -51,7 +60,7 @@ def run_dir(profile: Profile, run: str) -> Path:
 
 # ---- saving and loading evaluated runs ----------------------------------------------------------------------------
 
-RUN_KEYS = ("run", "notebook", "dataset", "model", "method", "task", "split", "n")
+RUN_KEYS = ("run", "notebook", "dataset", "model", "method", "task", "split", "n", "seed")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -90,9 +99,10 @@ def _write_run(profile: Profile, run: str, record: dict[str, Any], arrays: dict[
 
 
 def _record(profile: Profile, run: str, notebook: str, dataset: str, split: str, task: str, model: str,
-            method: str, n: int) -> dict[str, Any]:
+            method: str, n: int, seed: int | None = None) -> dict[str, Any]:
     return {"run": run, "notebook": notebook, "profile": profile.name, "dataset": dataset, "split": split,
-            "task": task, "model": model, "method": method, "n": int(n), "seed": int(profile.seed)}
+            "task": task, "model": model, "method": method, "n": int(n),
+            "seed": int(profile.seed if seed is None else seed)}
 
 
 def save_run(
@@ -110,21 +120,25 @@ def save_run(
     n_boot: int | None = None,
     extra: dict[str, Any] | None = None,
     threshold: float | Sequence[float] | np.ndarray | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate one run and write ``predictions/<run>.npz`` and ``metrics/<run>.json`` (DESIGN.md contract).
 
-    ``n_boot`` defaults to the profile's ``zero_shot.n_boot``; the seed is the profile's. Nothing is written
+    ``n_boot`` defaults to the profile's ``zero_shot.n_boot``. ``seed`` is the training seed of the run (default:
+    the profile's seed); it is recorded, names the run (``__s<seed>`` unless it is the profile's first seed) and
+    seeds the bootstrap, so each seed's interval is recomputable from its own predictions file. Nothing is written
     when evaluation fails. Returns the metrics record as written (``record["metrics"]`` holds the headline
     numbers). Multilabel predictions (and binary ones evaluated with a ``threshold``) also store the
     ``threshold`` so every number is recomputable.
     The predictions file holds the arrays exactly as evaluated: ``y_true`` int64 (N,) or (N, C), ``y_score`` float64.
     """
-    run = run_name(notebook, dataset, model, method)
+    seed = profile.seed if seed is None else int(seed)
+    run = seeded_run_name(profile, notebook, dataset, model, method, seed)
     n_boot = profile.zero_shot.n_boot if n_boot is None else n_boot
     class_names = [str(c) for c in class_names]
     y_true, y_score = check_predictions(y_true, y_score, task, class_names)
-    result = evaluate(y_true, y_score, task, class_names, n_boot=n_boot, seed=profile.seed, threshold=threshold)
-    record = _record(profile, run, notebook, dataset, split, task, model, method, len(y_true))
+    result = evaluate(y_true, y_score, task, class_names, n_boot=n_boot, seed=seed, threshold=threshold)
+    record = _record(profile, run, notebook, dataset, split, task, model, method, len(y_true), seed)
     record.update({"n_boot": int(n_boot), "metrics": result["metrics"], "ci95": result["ci95"],
                    "per_class": result["per_class"], "confusion": result["confusion"]})
     arrays = {"y_true": y_true, "y_score": y_score, "class_names": np.asarray(class_names)}
@@ -151,19 +165,25 @@ def save_retrieval_run(
     ks: Sequence[int] = (1, 5, 10),
     split: str = "test",
     extra: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Image<->text Recall@K for one run; writes the embeddings (``image_emb``, ``text_emb``, ``text_to_image``,
-    ``y_true`` = ``text_to_image``) and a metrics record with ``task: retrieval``. Returns the record.
-    The embeddings are stored as float32 and the metrics are computed from those stored arrays, so they recompute
-    exactly from the predictions file."""
-    run = run_name(notebook, dataset, model, method)
+    ``y_true`` = ``text_to_image``), the per-query ranks (``i2t_rank`` (N_img,), ``t2i_rank`` (N_txt,); a query
+    is a hit at K when its rank < K: the vectors a paired bootstrap over queries resamples) and a metrics record
+    with ``task: retrieval``. Returns the record. The embeddings are stored as float32 and the metrics are computed
+    from those stored arrays, so they recompute exactly from the predictions file. ``n`` is the number of images,
+    ``n_text`` the number of captions. ``seed``: the training seed (recorded; ``__s<seed>`` in the run name unless it
+    is the profile's first seed), as in :func:`save_run`."""
+    run = seeded_run_name(profile, notebook, dataset, model, method, seed)
     image_emb, text_emb = np.asarray(image_emb, dtype=np.float32), np.asarray(text_emb, dtype=np.float32)
-    metrics = retrieval_recall(image_emb, text_emb, ks=ks, text_to_image=text_to_image)
+    i2t_rank, t2i_rank = retrieval_ranks(image_emb, text_emb, text_to_image)
+    metrics = recall_from_ranks(i2t_rank, t2i_rank, ks)
     t2i = np.arange(len(image_emb)) if text_to_image is None else np.asarray(text_to_image, dtype=np.int64)
-    record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb))
-    record.update({"metrics": metrics, "ci95": {}, "per_class": {}, "predictions": f"predictions/{run}.npz",
-                   "extra": dict(extra or {})})
-    arrays = {"y_true": t2i, "text_to_image": t2i, "image_emb": image_emb, "text_emb": text_emb}
+    record = _record(profile, run, notebook, dataset, split, "retrieval", model, method, len(image_emb), seed)
+    record.update({"n_text": int(len(text_emb)), "metrics": metrics, "ci95": {}, "per_class": {},
+                   "predictions": f"predictions/{run}.npz", "extra": dict(extra or {})})
+    arrays = {"y_true": t2i, "text_to_image": t2i, "image_emb": image_emb, "text_emb": text_emb,
+              "i2t_rank": i2t_rank, "t2i_rank": t2i_rank}
     return _write_run(profile, run, record, arrays)
 
 
@@ -228,3 +248,30 @@ def save_table(profile: Profile | str | Path, name: str, df: pd.DataFrame) -> Pa
         raise fail("save_table", f"table name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
     folder = _reports_base(profile) / "tables"
     return write_text(folder / f"{name}.csv", df.to_csv(index=False))
+
+
+def paired_difference(profile: Profile | str | Path, runs_a: Sequence[str], runs_b: Sequence[str], metric: str,
+                      *, n_boot: int, seed: int) -> dict[str, Any]:
+    """Paired bootstrap of ``metric(A) - metric(B)`` recomputed from the two methods' predictions files.
+
+    ``runs_a[i]`` and ``runs_b[i]`` are paired (the same seed, or a seed-free run such as zero-shot repeated); one
+    pair gives a per-seed difference, several the pooled one (:func:`medlib.metrics.paired_bootstrap` says how).
+    Every run must hold the same test rows (equal ``y_true``); multi-label thresholds come from the predictions.
+    """
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise fail("paired_difference", f"need paired runs, got {len(runs_a)} and {len(runs_b)}",
+                   "pass one run of each method per seed")
+    base = _reports_base(profile)
+    records = [load_run(base, r) for r in (*runs_a, *runs_b)]
+    preds = [load_predictions(base, r) for r in (*runs_a, *runs_b)]
+    task = records[0]["task"]
+    y_true = preds[0]["y_true"]
+    for rec, pred in zip(records, preds):
+        if rec["task"] != task or not np.array_equal(pred["y_true"], y_true):
+            raise fail(base / rec["predictions"], f"run {rec['run']} does not hold the same test rows as "
+                       f"{records[0]['run']}", "compare runs on the same dataset and split")
+    k = len(runs_a)
+    thresholds = [p.get("threshold") for p in preds]
+    return paired_bootstrap(y_true, [p["y_score"] for p in preds[:k]], [p["y_score"] for p in preds[k:]], task,
+                            [str(c) for c in preds[0]["class_names"]], metric, n_boot=n_boot, seed=seed,
+                            thresholds_a=thresholds[:k], thresholds_b=thresholds[k:])

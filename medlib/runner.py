@@ -1,6 +1,6 @@
 """Run the numbered notebooks headless through papermill, then the report.
 
-``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report]``
+``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report] [--gpus N]``
 (``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
 the path of its executed copy, and exits non-zero.
 
@@ -125,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="rehearse the profile offline: its architectures at 224 px with random weights, fixture "
                          "data, capped steps; outputs to reports/<profile>-rehearsal/ with projection.csv")
     ap.add_argument("--device", default=None, help="with --rehearse: cpu | cuda (default: the profile's)")
+    ap.add_argument("--gpus", type=int, default=None,
+                    help="training processes per machine (torchrun + DDP; gloo on CPU); default: the profile's")
     return ap
 
 
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.gpus is not None:  # the kernels' load_profile reads it (distributed.nproc_per_node)
+        os.environ["MEDLIB_GPUS"] = str(args.gpus)
     _resolve_caller_paths(args)
     root = project_root()
     command = "./run_all.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

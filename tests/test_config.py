@@ -92,3 +92,24 @@ def test_bad_values_and_dangling_names_are_errors_at_load_time(tmp_path, yaml_te
     path.write_text(yaml_text)
     with pytest.raises(MedlibError, match=needle):
         load_profile(path)
+
+
+def test_seeds_default_to_the_seed_and_shift_with_a_seed_override():
+    from medlib.config import load_profile as load
+
+    smoke = load("smoke")
+    assert smoke.seed_list == [0, 1] and smoke.seed_list[0] == smoke.seed
+    assert load("full").seed_list == [0, 1, 2]
+    shifted = load("smoke", {"seed": 3})
+    assert shifted.seed == 3 and shifted.seed_list == [3, 4]
+    assert load("smoke", {"seeds": []}).seed_list == [0]
+
+
+@pytest.mark.parametrize("overrides, message", [({"seeds": [1, 2]}, "first seed"), ({"seeds": [0, 0]}, "distinct"),
+                                                ({"seeded_methods": ["label_ft", "magic"]}, "magic")])
+def test_bad_seeds_are_profile_errors(overrides, message):
+    from medlib.config import load_profile as load
+    from medlib.errors import MedlibError
+
+    with pytest.raises(MedlibError, match=message):
+        load("smoke", overrides)

@@ -73,3 +73,10 @@ def test_data_dir_that_is_a_file_is_an_error(tmp_path, monkeypatch):
     f.write_text("x")
     monkeypatch.setenv("MEDLIB_DATA_DIR", str(f))
     assert "data dir is a file" in _error("smoke")
+
+
+def test_data_workers_is_a_profile_key_that_does_not_change_the_hash():
+    p = load_profile("smoke", {"data_workers": 3})
+    assert p.data_workers == 3 and load_profile("smoke").data_workers == 0  # 0 = every core
+    assert p.hash() == load_profile("smoke").hash()  # results do not depend on it
+    assert "data_workers = -1" in _error("smoke", {"data_workers": -1})

@@ -42,17 +42,18 @@ def assert_same(a, b):
 def test_round_trip_and_reuse(tmp_path, monkeypatch):
     p = profile(tmp_path, PMV)
     first = get_dataset(p, "pubmedvision")
-    npz, meta = cache.paths(p, "pubmedvision")
-    assert npz == tmp_path / "cache" / "t" / "pubmedvision.npz" and npz.is_file() and meta.is_file()
+    folder, meta = cache.paths(p, "pubmedvision")
+    assert folder == tmp_path / "cache" / "t" / "pubmedvision" and meta.is_file()
+    assert {f.name for f in folder.iterdir()} >= {"train_images.npy", "test_labels.npy", "meta.json"}
     assert_same(first, load_dataset(p, "pubmedvision"))
 
     def boom(*a, **k):
         raise AssertionError("cache was not used")
 
-    monkeypatch.setattr(cache, "load_dataset", boom)
+    monkeypatch.setattr(cache, "load_index", boom)
     again = get_dataset(p, "pubmedvision")
     assert_same(first, again)
-    assert again.manifest["cache"] == str(npz)
+    assert again.manifest["cache"] == str(folder)
 
 
 def test_synthetic_cache_hit_still_warns(tmp_path, capsys):
@@ -66,10 +67,10 @@ def test_synthetic_cache_hit_still_warns(tmp_path, capsys):
 
 def _rebuilt(p, name, monkeypatch) -> bool:
     calls = []
-    real = cache.load_dataset
-    monkeypatch.setattr(cache, "load_dataset", lambda *a: calls.append(1) or real(*a))
+    real = cache.load_index
+    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
     get_dataset(p, name)
-    monkeypatch.setattr(cache, "load_dataset", real)
+    monkeypatch.setattr(cache, "load_index", real)
     return bool(calls)
 
 
@@ -85,8 +86,8 @@ def test_invalidation(tmp_path, monkeypatch):
     assert _rebuilt(dataclasses.replace(p2, seed=1), "pneumoniamnist", monkeypatch)
     # refresh -> rebuild even when current
     calls = []
-    real = cache.load_dataset
-    monkeypatch.setattr(cache, "load_dataset", lambda *a: calls.append(1) or real(*a))
+    real = cache.load_index
+    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
     get_dataset(p, "pneumoniamnist", refresh=True)
     assert calls
 
@@ -108,8 +109,9 @@ def test_real_file_appearing_invalidates_a_synthetic_cache(tmp_path, monkeypatch
 def test_corrupt_cache_is_rebuilt(tmp_path):
     p = profile(tmp_path, PNEU)
     a = get_dataset(p, "pneumoniamnist")
-    npz, _ = cache.paths(p, "pneumoniamnist")
-    npz.write_bytes(b"broken")
+    folder, _ = cache.paths(p, "pneumoniamnist")
+    (folder / "train_images.npy").unlink()  # a new file: `a` still maps the old one (the store never rewrites in place)
+    (folder / "train_images.npy").write_bytes(b"broken")
     assert_same(a, get_dataset(p, "pneumoniamnist"))
 
 
@@ -129,12 +131,15 @@ def test_unknown_source_or_mode_is_a_profile_error(tmp_path):
         load_dataset(profile(tmp_path, dict(PNEU, name="x", synthetic="maybe")), "x")
 
 
-def test_truncated_cache_npz_is_rebuilt(tmp_path):
-    """A truncated zip raises zipfile.BadZipFile (not OSError/ValueError): still a rebuild, not a crash."""
+def test_truncated_cache_file_is_rebuilt(tmp_path):
+    """A truncated .npy cannot be mapped (its header promises more bytes): still a rebuild, not a crash."""
     p = profile(tmp_path, PNEU)
     a = get_dataset(p, "pneumoniamnist")
-    npz, _ = cache.paths(p, "pneumoniamnist")
-    npz.write_bytes(npz.read_bytes()[:200])
+    folder, _ = cache.paths(p, "pneumoniamnist")
+    f = folder / "test_images.npy"
+    head = f.read_bytes()[:200]
+    f.unlink()
+    f.write_bytes(head)
     assert_same(a, get_dataset(p, "pneumoniamnist"))
 
 

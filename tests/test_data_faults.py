@@ -263,7 +263,7 @@ def test_notebook01_and_report_carry_no_mimic_report_text_or_images(tmp_path):
     raw.update(name="mimictest", data_dir=str(data), reports_dir=str(tmp_path / "reports"),
                runs_dir=str(tmp_path / "runs"),
                datasets=[d for d in raw["datasets"] if d["name"] in ("mimic_cxr", "pneumoniamnist")])
-    for sec in ("zero_shot", "caption_finetune", "label_finetune", "imbalance", "sota"):
+    for sec in ("zero_shot", "caption_finetune", "label_finetune", "imbalance", "sota", "retrieval_study"):
         for key in ("datasets", "multilabel_datasets"):
             if key in raw.get(sec, {}):
                 raw[sec][key] = [n for n in raw[sec][key] if n in ("mimic_cxr", "pneumoniamnist")]

@@ -202,24 +202,6 @@ def test_csv_pairs_missing_csv(tmp_path):
 # ---- retrieval ------------------------------------------------------------------------------------------
 
 
-def test_retrieval_fixture(tmp_path, capsys):
-    b = load_dataset(profile(tmp_path, RET), "flickr30k")
-    assert capsys.readouterr().err.count("GENERATED") == 1  # one line, on stderr
-    assert b.task == "retrieval" and b.domain == "general" and b.class_names == []
-    t = b.splits["test"]
-    assert len(t) == 40 and t.images.shape == (40, 28, 28, 3) and (t.labels == -1).all()
-    assert len(b.splits["train"]) == 0 and b.splits["train"].images.shape[1:] == (28, 28, 3)
-    assert len(b.manifest["all_captions"]) == 40 and all(len(c) == 4 for c in b.manifest["all_captions"])
-    assert [c[0] for c in b.manifest["all_captions"]] == t.captions
-    colours = ("red", "green", "blue", "yellow", "white", "black", "purple", "orange")
-    assert all(any(w in c for w in colours) for c in t.captions)
-
-
-def test_retrieval_cap_keeps_captions_aligned(tmp_path):
-    b = quiet_load(profile(tmp_path, dict(RET, max_per_split=10)), "flickr30k")
-    assert len(b.splits["test"]) == 10 and [c[0] for c in b.manifest["all_captions"]] == b.splits["test"].captions
-
-
 def test_retrieval_offline_hub(tmp_path):
     p = profile(tmp_path, dict(RET, synthetic="never", download=True, hf_id="nlphuji/flickr_1k_test_image_text_retrieval"))
     with pytest.raises(MedlibError, match=r"nlphuji/flickr_1k_test_image_text_retrieval: could not load"):
@@ -281,34 +263,6 @@ def test_unreachable_hub_fails_at_once(tmp_path, monkeypatch):
     with pytest.raises(MedlibError, match=r"flickr: cannot reach hub\.invalid.*HF_DATASETS_OFFLINE=1"):
         load_dataset(profile(tmp_path, dict(RET, synthetic="never", download=True, hf_id="flickr")), "flickr30k")
     assert time.perf_counter() - t < 10
-
-
-def test_retrieval_bare_string_caption_is_one_caption(tmp_path):
-    """{"captions": "a dog"} is one caption, not one caption per character."""
-    quiet_load(profile(tmp_path / "src", RET), "flickr30k")
-    dst = tmp_path / "local"
-    shutil.copytree(tmp_path / "src" / "fixtures" / "retrieval" / "flickr30k", dst)
-    recs = [json.loads(x) for x in (dst / "captions.jsonl").read_text().splitlines()]
-    recs[0]["captions"] = "a red dot"
-    (dst / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    b = load_dataset(profile(tmp_path, dict(RET, synthetic="never", path=str(dst))), "flickr30k")
-    assert b.manifest["all_captions"][0] == ["a red dot"] and b.splits["test"].captions[0] == "a red dot"
-    assert not b.synthetic and len(b.splits["test"]) == 40
-
-
-def test_retrieval_cap_reads_only_the_kept_images(tmp_path):
-    """max_per_split is applied to the index before images are read (as for NIH and MIMIC)."""
-    quiet_load(profile(tmp_path / "src", RET), "flickr30k")
-    dst = tmp_path / "local"
-    shutil.copytree(tmp_path / "src" / "fixtures" / "retrieval" / "flickr30k", dst)
-    spec = dict(RET, synthetic="never", path=str(dst), max_per_split=10)
-    full = load_dataset(profile(tmp_path, dict(spec, max_per_split=0)), "flickr30k")
-    capped = load_dataset(profile(tmp_path, spec), "flickr30k")
-    keep = [full.splits["test"].ids.index(i) for i in capped.splits["test"].ids]
-    np.testing.assert_array_equal(capped.splits["test"].images, full.splits["test"].images[keep])
-    dropped = sorted(set(full.splits["test"].ids) - set(capped.splits["test"].ids))[0]
-    (dst / "images" / f"{dropped.replace('gen-', 'gen_')}.png").write_bytes(b"junk")
-    assert load_dataset(profile(tmp_path, spec), "flickr30k").splits["test"].ids == capped.splits["test"].ids
 
 
 def test_single_file_fixture_sidecar_never_vouches_for_a_newer_file(tmp_path, monkeypatch):

@@ -17,16 +17,27 @@ def _bundle(n=60, c=3, seed=0):
                          splits={"train": split, "val": split, "test": split}, source="toy")
 
 
-def test_few_shot_takes_k_per_class_and_leaves_val_test():
+def test_few_shot_takes_k_per_class_in_train_and_val_and_leaves_test():
     b = _bundle()
     cut = pipeline.few_shot(b, 4, seed=0)
-    tr = cut.splits["train"]
-    assert np.bincount(tr.labels).tolist() == [4, 4, 4]
-    assert cut.splits["val"] is b.splits["val"] and cut.splits["test"] is b.splits["test"]
+    tr, va = cut.splits["train"], cut.splits["val"]
+    assert np.bincount(tr.labels).tolist() == [4, 4, 4] and np.bincount(va.labels).tolist() == [4, 4, 4]
+    assert cut.splits["test"] is b.splits["test"]
+    assert pipeline.few_shot(b, 4, seed=0, val=False).splits["val"] is b.splits["val"]
     assert [tr.captions[i] for i in range(len(tr))] == [f"c{y}" for y in tr.labels]
     again = pipeline.few_shot(b, 4, seed=0)
     assert np.array_equal(again.splits["train"].images, tr.images)  # same seed, same subset
     assert pipeline.few_shot(b, 0, seed=0) is b  # 0 = all
+
+
+def test_few_shot_draws_are_nested_and_differ_between_draws():
+    b = _bundle(n=300)
+    ids = {(d, k): set(pipeline.few_shot(b, k, seed=0, draw=d).splits["train"].ids) for d in range(3) for k in (1, 4, 16)}
+    for d in range(3):
+        assert ids[d, 1] <= ids[d, 4] <= ids[d, 16]
+    assert len({frozenset(ids[d, 4]) for d in range(3)}) == 3  # three different draws
+    val = [set(pipeline.few_shot(b, k, seed=0, draw=1).splits["val"].ids) for k in (1, 4, 16)]
+    assert val[0] <= val[1] <= val[2]
 
 
 def test_few_shot_config_reaches_min_steps_without_early_stopping():

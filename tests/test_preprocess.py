@@ -86,7 +86,7 @@ def test_rejects_bad_input():
         to_model_input(np.zeros((2, 8, 8), dtype=np.float32), 8, MEAN, STD)
     with pytest.raises(ValueError, match="gray or"):
         to_model_input(np.zeros((2, 8, 8, 4), dtype=np.uint8), 8, MEAN, STD)
-    with pytest.raises(ValueError, match="finetune"):
+    with pytest.raises(ValueError, match="medlib.train"):
         to_model_input(np.zeros((2, 8, 8), dtype=np.uint8), 8, MEAN, STD, train=True)
 
 

@@ -43,9 +43,14 @@ def test_every_row_cited_and_a_fraction():
     df = published()
     assert (df["source"].str.len() > 20).all()
     assert df["value"].between(0, 1).all()
-    assert set(df["metric"]) <= {"acc", "top3", "auroc"}
+    assert set(df["metric"]) <= {"acc", "top3", "auroc", "i2t_R@5", "t2i_R@5"}
     chex = published("chestxray14")
-    assert chex["note"].str.contains("not comparable").all()  # CheXNet's split is not the official one
+    assert chex["note"].str.startswith("NOT COMPARABLE").all()  # CheXNet's split is not the official one
+    pmv = published("pubmedvision")  # the study's own 4,096 sample, not ours
+    assert len(pmv) == 6 and pmv["note"].str.startswith("NOT COMPARABLE").all()
+    assert df["resolution"].str.match(r"^\d+ px").all()
+    assert set(published("pneumoniamnist").query("model == 'ResNet-18 (224)'")["resolution"]) == {
+        "224 px (28 px images resized)"}
     assert published(metric="top3")["dataset"].unique().tolist() == ["pubmedvision"]
 
 

@@ -17,8 +17,17 @@ from medlib.config import load_profile  # noqa: E402
 from medlib.errors import MedlibError  # noqa: E402
 from medlib.report import build_report, fmt, main  # noqa: E402
 
-# A 1x1 PNG, written by hand so the test does not depend on matplotlib for the report part.
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()  # a small valid PNG (the PDF typesetter decodes every figure)
 
 RUNS = [
     {"run": "02_zero_shot_baseline__pneumoniamnist__tiny__zero-shot", "notebook": "02_zero_shot_baseline",
@@ -78,8 +87,9 @@ def _folder(root, smoke=True, manifest=True):
                   }).to_csv(base / "tables" / "sota_comparison.csv", index=False)
     pd.DataFrame({"remedy": ["none", "focal"], "macro_f1": [0.31416, 0.2213], "n": [240, 240]}).to_csv(
         base / "tables" / "05_imbalance__chestxray14.csv", index=False)
-    pd.DataFrame({"remedy": ["none", "focal", "inverse_freq"], "worst_class_recall": [0.11111, 0.44444, 0.44444],
-                  "worst_class_recall_lo": [0.05, 0.3, 0.31], "worst_class_recall_hi": [0.2, 0.6, 0.61]}).to_csv(
+    pd.DataFrame({"remedy": ["none", "focal", "inverse_freq"], "worst_class_recall": [0.11111, 0.55555, 0.44444],
+                  "worst_class_recall_lo": [0.05, 0.3, 0.31], "worst_class_recall_hi": [0.2, 0.6, 0.61],
+                  "chosen": [False, False, True]}).to_csv(
         base / "tables" / "05_remedies__chestxray14.csv", index=False)
     pd.DataFrame({"dataset": ["pneumoniamnist", "chestxray14"], "task": ["multiclass", "multilabel"],
                   "classes": [2, 14], "train": [4708, 834], "val": [524, 93], "test": [624, 273],
@@ -100,11 +110,37 @@ def _folder(root, smoke=True, manifest=True):
     return base
 
 
+PAIRED = pd.DataFrame({  # as medlib.tables writes it: method labels (or ids), per seed and pooled
+    "method_a": ["label FT", "label FT", "label FT", "multilabel-ft"],
+    "method_b": ["zero-shot", "zero-shot", "zero-shot", "zero-shot"],
+    "dataset": ["pneumoniamnist", "pneumoniamnist", "pneumoniamnist", "chestxray14"],
+    "metric": ["acc", "acc", "acc", "auroc"],
+    "seed": ["0", "1", "pooled", "pooled"],
+    "diff": [0.22821, 0.23077, 0.22949, -0.01234],
+    "ci_low": [0.18910, 0.19231, 0.19872, -0.05678],
+    "ci_high": [0.26763, 0.27083, 0.26122, 0.03012],
+    "n": [624, 624, 1248, 273]})
+
+
+def _paired(base):
+    PAIRED.to_csv(base / "tables" / "paired_differences.csv", index=False)
+
+
+def _abstract(md):
+    return md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
+
+
+def _section(md, title):
+    return md.split(f". {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def test_every_number_appears_as_formatted(tmp_path):
     _folder(tmp_path)
     md, html = build_report(tmp_path, "smoke")
     for r in RUNS:
         for name, value in r["metrics"].items():
+            if name == "acc" and r["task"] == "multilabel" or name in ("ece", "top3"):
+                continue  # element-wise multi-label accuracy is left out; ECE and top-3 stay in the metrics files
             assert fmt(value) in md and fmt(value) in html, (r["run"], name)
         for lo, hi in r["ci95"].values():
             assert f"[{lo:.3f}, {hi:.3f}]" in md
@@ -113,55 +149,97 @@ def test_every_number_appears_as_formatted(tmp_path):
     assert "0.853 [0.824, 0.881]" in md  # value and interval from 04's metrics file
     assert "0.314" in md and "0.854" in md  # from the tables
     assert fmt(0.85337) == "0.853" and fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(624) == "624"
-    # reproducibility from the manifest, not typed in
     for s in ("a8eac29deadbeef", "abc123def456", "2.14.1", "41.2", "./run_all.sh --profile smoke", "0.0001"):
-        assert s in md
+        assert s in md  # reproducibility from the manifest, not typed in
 
 
-def test_smoke_title_banner_and_figures_embedded(tmp_path):
+def test_paper_structure_one_banner_generated_named(tmp_path):
     base = _folder(tmp_path)
     md, html = build_report(tmp_path, "smoke")
-    assert md.startswith("# SMOKE")
-    sections = md.split("\n## ")[1:]
-    assert len(sections) >= 7
-    for sec in sections:
-        assert "SMOKE RUN" in sec.split("\n\n", 2)[1], sec[:80]  # banner right under each heading
-    assert "<title>SMOKE" in html and html.count("<blockquote>") >= len(sections) + 1
+    heads = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert heads[:12] == ["Abstract", "Contents", "1. Introduction", "2. Data", "3. Methods", "4. Results",
+                          "5. Class imbalance", "6. Comparison with the state of the art", "7. Discussion",
+                          "8. Conclusion", "9. Limitations", "10. Reproducibility"]
+    assert heads[12] == "References" and heads[13].startswith("Appendix A.")
+    assert md.count("SMOKE RUN") == 1 and html.count("<blockquote>") == 1  # one banner, at the top
+    title_block = md.split("\n## Abstract", 1)[0]
+    assert md.startswith("# SMOKE — Adapting CLIP") and "(GENERATED data: chestxray14)" in md.splitlines()[0]
+    assert "<title>SMOKE — Adapting CLIP" in html
+    assert "GENERATED stand-in data: chestxray14" in title_block and "real data: pneumoniamnist" in title_block
+    assert title_block.count("GENERATED stand-in data") == 1
+    # the abstract's data column
+    row = next(line for line in _abstract(md).splitlines() if line.startswith("| pneumoniamnist"))
+    assert "| real |" in row
+    # figures: embedded in the HTML, linked relative in the Markdown, numbered
     b64 = base64.b64encode(PNG).decode()
-    assert html.count(f"data:image/png;base64,{b64}") == 2  # every figure embedded
-    assert "figures/02_confusion__pneumoniamnist__tiny__zero-shot.png" in md
-    assert "(notebook 02, run `02_zero_shot_baseline__pneumoniamnist__tiny__zero-shot`)" in md
-    assert "*Figure 2: tradeoff (notebook 05, dataset `chestxray14`).*" in md
-    assert not re.search(r"<img[^>]+src=\"figures/", html)  # self-contained: no relative image links
+    assert html.count(f"data:image/png;base64,{b64}") == 2
+    assert "](figures/02_confusion__pneumoniamnist__tiny__zero-shot.png)" in md
+    assert "*Figure 1:" in md and "*Figure 2:" in md and "*Table 1:" in md
+    assert not re.search(r"<img[^>]+src=\"figures/", html)
+    assert "@media print" in html
     assert not (base / "report.md").exists()  # build_report writes nothing
+    # references are real citations: authors, title, venue, year
+    refs = md.split("\n## References", 1)[1].split("\n## ", 1)[0]
+    assert "Jiancheng Yang" in refs and "MedMNIST v2" in refs and "Scientific Data" in refs and "2023" in refs
+
+
+def test_abstract_states_pooled_paired_differences(tmp_path):
+    base = _folder(tmp_path)
+    md, _ = build_report(tmp_path, "smoke")
+    assert "paired_differences.csv` is missing" in _abstract(md)  # degrades without the table
+    _paired(base)
+    md, _ = build_report(tmp_path, "smoke")
+    abstract = _abstract(md)
+    assert "label FT - zero-shot" in abstract
+    assert "+0.229 [+0.199, +0.261]" in abstract and "2 seeds pooled" in abstract  # pooled row only
+    assert "+0.228" not in abstract and "+0.231" not in abstract  # per-seed rows: appendix
+    assert "-0.012 [-0.057, +0.030]" in abstract and "no clear difference" in abstract
+    chest = next(line for line in abstract.splitlines() if line.startswith("| chestxray14"))
+    assert "| GENERATED | multi-label FT - zero-shot | AUROC |" in chest
+    assert "label FT higher" in abstract
+    assert "Data: real pneumoniamnist; GENERATED stand-ins for chestxray14" in abstract
+    assert ("- pneumoniamnist (real data): label FT - zero-shot in accuracy +0.229 [+0.199, +0.261] (label FT higher, "
+            "2 seeds pooled).") in abstract
+    assert "+0.228 [+0.189, +0.268]" in md.split("Appendix A.", 1)[1]
 
 
 def test_abstract_fixed_methods_no_test_set_selection(tmp_path):
     _folder(tmp_path)
     md, _ = build_report(tmp_path, "smoke")
-    abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
+    abstract = _abstract(md)
     row = next(line for line in abstract.splitlines() if line.startswith("| pneumoniamnist"))
-    # zero-shot (02), caption FT (03: not run here), label FT (04), ResNet-18 (06), each with its interval
-    assert row.split(" | ")[3:] == ["0.625 [0.587, 0.663]", "not run", "0.853 [0.824, 0.881]",
-                                    "0.819 [0.790, 0.846] |"]
-    assert "tiny" in abstract and "medclip-tiny (random init)" in abstract  # the role-"clip" model
+    # data, metric, n, chance (majority class 390/624), zero-shot, caption FT (not run), label FT, ResNet-18
+    assert row.split(" | ")[1:] == ["real", "accuracy", "624", "0.625", "0.625 [0.587, 0.663]", "not run",
+                                    "0.853 [0.824, 0.881]", "0.819 [0.790, 0.846] |"]
+    assert "medclip-tiny (random init)" in abstract  # the role-"clip" model
     for higher in ("0.978", "0.967", "16shot", "wise-ft-a"):  # sweeps score higher on test but are never picked
         assert higher not in abstract
-    # the remedy line: no remedy vs the highest on test among those listed, said to be descriptive, ties named
-    assert "no remedy 0.111 [0.050, 0.200]; `focal` (tied with inverse_freq) 0.444 [0.300, 0.600]" in abstract
-    assert "descriptive only" in abstract
-    # sweeps are still reported, as pivots
-    assert "shots=16" in md and "alpha=0.50" in md and "0.978" in md and "0.967" in md
-    # data: compact summary, a class-count line, the skipped dataset
-    data = md.split("\n## 1. Data", 1)[1].split("\n## ", 1)[0]
-    assert "| pneumoniamnist | multiclass | 2 | 4708 | 524 | 624 |" in data
+    assert "shots=16" in md and "alpha=0.50" in md and "0.978" in md and "0.967" in md  # still reported
+    data = _section(md, "Data")
+    assert "| real | pneumoniamnist | multiclass | 2 | 4708 | 524 | 624 |" in data
+    assert "| GENERATED | chestxray14 |" in data
+    # the remedy named is the one chosen on validation (inverse_freq), not the highest on test (focal, 0.556)
+    assert "0.556" not in abstract
+    assert "the remedy chosen on the validation split is `inverse_freq`" in _section(md, "Class imbalance")
     assert "pneumoniamnist: pneumonia 3494, normal 1214." in data
-    assert "mimic_cxr (notebook 03_caption_finetune): no local copy" in data
-    # published rows cite their source and stay apart from measured ones
-    sota = md.split("\n## 5.", 1)[1].split("\n## ", 1)[0]
-    measured, published = sota.split("**Published", 1)
-    assert "0.854" in published and "[1]" in published and "0.854" not in measured
-    assert "1. Yang et al. 2023" in md.split("\n## References", 1)[1]
+    assert "mimic_cxr: no local copy" in data
+    sota = _section(md, "Comparison with the state of the art")
+    measured, published = sota.split("Published numbers, quoted", 1)
+    assert "0.854" in published and "0.854" not in measured
+
+
+def test_majority_reference_row_and_low_auroc_note(tmp_path):
+    base = _folder(tmp_path)
+    rec = json.loads((base / "metrics" / f"{RUNS[0]['run']}.json").read_text())
+    rec["metrics"]["auroc"] = 0.41234
+    (base / "metrics" / f"{RUNS[0]['run']}.json").write_text(json.dumps(rec))
+    md, _ = build_report(tmp_path, "smoke")
+    results = md.split("\n## 4. Results", 1)[1].split("\n## 5.", 1)[0]
+    ref = next(line for line in results.splitlines() if "majority class" in line)
+    assert "| 0.625 |" in ref  # 390 of 624 test images are pneumonia
+    assert "0.412 [0.510, 0.600] †" in results and "AUROC below 0.5" in results
+    chest = md.split("\n## 5. Class imbalance", 1)[1]
+    assert "0.904" not in chest.split("\n## 6.", 1)[0]  # element-wise multi-label accuracy is left out
 
 
 def test_abstract_skips_dataset_without_the_fixed_methods(tmp_path):
@@ -170,10 +248,21 @@ def test_abstract_skips_dataset_without_the_fixed_methods(tmp_path):
            "dataset": "pubmedvision", "task": "multiclass", "model": "tiny", "method": "caption-ft-label_aware",
            "n": 160, "metrics": {"acc": 0.41234}, "ci95": {}, "per_class": {}}
     (base / "metrics" / f"{rec['run']}.json").write_text(json.dumps(rec))
-    md, _ = build_report(tmp_path, "smoke")  # used to raise StopIteration
-    abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
+    md, _ = build_report(tmp_path, "smoke")
+    abstract = _abstract(md)
     assert "| pneumoniamnist" in abstract and "| pubmedvision" not in abstract
     assert "0.412" in md  # still reported among notebook 03's runs
+
+
+def test_paths_are_relative_to_the_repository(tmp_path):
+    base = _folder(tmp_path)
+    man = json.loads((base / "manifest.json").read_text())
+    man["data_dir"] = str(tmp_path.parent / "data")
+    man["notebooks"]["02_zero_shot_baseline"]["executed"] = str(base / "executed" / "02.ipynb")
+    (base / "manifest.json").write_text(json.dumps(man))
+    md, html = build_report(tmp_path, "smoke")
+    assert str(tmp_path) not in md and str(tmp_path) not in html
+    assert "<data dir>" not in md or "data" in md
 
 
 def test_full_profile_no_banner_and_missing_inputs_not_run(tmp_path):
@@ -181,18 +270,19 @@ def test_full_profile_no_banner_and_missing_inputs_not_run(tmp_path):
     (base / "metrics").mkdir(parents=True)
     md, html = build_report(tmp_path, "full")
     assert "SMOKE" not in md and "SMOKE" not in html
-    assert md.count("not run") >= 4  # manifest, data summary, sota table, runs ...
+    assert md.count("not run") >= 3
     with pytest.raises(MedlibError, match="run_all.sh"):
         build_report(tmp_path, "nothing")
 
 
-def test_command_writes_both_files_from_scratch(tmp_path, capsys):
+def test_command_writes_the_group_from_scratch(tmp_path, capsys, monkeypatch):
     base = _folder(tmp_path)
     (base / "report.md").write_text("stale")
     assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 0
     md = (base / "report.md").read_text()
-    assert md != "stale" and md.startswith("# SMOKE")
+    assert md != "stale" and md.startswith("# ")
     assert (base / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (base / "report.pdf").read_bytes()[:5] == b"%PDF-"
     assert not list(base.glob(".*.tmp"))
     (base / "metrics" / "bad.json").write_text("{")
     assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 1
@@ -202,6 +292,18 @@ def test_command_writes_both_files_from_scratch(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.json" in err and "dataset" in err and len(err.strip().splitlines()) == 1
     assert (base / "report.md").read_text() == md  # the old report is untouched on error
+    (base / "metrics" / "bad.json").unlink()
+    # all or none: the PDF failing leaves report.md and report.html as they were
+    pdf = (base / "report.pdf").read_bytes()
+    (base / "report.md").write_text("previous")
+    import medlib.report as rep
+
+    def broken(*a, **k):
+        raise MedlibError("report.pdf: typst failed. Fix: none")
+
+    monkeypatch.setattr(rep, "render_pdf", broken)
+    assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 1
+    assert (base / "report.md").read_text() == "previous" and (base / "report.pdf").read_bytes() == pdf
 
 
 # ---- plots ----------------------------------------------------------------------------------------------------
@@ -243,3 +345,50 @@ def test_save_figure_marks_smoke_and_writes_png(tmp_path):
     with pytest.raises(MedlibError):
         plots.save_figure(plt.figure(), prof, "Bad Name")
     plt.close("all")
+
+
+def test_sota_rows_with_seeds_resolution_and_not_comparable(tmp_path):
+    """The comparison table as medlib.tables writes it (mean over seeds, resolution, split, majority-class rate)."""
+    base = _folder(tmp_path)
+    common = {"dataset": "pneumoniamnist", "resolution": "28 px", "split": "official test", "majority_rate": 0.625}
+    rows = [{**common, "model": "tiny", "method": "label-ft", "metric": "acc", "value": 0.85337, "sd": 0.01012,
+             "min": 0.846, "max": 0.861, "n_seeds": 2, "ci_low": 0.82, "ci_high": 0.88, "source": "measured",
+             "comparable": True, "note": ""},
+            {**common, "model": "tiny", "method": "label-ft", "metric": "auroc", "value": 0.91234, "sd": 0.00512,
+             "min": 0.909, "max": 0.916, "n_seeds": 2, "ci_low": 0.89, "ci_high": 0.93, "source": "measured",
+             "comparable": True, "note": ""},
+            {**common, "model": "ResNet-18 (224)", "method": "supervised", "metric": "acc", "value": 0.864,
+             "resolution": "224 px", "source": "Yang et al., MedMNIST v2, Scientific Data 2023", "comparable": False,
+             "note": "NOT COMPARABLE: published at 224 px, ours at 28 px"}]
+    pd.DataFrame(rows).to_csv(base / "tables" / "sota_comparison.csv", index=False)
+    md, _ = build_report(tmp_path, "smoke")
+    sota = _section(md, "Comparison with the state of the art")
+    measured, published = sota.split("Published numbers, quoted", 1)
+    row = next(line for line in measured.splitlines() if line.startswith("| pneumoniamnist | tiny"))
+    assert "0.853 ± 0.010 (2 seeds)" in row and "0.912 ± 0.005 (2 seeds)" in row and "| 0.625 |" in row
+    pub = next(line for line in published.splitlines() if "ResNet-18 (224)" in line)
+    assert "224 px" in pub and "NOT COMPARABLE; n1" in pub and "0.864" in pub
+    assert "n1: NOT COMPARABLE: published at 224 px, ours at 28 px" in published
+    refs = md.split("\n## References", 1)[1]
+    assert "Jiancheng Yang" in refs  # the source string resolved to the bibliography entry
+
+
+def test_run_with_no_real_data_says_generated_in_title_and_abstract(tmp_path):
+    base = _folder(tmp_path)
+    summary = pd.read_csv(base / "tables" / "data_summary.csv").assign(synthetic=True)
+    summary.to_csv(base / "tables" / "data_summary.csv", index=False)
+    md, html = build_report(tmp_path, "smoke")
+    assert md.splitlines()[0] == ("# SMOKE — Adapting CLIP to medical images: zero-shot, caption and label fine-tuning "
+                                  "(GENERATED data only)")
+    assert "GENERATED stand-ins for chestxray14, pneumoniamnist" in _abstract(md)
+    assert "| GENERATED |" in _abstract(md) and "| real |" not in _abstract(md)
+
+
+def test_rehearsal_profile_is_labelled_rehearsal_with_its_projection(tmp_path):
+    base = _folder(tmp_path, smoke=False)
+    rehearsal = base.rename(tmp_path / "full-rehearsal")  # `run_all.sh --rehearse` writes reports/full-rehearsal/
+    pd.DataFrame({"notebook": ["01_data_prep"], "projected_s": [120.5], "peak_gb": [3.2]}).to_csv(
+        rehearsal / "projection.csv", index=False)
+    md, _ = build_report(tmp_path, "full-rehearsal")
+    assert md.startswith("# REHEARSAL — ") and md.count("REHEARSAL - not results") == 1
+    assert "`projection.csv`" in md and "120.5" in md

@@ -97,3 +97,14 @@ def test_rng_state_round_trips_through_weights_only(tmp_path):
     a = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item())
     checkpoint.set_rng_state(checkpoint.load(tmp_path / "r.pt")["rng"], {"g": gen})
     assert (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item()) == a
+
+
+def test_crafted_user_weights_file_is_refused_and_runs_nothing(tmp_path):
+    """A `pretrained:` file (models.py) is read the same way: refused with the one-line error, nothing runs."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": {}, "x": _RunsACommand(marker)}, path)
+    with pytest.raises(MedlibError, match="would run code") as e:
+        load_model(ModelSpec(name="tiny", arch="medclip-tiny", pretrained=str(path)))
+    assert "\n" not in str(e.value)
+    assert not marker.exists()

@@ -3,7 +3,7 @@
 ```python
 from medlib.data import get_dataset, load_dataset, DatasetSkipped
 bundle = load_dataset(profile, "pneumoniamnist")                 # reads the source (no cache)
-bundle = get_dataset(profile, "pneumoniamnist", refresh=False)   # cached prepared split
+bundle = get_dataset(profile, "pneumoniamnist", refresh=False)   # prepared split, memory-mapped
 ```
 
 Every loader returns a :class:`~medlib.data.base.DatasetBundle` with splits ``train``/``val``/``test``,
@@ -12,60 +12,20 @@ manifest (source, synthetic, counts per split and class, sha256 of the files rea
 
 The helpers the source modules share live in :mod:`medlib.data.common`. Source modules are imported
 lazily, so importing ``medlib.data`` stays cheap (``datasets``/``huggingface_hub`` load only when a hub
-source is used).
+source is used). Which module reads which source is :mod:`medlib.data.registry`; prepared splits are stored
+uncompressed and opened memory-mapped (:mod:`medlib.data.store`), and images are decoded in a process pool with
+reduced-size decoding, resumably (:mod:`medlib.data.decode`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError
+from ..config import Profile
 from .base import DatasetBundle, Split
+from . import cache
+from .registry import SOURCES, SYNTHETIC_MODES, DatasetSkipped, load_dataset, source_module
 
-__all__ = ["DatasetSkipped", "DatasetBundle", "Split", "get_dataset", "load_dataset", "source_plan", "SOURCES"]
-
-# spec.source -> module that implements ``load(profile, spec)`` and ``inputs(profile, spec)``.
-SOURCES = {
-    "medmnist": "medlib.data.medmnist",
-    "pubmedvision": "medlib.data.pubmedvision",
-    "chestxray14": "medlib.data.chestxray14",
-    "mimic_cxr": "medlib.data.mimic_cxr",
-    "csv_pairs": "medlib.data.csv_pairs",
-    "retrieval": "medlib.data.retrieval",
-}
-SYNTHETIC_MODES = ("never", "auto", "always")
-
-
-class DatasetSkipped(MedlibError):
-    """The profile does not configure this dataset (e.g. MIMIC-CXR with ``path: ""``); callers skip it."""
-
-
-# ---- public API ---------------------------------------------------------------------------------
-
-
-def source_module(spec: DatasetSpec) -> Any:
-    """The module that loads ``spec.source``."""
-    if spec.source not in SOURCES:
-        raise MedlibError(
-            f"datasets[{spec.name}].source = {spec.source!r} is unknown. Fix: use one of {sorted(SOURCES)}"
-        )
-    if spec.synthetic not in SYNTHETIC_MODES:
-        raise MedlibError(
-            f"datasets[{spec.name}].synthetic = {spec.synthetic!r} is unknown. Fix: use one of {list(SYNTHETIC_MODES)}"
-        )
-    return importlib.import_module(SOURCES[spec.source])
-
-
-def load_dataset(profile: Profile, name: str) -> DatasetBundle:
-    """Read dataset ``name`` of ``profile`` from its source (real files, the hub, or a generated fixture).
-
-    Raises :class:`DatasetSkipped` when the profile does not configure the data and
-    :class:`~medlib.errors.MedlibError` (one line: file + fix) for any problem with the input.
-    """
-    spec = profile.dataset(name)
-    return source_module(spec).load(profile, spec)
+__all__ = ["DatasetSkipped", "DatasetBundle", "Split", "get_dataset", "load_dataset", "source_plan", "SOURCES",
+           "SYNTHETIC_MODES", "source_module"]
 
 
 def get_dataset(profile: Profile, name: str, refresh: bool = False) -> DatasetBundle:
@@ -74,8 +34,6 @@ def get_dataset(profile: Profile, name: str, refresh: bool = False) -> DatasetBu
     The cache is reused while the DatasetSpec, the seed and the files the loader reads are unchanged;
     ``refresh=True`` rebuilds it.
     """
-    from . import cache
-
     return cache.get(profile, name, refresh=refresh)
 
 

@@ -20,20 +20,42 @@ class Split:
               (N,) (may be all -1) for retrieval-only sets.
     captions: one non-empty string per image, or None where the source has no text.
     ids:      optional stable identifiers (file names, record ids) for tracing predictions back.
+    all_captions: every caption of each image, or None where the source has one caption per image
+              (Flickr30K/COCO: five; a CSV with repeated ``image_path`` rows: one per row). Always
+              ``all_captions[i][0] == captions[i]``, so code that reads ``captions`` sees one caption per
+              image as before; :func:`caption_index` flattens them for retrieval (text -> image index).
     """
 
     images: np.ndarray
     labels: np.ndarray
     captions: list[str] | None = None
     ids: list[str] | None = None
+    all_captions: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def subset(self, idx: np.ndarray) -> "Split":
-        """The rows ``idx`` of every field (images, labels, captions, ids), in that order."""
+        """The rows ``idx`` of every field (images, labels, captions, ids, all_captions), in that order."""
         pick = (lambda xs: None if xs is None else [xs[i] for i in idx])
-        return Split(self.images[idx], self.labels[idx], pick(self.captions), pick(self.ids))
+        return Split(self.images[idx], self.labels[idx], pick(self.captions), pick(self.ids),
+                     pick(self.all_captions))
+
+    def captions_per_image(self) -> list[list[str]] | None:
+        """Every caption of each image (``all_captions``, else ``[[caption]]`` per image); None without text."""
+        if self.all_captions is not None:
+            return self.all_captions
+        return None if self.captions is None else [[c] for c in self.captions]
+
+
+def caption_index(split: Split) -> tuple[list[str], "np.ndarray"]:
+    """(flat captions, text_to_image): every caption of ``split`` image by image, and the image index of each
+    (int64), as :func:`medlib.metrics.retrieval_recall` takes them. One caption per image gives arange(N)."""
+    per = split.captions_per_image()
+    if per is None:
+        raise ValueError("split has no captions")
+    flat = [c for caps in per for c in caps]
+    return flat, np.repeat(np.arange(len(per), dtype=np.int64), [len(c) for c in per])
 
 
 @dataclass

@@ -1,12 +1,13 @@
-"""Prepared-split cache: ``<data_dir>/cache/<profile>/<name>.npz`` + ``<name>.json``.
+"""Prepared-split cache: ``<data_dir>/cache/<profile>/<name>/`` (layout in :mod:`medlib.data.store`) + ``meta.json``.
 
-The npz holds ``<split>_images`` and ``<split>_labels``; the JSON holds class names, task, domain,
-source, synthetic, license, manifest, captions and ids per split, and ``key``: a hash of the
-DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and the
-(path, size, mtime) of the files the loader reads. The cache is reused when the key matches, so
-editing the spec, changing the seed or dropping the real file into the data dir rebuilds it.
-Both files are written atomically, the JSON (the commit record) removed first and written last, so a crash
-between the two writes leaves no JSON and the next run rebuilds (never an old key over new arrays).
+Each split is an uncompressed ``<split>_images.npy`` (opened memory-mapped: a cache hit reads headers, labels
+and the JSON, never every image, and never a source image file) and ``<split>_labels.npy``. ``meta.json`` holds
+class names, task, domain, source, synthetic, credentialed, license, manifest, captions, ids and all captions per
+split, and ``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
+the (path, size, mtime) of the files the loader reads (for CSV pairs: every image too). The cache is reused when
+the key matches, so editing the spec, changing the seed, replacing an image or dropping the real file into the
+data dir rebuilds it. ``meta.json`` is the commit record: removed before any split is replaced and written after
+all of them, so an interrupted preparation is never read as complete (and resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
-import zipfile
-import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,20 @@ import numpy as np
 
 from .. import io as mio
 from ..config import Profile
-from . import load_dataset, source_module
+from . import store
 from .base import DatasetBundle, Split
 from .common import warn_synthetic
+from .registry import load_index, source_module
 
-FORMAT_VERSION = 2  # 2: one stat per input file (absolute, unresolved path); credentialed
+FORMAT_VERSION = 4  # 4: all_captions per split; 3: a folder of .npy files opened memory-mapped; 2: one stat per
+# input file; credentialed
+META = "meta.json"
 
 
 def paths(profile: Profile, name: str) -> tuple[Path, Path]:
-    base = profile.data_path / "cache" / profile.name / name
-    return base.with_suffix(".npz"), base.with_suffix(".json")
+    """(folder of the prepared splits, its commit record ``meta.json``)."""
+    folder = profile.data_path / "cache" / profile.name / name
+    return folder, folder / META
 
 
 def cache_key(profile: Profile, name: str) -> str:
@@ -57,48 +61,57 @@ def _stat(path: str | Path) -> list:
 
 
 def save(profile: Profile, bundle: DatasetBundle, key: str) -> None:
-    npz, meta = paths(profile, bundle.name)
-    meta.unlink(missing_ok=True)  # no commit record while the npz is being replaced
-    arrays: dict[str, np.ndarray] = {}
+    """Write every split (images resumably, see :mod:`medlib.data.store`), then the commit record."""
+    folder, meta = paths(profile, bundle.name)
+    meta.unlink(missing_ok=True)  # no commit record while splits are being replaced
+    if folder.exists() and not folder.is_dir():  # format 1 left <name>.npz/.json beside, never a file here
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in (folder.with_suffix(".npz"), folder.with_suffix(".json")):  # format 1 (one compressed npz)
+        old.unlink(missing_ok=True)
     for s, sp in bundle.splits.items():
-        arrays[f"{s}_images"] = sp.images
-        arrays[f"{s}_labels"] = sp.labels
-    mio.write_npz(npz, **arrays)
+        store.write_images(folder, s, sp.images, key)
+        store.write_array(store.labels_path(folder, s), sp.labels)
     mio.write_json(meta, {
-        "key": key, "name": bundle.name, "task": bundle.task, "class_names": bundle.class_names,
-        "domain": bundle.domain, "source": bundle.source, "synthetic": bundle.synthetic, "license": bundle.license,
-        "credentialed": bundle.credentialed, "manifest": bundle.manifest,
-        "text": {s: {"captions": sp.captions, "ids": sp.ids} for s, sp in bundle.splits.items()},
+        "key": key, "format": FORMAT_VERSION, "name": bundle.name, "task": bundle.task,
+        "class_names": bundle.class_names, "domain": bundle.domain, "source": bundle.source,
+        "synthetic": bundle.synthetic, "license": bundle.license, "credentialed": bundle.credentialed,
+        "manifest": bundle.manifest,
+        "text": {s: {"captions": sp.captions, "ids": sp.ids, "all_captions": sp.all_captions}
+                 for s, sp in bundle.splits.items()},
     })
 
 
 def read(profile: Profile, name: str, key: str | None = None) -> DatasetBundle | None:
-    """The cached bundle, or None when absent, stale (key differs) or unreadable."""
-    npz, meta_path = paths(profile, name)
-    if not (npz.is_file() and meta_path.is_file()):
+    """The cached bundle (images memory-mapped), or None when absent, stale (key differs) or unreadable."""
+    folder, meta_path = paths(profile, name)
+    if not meta_path.is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
         if key is not None and meta.get("key") != key:
             return None
-        with np.load(npz) as z:
-            splits = {s: Split(images=z[f"{s}_images"], labels=z[f"{s}_labels"].astype(np.int64),
-                               captions=t["captions"], ids=t["ids"]) for s, t in meta["text"].items()}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # our own cache file: rebuild, but say so
-        warnings.warn(f"{npz}: cache unreadable ({type(exc).__name__}); rebuilding it", UserWarning, stacklevel=2)
+        splits = {s: Split(images=store.open_images(folder, s), labels=store.open_labels(folder, s),
+                           captions=t["captions"], ids=t["ids"], all_captions=t.get("all_captions"))
+                  for s, t in meta["text"].items()}
+        for s, sp in splits.items():
+            if len(sp.labels) != len(sp):
+                raise ValueError(f"{s}: {len(sp.labels)} labels for {len(sp)} images")
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # our own cache files: rebuild, but say so
+        warnings.warn(f"{folder}: cache unreadable ({type(exc).__name__}); rebuilding it", UserWarning, stacklevel=2)
         return None
     return DatasetBundle(name=meta["name"], task=meta["task"], class_names=meta["class_names"], splits=splits,
                          source=meta["source"], synthetic=meta["synthetic"], license=meta["license"],
-                         domain=meta["domain"], manifest=_with_cache_note(meta["manifest"], npz),
+                         domain=meta["domain"], manifest=_with_cache_note(meta["manifest"], folder),
                          credentialed=bool(meta.get("credentialed", False)))
 
 
-def _with_cache_note(manifest: dict[str, Any], npz: Path) -> dict[str, Any]:
-    return {**manifest, "cache": str(npz)}
+def _with_cache_note(manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
+    return {**manifest, "cache": str(folder)}
 
 
 def get(profile: Profile, name: str, refresh: bool = False) -> DatasetBundle:
-    """Cached prepared splits of dataset ``name``; rebuilt when stale or ``refresh``."""
+    """Cached prepared splits of dataset ``name``; prepared (or resumed) when absent, stale or ``refresh``."""
     key = cache_key(profile, name)  # raises DatasetSkipped for unconfigured data, before any work
     if not refresh:
         hit = read(profile, name, key)
@@ -106,8 +119,13 @@ def get(profile: Profile, name: str, refresh: bool = False) -> DatasetBundle:
             if hit.synthetic:
                 warn_synthetic(name, hit.source)
             return hit
-    bundle = load_dataset(profile, name)
+    elif paths(profile, name)[0].is_dir():
+        shutil.rmtree(paths(profile, name)[0])  # refresh: no resume from what is there
+    bundle = load_index(profile, name)  # images not decoded yet: save() decodes them into the store
     key = cache_key(profile, name)  # after loading: a fixture generated just now exists (and has an mtime)
     save(profile, bundle, key)
-    bundle.manifest = _with_cache_note(bundle.manifest, paths(profile, name)[0])
-    return bundle
+    out = read(profile, name, key)
+    if out is None:  # pragma: no cover - just written
+        raise RuntimeError(f"{paths(profile, name)[0]}: prepared split unreadable right after writing")
+    return out
+

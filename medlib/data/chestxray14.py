@@ -20,9 +20,11 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import source_module, synthetic
+from . import synthetic
+from .registry import source_module
 from .base import DatasetBundle, Split
-from .common import cap_indices, check_kind, choose_source, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from .common import (cap_indices, check_kind, choose_source, finish, fixture_dir, image_files, read_table_file,
+                     resolve_path, rng_for, strata_of)
 
 CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
 CSV_NAME = "Data_Entry_2017.csv"
@@ -146,14 +148,10 @@ def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> D
     from sklearn.model_selection import GroupShuffleSplit
 
     csv = root / CSV_NAME
-    try:
-        df = pd.read_csv(csv)
-    except Exception as exc:  # pandas raises many types for a malformed file
-        raise fail(csv, f"unreadable CSV ({type(exc).__name__})", "download Data_Entry_2017.csv again") from None
     need = ["Image Index", "Finding Labels", "Patient ID"]
-    miss = [c for c in need if c not in df.columns]
-    if miss:
-        raise fail(csv, f"missing column(s) {miss}", f"use the NIH file with columns {need}")
+    df = read_table_file(csv, need, missing="download Data_Entry_2017.csv from the NIH box folder",
+                         unreadable_fix="download Data_Entry_2017.csv again",
+                         columns_fix=f"use the NIH file with columns {need}")
     labels = parse_labels(df["Finding Labels"].tolist(), csv)
     names = df["Image Index"].astype(str).tolist()
     patients = df["Patient ID"].to_numpy()
@@ -180,7 +178,8 @@ def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> D
             raise fail(root / "images", f"{len(missing)} image(s) of the {k} split are missing (first: {missing[0]})",
                        "extract every images_NNN.tar.gz under this folder")
         paths = [index[names[i]] for i in r]
-        imgs = read_images(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}")
+        imgs = image_files(paths, spec.size, rgb=False, index_file=csv, desc=f"{spec.name}/{k}",
+                           wheres=[f"line {i + 2}" for i in r], workers=profile.data_workers)
         splits[k] = Split(images=imgs, labels=labels[r], captions=None, ids=[names[i] for i in r])
     return finish(
         profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..progress import enabled as progress_enabled
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from .base import SPLITS, TASKS, DatasetBundle, Split
@@ -101,19 +100,44 @@ def pil_to_array(im: Any, size: int, rgb: bool) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str,
-                first_line: int | None = None) -> np.ndarray:
-    """Read many images (tqdm progress) into one uint8 array.
+def image_files(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str = "",
+                first_line: int | None = None, wheres: Sequence[str] | None = None, workers: int = 0) -> Any:
+    """The images as a not-yet-decoded :class:`~medlib.data.decode.ImageFiles` column (decoded when prepared).
 
-    ``first_line``: the line of ``index_file`` that lists ``paths[0]`` (rows in order), for error messages.
+    ``first_line``: the line of ``index_file`` that lists ``paths[0]`` (rows in order); or ``wheres``: per image.
     """
-    from tqdm.auto import tqdm
+    from .decode import ImageFiles
 
-    shape = (len(paths), size, size, 3) if rgb else (len(paths), size, size)
-    out = np.empty(shape, dtype=np.uint8)
-    for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=len(paths) < 500 or not progress_enabled())):
-        out[i] = read_image(p, size, rgb, index_file, f"line {first_line + i}" if first_line is not None else "")
-    return out
+    if wheres is None:
+        wheres = [f"line {first_line + i}" for i in range(len(paths))] if first_line is not None else []
+    return ImageFiles(list(paths), size, rgb, index_file, list(wheres), workers, desc=desc)
+
+
+def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str,
+                first_line: int | None = None, workers: int = 0) -> np.ndarray:
+    """Read many images (reduced-size decoding, a process pool for many files, tqdm progress) into one array."""
+    return image_files(paths, size, rgb, index_file, desc, first_line, workers=workers).decode()
+
+
+def read_table_file(path: Path, need: Sequence[str], *, missing: str, unreadable_fix: str, columns_fix: str,
+                    **read_kw: Any) -> Any:
+    """A CSV as a DataFrame with the columns ``need``, or a one-line MedlibError naming the file and the fix.
+
+    ``missing``: the fix when the file is absent; ``unreadable_fix``: when pandas cannot parse it (it raises many
+    types for a malformed file); ``columns_fix``: when columns are missing. ``read_kw`` goes to ``pd.read_csv``.
+    """
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise fail(path, "not found", missing)
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except Exception as exc:  # ParserError, UnicodeDecodeError, EOFError/BadGzipFile, EmptyDataError, ...
+        raise fail(path, f"unreadable CSV ({type(exc).__name__})", unreadable_fix) from None
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise fail(path, f"missing column(s) {miss}", columns_fix)
+    return df
 
 
 def check_hub_reachable(what: str, local_fix: str) -> None:
@@ -234,6 +258,7 @@ def finish(
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise AssertionError(f"{spec.name}: loader returned no {missing} split(s)")  # a bug in a loader, not input
+    source_license = license  # the real data's terms (a credentialed source's fixture is shown as if real)
     if synthetic:
         source, license = f"{source} (generated fixture)", GENERATED_LICENSE
     rng = rng_for(profile, spec, "cap")
@@ -243,7 +268,7 @@ def finish(
         idx = cap_indices(strata_of(s.labels), spec.max_per_split, rng)
         if len(idx) < len(s):
             s = take(s, idx)
-        if s.images.dtype != np.uint8 or s.images.shape[1:3] != (spec.size, spec.size):
+        if s.images.dtype != np.uint8 or tuple(s.images.shape[1:3]) != (spec.size, spec.size):
             raise AssertionError(f"{spec.name}/{name}: images {s.images.dtype} {s.images.shape}, want uint8 "
                                  f"{spec.size}x{spec.size}")
         s.labels = np.ascontiguousarray(s.labels, dtype=np.int64)
@@ -256,6 +281,7 @@ def finish(
         "source": source,
         "synthetic": synthetic,
         "credentialed": credentialed,
+        **({"credentialed_license": source_license} if credentialed else {}),
         "counts": counts(task, class_names, out),
         "n": {k: len(v) for k, v in out.items()},
         "sha256": {Path(f).name: sha256_file(f) for f in files},

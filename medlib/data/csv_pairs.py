@@ -6,6 +6,8 @@ Class list: ``classes.txt`` beside the CSV (one class per line, in label order) 
 every label must be in it; otherwise the sorted distinct labels. Images keep their colour: all grayscale
 files give (N,H,W), any colour file gives (N,H,W,3). ``synthetic: always|auto`` (no CSV) generates an
 example folder under ``<data_dir>/fixtures/csv_pairs/``.
+Several captions per image: repeat the image's row with another caption (same label and split); the image is
+read once, ``Split.captions`` holds its first caption and ``Split.all_captions`` all of them, in file order.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_kind, choose_source, finish, fixture_dir, paths_outside, read_images, resolve_path, rng_for,
-                     stratified_parts, take)
+from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, read_table_file,
+                     resolve_path, rng_for, stratified_parts, take)
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -72,23 +74,16 @@ def _is_rgb(paths: list[Path]) -> bool:
                 if im.mode not in _GRAY_MODES:
                     return True
         except (OSError, ValueError):
-            continue  # read_images reports it with the row and the fix
+            continue  # decoding reports it with the row and the fix
     return False
 
 
 def read_table(csv: Path):
     """The CSV as a DataFrame with the required columns, non-empty captions and labels (else MedlibError)."""
-    import pandas as pd
-
     if not csv.is_file():
         raise fail(csv, "CSV not found", "point datasets[...].path at an image_path,caption,label CSV")
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise fail(csv, f"unreadable CSV ({type(exc).__name__})", "save it as comma-separated UTF-8 text") from None
-    miss = [c for c in COLUMNS if c not in df.columns]
-    if miss:
-        raise fail(csv, f"missing column(s) {miss}", f"add a header line with {','.join(COLUMNS)}")
+    df = read_table_file(csv, COLUMNS, missing="", unreadable_fix="save it as comma-separated UTF-8 text",
+                         columns_fix=f"add a header line with {','.join(COLUMNS)}", dtype=str, keep_default_na=False)
     if df.empty:
         raise fail(csv, "no rows", "add image_path,caption,label rows")
     for col in COLUMNS:
@@ -114,6 +109,25 @@ def class_list(csv: Path, labels: list[str]) -> list[str]:
     return names
 
 
+def group_captions(csv: Path, df) -> tuple[np.ndarray, list[list[str]]]:
+    """Rows of one image (repeated ``image_path``) -> (first row of each image, in file order; its captions).
+
+    The repeated rows must agree on the label (and split); else a MedlibError naming both lines."""
+    keys = df["image_path"].str.strip().tolist()
+    texts = df["caption"].str.strip().tolist()
+    same = {c: df[c].str.strip().tolist() for c in ["label"] + (["split"] if "split" in df.columns else [])}
+    first: dict[str, int] = {}
+    caps: dict[str, list[str]] = {}
+    for i, k in enumerate(keys):
+        j = first.setdefault(k, i)
+        for col, v in same.items():
+            if v[i] != v[j]:
+                raise fail(csv, f"line {i + 2}: image {k!r} has {col} {v[i]!r}, but {v[j]!r} on line {j + 2}",
+                           f"give every row of one image the same {col}")
+        caps.setdefault(k, []).append(texts[i])
+    return np.array(list(first.values()), np.int64), [caps[k] for k in first]
+
+
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     csv, is_syn = _csv(profile, spec, make=True)
     df = read_table(csv)
@@ -131,13 +145,18 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         if not p.is_file():
             raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
                        "fix the path (relative to the CSV's folder) or remove the row")
-    images = read_images(paths, spec.size, rgb=_is_rgb(paths), index_file=csv, desc=spec.name, first_line=2)
+    first, all_caps = group_captions(csv, df)
+    images = image_files([paths[i] for i in first], spec.size, rgb=_is_rgb(paths), index_file=csv, desc=spec.name,
+                         wheres=[f"line {i + 2}" for i in first],
+                         workers=profile.data_workers)
+    labels = labels[first]
     if "split" in df.columns:
-        sp = df["split"].str.strip().to_numpy()
+        sp = df["split"].str.strip().to_numpy()[first]
         parts = [np.flatnonzero(sp == s) for s in SPLITS]
     else:
         parts = stratified_parts(labels, FRACTIONS, rng_for(profile, spec, "split"))
-    every = Split(images, labels, df["caption"].str.strip().tolist(), df["image_path"].str.strip().tolist())
+    every = Split(images, labels, [c[0] for c in all_caps], df["image_path"].str.strip()[first].tolist(),
+                  all_captions=all_caps if any(len(c) > 1 for c in all_caps) else None)
     return finish(
         profile, spec, task="multiclass", class_names=names,
         splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},

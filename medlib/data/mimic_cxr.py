@@ -26,10 +26,11 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import DatasetSkipped
+from .registry import DatasetSkipped
 from . import synthetic as syn
 from .base import DatasetBundle, Split
-from .common import cap_indices, check_kind, finish, fixture_dir, read_images, resolve_path, rng_for, strata_of
+from .common import (cap_indices, check_kind, finish, fixture_dir, image_files, read_table_file, resolve_path, rng_for,
+                     strata_of)
 
 CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
 CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
@@ -88,18 +89,9 @@ def apply_policy(raw: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_csv(path: Path, need: list[str]):
-    import pandas as pd
-
-    if not path.is_file():
-        raise fail(path, "MIMIC-CXR-JPG file not found", "download it from PhysioNet into the folder set as the path")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise fail(path, f"unreadable CSV ({type(exc).__name__})", "download it again from PhysioNet") from None
-    miss = [c for c in need if c not in df.columns]
-    if miss:
-        raise fail(path, f"missing column(s) {miss}", "use the file from the MIMIC-CXR-JPG 2.0.0 release")
-    return df
+    return read_table_file(path, need, missing="download it from PhysioNet into the folder set as the path",
+                           unreadable_fix="download it again from PhysioNet",
+                           columns_fix="use the file from the MIMIC-CXR-JPG 2.0.0 release")
 
 
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
@@ -113,6 +105,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     split = _read_csv(files["split"], ["dicom_id", "study_id", "subject_id", "split"])
     chex = _read_csv(files["chexpert"], ["subject_id", "study_id", *syn.CHEXPERT])
     meta = _read_csv(files["metadata"], ["dicom_id", "ViewPosition"])
+    split["_line"] = np.arange(len(split)) + 2  # the row's line in the split CSV, for error messages
     df = split.merge(meta[["dicom_id", "ViewPosition"]], on="dicom_id", how="inner")
     df = df[df["ViewPosition"].isin(FRONTAL)]
     df = df.merge(chex, on=["subject_id", "study_id"], how="inner").reset_index(drop=True)
@@ -123,13 +116,14 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     labels, _ = apply_policy(raw, spec.uncertain)
     subjects, studies = df["subject_id"].to_numpy(np.int64), df["study_id"].to_numpy(np.int64)
     dicoms, split_col = df["dicom_id"].astype(str).tolist(), df["split"].to_numpy()
+    lines = df["_line"].to_numpy()
     sections: dict[Path, str] = {}  # report -> FINDINGS + IMPRESSION (a study's images share one report)
     rng = rng_for(profile, spec, "cap-index")
     splits, skipped, uncertain = {}, {}, np.zeros(len(CLASS_NAMES), np.int64)
     for raw_name, name in SPLIT_MAP.items():
         rows = np.flatnonzero(split_col == raw_name)
         rows = rows[cap_indices(strata_of(labels[rows]), spec.max_per_split, rng)]
-        keep, captions, paths = [], [], []
+        keep, captions, paths, wheres = [], [], [], []
         for r in rows:
             sdir = root / "files" / f"p{str(subjects[r])[:2]}" / f"p{subjects[r]}"
             rep = sdir / f"s{studies[r]}.txt"
@@ -141,9 +135,11 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
                 keep.append(r)
                 captions.append(sections[rep])
                 paths.append(sdir / f"s{studies[r]}" / f"{dicoms[r]}.jpg")
+                wheres.append(f"line {lines[r]}")
         skipped[name] = len(rows) - len(keep)
         keep_a = np.array(keep, np.int64)
-        imgs = read_images(paths, spec.size, rgb=False, index_file=files["split"], desc=f"{spec.name}/{name}")
+        imgs = image_files(paths, spec.size, rgb=False, index_file=files["split"], desc=f"{spec.name}/{name}",
+                           wheres=wheres, workers=profile.data_workers)
         uncertain += (raw[keep_a] == -1).sum(axis=0)
         # labels[keep_a] keeps its (0, 14) shape when a split is empty (reshape(0, -1) would raise).
         splits[name] = Split(images=imgs, labels=labels[keep_a], captions=captions, ids=[dicoms[r] for r in keep])

@@ -37,7 +37,9 @@ def samples(bundle: DatasetBundle, k: int = 8) -> tuple[np.ndarray, list[str]]:
 
 
 def withheld_note(bundle: DatasetBundle) -> str:
-    return (f"{bundle.name}: no images or report text shown. The source's licence ({bundle.license}) forbids "
+    terms = bundle.manifest.get("credentialed_license", bundle.license)
+    stand_in = " (this is a generated stand-in, handled exactly like the real data)" if bundle.synthetic else ""
+    return (f"{bundle.name}: no images or report text shown{stand_in}. The source's licence ({terms}) forbids "
             "sharing them, so this notebook, its figures and the report show counts, caption lengths and label "
             "statistics only.")
 

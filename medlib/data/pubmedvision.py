@@ -28,7 +28,7 @@ from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
 from . import synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_hub_reachable, check_kind, choose_source, finish, fixture_dir, read_images, resolve_path,
+from .common import (check_hub_reachable, check_kind, choose_source, finish, fixture_dir, image_files, resolve_path,
                      rng_for, stratified_parts, take)
 
 RECORDS = ("records.jsonl", "records.parquet")
@@ -123,6 +123,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     if rec_path is None:
         raise fail(root, "records.jsonl missing after preparation", "delete the folder and run again")
     df = read_records(rec_path)
+    df["_line"] = np.arange(len(df)) + 1  # the record's line in records.jsonl (row in .parquet), for errors
     sampled = bool(spec.n and len(df) > spec.n)
     if sampled:
         pick = np.sort(rng_for(profile, spec, "sample").choice(len(df), size=spec.n, replace=False))
@@ -130,8 +131,9 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     mapped, names, rare = group_classes(df["body_part"].str.strip().tolist())
     index = {c: k for k, c in enumerate(names)}
     labels = np.array([index[m] for m in mapped], np.int64)
-    images = read_images([root / p for p in df["image"]], spec.size, rgb=True, index_file=rec_path,
-                         desc=spec.name, first_line=None if sampled else 1)
+    where = "line" if rec_path.suffix == ".jsonl" else "row"
+    images = image_files([root / p for p in df["image"]], spec.size, rgb=True, index_file=rec_path, desc=spec.name,
+                         wheres=[f"{where} {n}" for n in df["_line"]], workers=profile.data_workers)
     parts = stratified_parts(labels, FRACTIONS, rng_for(profile, spec, "split"))
     every = Split(images, labels, df["caption"].str.strip().tolist(), df["id"].astype(str).tolist())
     return finish(

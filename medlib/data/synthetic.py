@@ -504,7 +504,9 @@ _SHAPES = ["circle", "square", "triangle", "cross", "ring"]
 _PLACES = {"top left": (.3, .3), "top right": (.7, .3), "bottom left": (.3, .7), "bottom right": (.7, .7),
            "centre": (.5, .5)}
 _RET_TEMPLATES = ["a {sz} {c} {s} on {a_bg} {bg} background", "{a_c} {c} {s} in the {pl} of {a_bg} {bg} picture",
-                  "{sz} {c} {s}, {pl}, {bg} backdrop", "a photo of {a_c} {c} {s} against {bg}"]
+                  "{sz} {c} {s}, {pl}, {bg} backdrop", "a photo of {a_c} {c} {s} against {bg}",
+                  "there is {a_c} {c} {s} at the {pl}"]  # five captions per image, as Flickr30K and COCO
+KARPATHY_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 
 def _shape_mask(x, y, shape: str, cx: float, cy: float, r: float) -> np.ndarray:
@@ -520,11 +522,18 @@ def _shape_mask(x, y, shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     return (dx ** 2 + dy ** 2 < r ** 2) & (dx ** 2 + dy ** 2 > (r * .55) ** 2)  # ring
 
 
-def write_retrieval(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: int = 64) -> None:
-    """Local retrieval layout: captions.jsonl ({id, image, captions: [..]}) + images/*.png."""
+def write_retrieval(root: Path, n: int, flag: str = "flickr30k", seed: int = FIXTURE_SEED,
+                   image_size: int = 64) -> None:
+    """Karpathy's layout: ``dataset_<flag>.json`` ({"images": [{"filename", "filepath", "imgid", "split",
+    "sentences": [{"raw", "tokens", ...}], ...}], "dataset": flag}) + ``images/<filepath>/<filename>``.
+
+    Five captions per image; splits 60/20/20 % (train/val/test). The COCO-shaped fixture also uses
+    ``filepath`` (train2014/val2014) and Karpathy's ``restval`` split (part of train), as the real file does.
+    """
     rng = np.random.default_rng(seed)
     x, y = _grid(image_size)
-    names, lines = list(_COLORS), []
+    names, entries, sentid = list(_COLORS), [], 0
+    n_train, n_val = int(round(n * KARPATHY_FRACTIONS["train"])), int(round(n * KARPATHY_FRACTIONS["val"]))
     for i in range(n):
         c, bg = rng.choice(len(names), 2, replace=False)
         s = _SHAPES[int(rng.integers(len(_SHAPES)))]
@@ -537,16 +546,30 @@ def write_retrieval(root: Path, n: int, seed: int = FIXTURE_SEED, image_size: in
         img[m] = _COLORS[names[c]]
         img += rng.normal(0, .03, img.shape)
         arr = (np.clip(img, 0, 1) * 255 + .5).astype(np.uint8)
-        rel = f"images/gen_{i:05d}.png"
-        _save(root / rel, arr)
+        split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+        entry: dict[str, Any] = {"imgid": i, "split": split}
+        if flag == "coco":
+            if split == "train" and i % 3 == 2:
+                entry["split"] = "restval"  # Karpathy's extra COCO training images (val2014 files)
+            entry["filepath"] = "train2014" if split == "train" and entry["split"] == "train" else "val2014"
+            entry["filename"] = f"COCO_{entry['filepath']}_{i:012d}.jpg"
+            entry["cocoid"] = i
+        else:
+            entry["filename"] = f"{1000000 + i}.jpg"
+        _save(root / "images" / entry.get("filepath", "") / entry["filename"], arr, "JPEG")
         art = lambda w: "an" if w[0] in "aeiou" else "a"  # noqa: E731
         fill = dict(sz="large" if big else "small", c=names[c], s=s, bg=names[bg], pl=pl, a_c=art(names[c]),
                     a_bg=art(names[bg]))
         caps = [t.format(**fill) for t in rng.permutation(_RET_TEMPLATES)]
-        lines.append(json.dumps({"id": f"gen-{i:05d}", "image": rel, "captions": caps}))
-    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+        entry["sentids"] = list(range(sentid, sentid + len(caps)))
+        entry["sentences"] = [{"raw": cap, "tokens": cap.split(), "imgid": i, "sentid": sentid + k}
+                              for k, cap in enumerate(caps)]
+        sentid += len(caps)
+        entries.append(entry)
+    (root / f"dataset_{flag}.json").write_text(json.dumps({"images": entries, "dataset": flag}))
 
 
-def ensure_retrieval(root: Path, n: int, seed: int = FIXTURE_SEED) -> Path:
-    params = {"kind": "retrieval", "n": n, "seed": seed, "version": 1}
-    return ensure_dir(root, params, lambda tmp: write_retrieval(tmp, n, seed))
+def ensure_retrieval(root: Path, n: int, flag: str = "flickr30k", seed: int = FIXTURE_SEED) -> Path:
+    """The Karpathy-layout fixture of ``flag`` (flickr30k | coco) under ``root`` (regenerated when stale)."""
+    params = {"kind": "retrieval", "layout": "karpathy", "flag": flag, "n": n, "seed": seed, "version": 2}
+    return ensure_dir(root, params, lambda tmp: write_retrieval(tmp, n, flag, seed))

@@ -9,6 +9,8 @@
 ``checkpoint.py``  the one checkpoint format (also used by ``medlib.cnn``)
 ``validation.py``  split checks and the per-epoch validation metric
 ``result.py``      :class:`TrainResult`
+``distributed.py`` several processes: this rank's rows, gathering (DDP under torchrun)
+``launch.py``      ``torchrun -m medlib.train.launch <run spec>`` and the launcher the pipeline calls
 =================  ====================================================================
 
 The loss factory is :func:`medlib.losses.make_loss`, next to the losses.

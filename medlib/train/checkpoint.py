@@ -47,7 +47,7 @@ def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "global" in str(exc).lower():
+        if "GLOBAL" in str(exc):  # the pickle names a callable: loading it would import and run code
             raise fail(path, "refused: not a plain-tensor checkpoint (loading it would run code)",
                        "delete it and re-run with fresh=True; load only checkpoints medlib wrote") from None
         raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None

@@ -8,13 +8,21 @@ read here), keeps the best epoch by the validation metric, and checkpoints every
 
 Modes
 - ``contrastive``: image-caption pairs, open_clip's CLIP loss (or the label-aware variant). Captions
-  are ``split.captions``, or generated from the labels with the class prompts (one prompt sampled per
-  example and step when ``cfg.text_augment``). Classification afterwards is zero-shot style: the
+  are ``split.captions`` (with ``cfg.text_augment``, one of an image's ``split.all_captions`` sampled per
+  step), or generated from the labels with the class prompts (one prompt sampled per example and step when
+  ``cfg.text_augment``). Classification afterwards is zero-shot style: the
   head is rebuilt from the (fine-tuned) text tower with :func:`medlib.train.heads.head_from_texts`.
 - ``label``: linear head initialised from the class-text embeddings (prompt ensemble x logit
   scale) on the normalised image embedding; cross-entropy or an imbalance loss. ``cfg.lock_image``
   gives a linear probe on cached features; :mod:`medlib.train.variants` builds LP-FT and WiSE-FT.
-- ``multilabel``: the same head over C labels, BCE.
+- ``multilabel``: the same head over C labels, initialised as the zero-shot classifier
+  ``s * (pos - neg)`` (positive vs. negative prompts), BCE or an imbalance loss.
+
+Every run's ``log.csv`` starts with an epoch-0 row: the validation metric before the first update (for
+label/multilabel modes, the zero-shot classifier's). Checkpoints hold only what the run changes and shrink to
+a small record once it has finished (``checkpoint.py``). Under ``torchrun`` (``launch.py``) the same loop runs
+on every rank with DistributedDataParallel (``distributed.py``): one process and N processes with the same
+global batch give the same run up to floating-point rounding.
 
 The other steps live beside this file: heads (``heads.py``), trainable parameters and the optimizer
 (``optim.py``), the schedule (``scheduler.py``), checkpoint I/O (``checkpoint.py``), the validation
@@ -23,6 +31,7 @@ metric (``validation.py``); the loss factory is :func:`medlib.losses.make_loss`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -42,7 +51,7 @@ from tqdm.auto import tqdm
 from .. import imbalance, losses
 from ..augment import AugmentConfig, augment_batch
 from ..config import TrainConfig
-from ..data.base import DatasetBundle
+from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError, fail
 from ..io import write_text
 from ..models import ClipBundle
@@ -52,6 +61,7 @@ from ..text import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
 from ..zeroshot import autocast, image_features, resolve_precision, text_features
 from . import checkpoint
+from .distributed import World, barrier, gather_rows, rows, sum_all, world
 from .heads import ClipClassifier, check_mode, head_from_texts
 from .optim import build_optimizer, set_trainable
 from .result import HISTORY_COLUMNS, TrainResult
@@ -61,6 +71,22 @@ from .validation import cap, require_split, retrieval_r1, val_metric, validation
 SAMPLERS = ("none", "balanced")
 
 
+class ContrastiveForward(nn.Module):
+    """The contrastive step's forward (what DDP wraps, so its gradient hooks fire): normalised image features,
+    normalised text features (``inv`` maps encoded distinct prompts back to rows) and the exponentiated scale."""
+
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, inv: torch.Tensor | None = None):
+        img_f = F.normalize(self.clip.encode_image(x).float(), dim=-1)
+        txt_f = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        if inv is not None:
+            txt_f = txt_f[inv]
+        return img_f, txt_f, self.clip.logit_scale.exp().float()
+
+
 class Engine:
     """One training run's state; :func:`train` drives it (the public API is train())."""
 
@@ -68,6 +94,8 @@ class Engine:
                  class_texts: list[list[str]] | None, loss: str, loss_kwargs: dict[str, Any], sampler: str,
                  init_head: nn.Linear | None, negative_texts: list[list[str]] | None = None):
         self.mode, self.cfg, self.seed, self.device = mode, cfg, seed, bundle.device
+        self.world: World = world()  # one process unless launched by torchrun (medlib.train.launch)
+        self.on_step: Callable[[int, int], None] | None = None  # called after each batch (fault-injection tests)
         self.precision = resolve_precision(bundle.device, cfg.precision)
         if bundle.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -116,8 +144,14 @@ class Engine:
         set_trainable(clip, cfg.lock_image, cfg.lock_text, mode)
         self.probe = mode != "contrastive" and cfg.lock_image
         if mode == "contrastive":
-            self.module: nn.Module = clip
+            if loss != "ce" or loss_kwargs:  # the CLIP loss reads neither: an option it ignores is an error
+                raise MedlibError(f"contrastive mode uses the CLIP loss; loss={loss!r} loss_kwargs={loss_kwargs} would "
+                                  "be ignored. Fix: drop them (cfg.label_aware picks the label-aware CLIP loss)")
+            self.module: nn.Module = ContrastiveForward(clip)
             self._setup_text()
+            if self.world.distributed and cfg.batch_size % self.world.size:
+                raise MedlibError(f"contrastive batch_size {cfg.batch_size} is not divisible by the {self.world.size} "
+                                  "processes. Fix: use a multiple of the process count")
         else:
             head = copy.deepcopy(init_head).to(self.device) if init_head is not None else \
                 head_from_texts(self.bundle, class_texts, self.negative_texts)
@@ -131,6 +165,12 @@ class Engine:
                        "lower batch_size")
         steps = cfg.epochs * math.ceil(self.batches_per_epoch / max(cfg.grad_accum, 1))
         self.opt = build_optimizer(self.module, cfg.optimizer, cfg.lr, cfg.weight_decay)
+        self.step_module: nn.Module = self.module  # what a step calls: the module, or its DDP wrapper
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_module = DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.sched = build_scheduler(self.opt, cfg.scheduler, cfg.warmup_steps, steps)
         self.signature = {"version": checkpoint.VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
@@ -145,7 +185,12 @@ class Engine:
         if not self.label_captions:
             if any(not str(c).strip() for c in caps):
                 raise MedlibError("contrastive: a training caption is empty. Fix: drop or fill the empty captions")
-            self.tokens = tok(list(caps))
+            # several captions per image (Flickr30K/COCO: five) and text augmentation: one of them sampled per
+            # step (_free_caption_rows); otherwise each image keeps its first caption for the whole run
+            pool = self.train_split.captions_per_image() if self.cfg.text_augment else [[c] for c in caps]
+            counts = torch.tensor([len(p) for p in pool])
+            self.caption_count, self.caption_offset = counts, torch.cumsum(counts, 0) - counts
+            self.tokens = tok([c for p in pool for c in p])
         else:
             if self.class_texts is None or self.train_split.labels.ndim != 1:
                 raise MedlibError("contrastive: no captions and no class labels to build them from. "
@@ -159,6 +204,15 @@ class Engine:
             # class for the whole run (as text.captions_from_labels does), drawn once from the seed
             r = torch.from_numpy(np.random.default_rng(self.seed).random(self.n))
             self.fixed_prompt = (r * counts[self.y_train]).long() + self.prompt_offset[self.y_train]
+
+    def _free_caption_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row of ``tokens`` used as each image's caption this step: one of its captions drawn from the augment
+        generator where it has several, else its one caption (no random number drawn: unchanged runs)."""
+        count = self.caption_count[idx]
+        if int(count.max()) == 1:
+            return self.caption_offset[idx]
+        r = torch.rand(len(idx), generator=self.gens["augment"], dtype=torch.float64)
+        return (r * count).long() + self.caption_offset[idx]
 
     def _caption_ids(self, idx: torch.Tensor) -> torch.Tensor:
         """Row of ``prompt_tokens`` used as each example's caption this step (label-generated captions)."""
@@ -175,11 +229,11 @@ class Engine:
     # per batch. No image augmentation in this case (by design). Lazy: a finished run never needs them.
     @functools.cached_property
     def train_feats(self) -> torch.Tensor:
-        return image_features(self.bundle, self.train_split.images, precision=self.precision)
+        return self._features(self.train_split.images)
 
     @functools.cached_property
     def val_feats(self) -> torch.Tensor:
-        return image_features(self.bundle, self.val_split.images, precision=self.precision)
+        return self._features(self.val_split.images)
 
     # -- one epoch
     def _order(self) -> torch.Tensor:
@@ -187,37 +241,55 @@ class Engine:
             return torch.tensor(list(iter(self.sampler)), dtype=torch.long)
         return torch.randperm(self.n, generator=self.gens["shuffle"])
 
-    def _images(self, idx: torch.Tensor) -> torch.Tensor:
-        x = bundle_input(self.bundle, self.train_split.images[idx.numpy()])
+    def _images(self, idx: torch.Tensor, mine: slice) -> torch.Tensor:
+        """Model input of this process's rows ``mine`` of the global batch ``idx`` (augmentation drawn for the
+        whole global batch, so the result does not depend on the process count)."""
+        x = bundle_input(self.bundle, self.train_split.images[idx[mine].numpy()])
         if self.aug is not None:
-            x = augment_batch(x, self.gens["augment"], self.bundle.mean, self.bundle.std, self.aug)
+            x = augment_batch(x, self.gens["augment"], self.bundle.mean, self.bundle.std, self.aug,
+                              rows=mine, total=len(idx))
         return x
 
-    def _batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+    def _batch_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to back-propagate, this process's mean loss for the log) for the global batch ``idx``.
+
+        With several processes each computes its rows; the loss is scaled so that DDP's gradient average
+        equals the gradient of the single-process mean over the global batch (contrastive: equal shares,
+        features gathered with their gradients; label/multilabel: weighted by the share's size -- exact
+        for losses that are plain means, close for class-weighted means, which normalise per share).
+        """
+        w = self.world
+        mine = rows(len(idx), w)
         if self.mode == "contrastive":
-            x = self._images(idx)
-            clip = self.bundle.model
+            x = self._images(idx, mine)
             with autocast(self.device, self.precision):
-                img_f = F.normalize(clip.encode_image(x).float(), dim=-1)
                 if self.label_captions:
                     # label-generated captions repeat a handful of prompts: encode each distinct prompt
                     # once and gather (same loss and gradient, ~10x less text-tower work per step)
-                    uniq, inv = torch.unique(self._caption_ids(idx), return_inverse=True)
-                    txt_f = F.normalize(clip.encode_text(self.prompt_tokens[uniq].to(self.device)).float(), dim=-1)
-                    txt_f = txt_f[inv.to(self.device)]
+                    uniq, inv = torch.unique(self._caption_ids(idx)[mine], return_inverse=True)
+                    img_f, txt_f, scale = self.step_module(x, self.prompt_tokens[uniq].to(self.device),
+                                                           inv.to(self.device))
                 else:
-                    txt_f = F.normalize(clip.encode_text(self.tokens[idx].to(self.device)).float(), dim=-1)
-            scale = clip.logit_scale.exp().float()
+                    img_f, txt_f, scale = self.step_module(
+                        x, self.tokens[self._free_caption_rows(idx)[mine]].to(self.device))
             if self.cfg.label_aware and self.has_labels:
-                return losses.label_aware_clip_loss(img_f, txt_f, scale, self.y_train[idx].to(self.device))
-            return losses.clip_loss(img_f, txt_f, scale)
-        y = self.y_train[idx].to(self.device)
+                loss = losses.label_aware_clip_loss(img_f, txt_f, scale, self.y_train[idx[mine]].to(self.device),
+                                                    rank=w.rank, world_size=w.size)
+            else:
+                loss = losses.clip_loss(img_f, txt_f, scale, rank=w.rank, world_size=w.size)
+            return loss, loss
+        y = self.y_train[idx[mine]].to(self.device)
+        if len(y) == 0:  # more processes than rows in this batch: a zero loss that still reaches every parameter
+            zero = sum(p.sum() * 0 for p in self.module.parameters() if p.requires_grad)
+            return zero, zero.detach()
         if self.probe:
-            return self.loss_fn(self.module(self.train_feats[idx.to(self.device)]).float(), y)
-        x = self._images(idx)
-        with autocast(self.device, self.precision):
-            logits = self.module(x)
-        return self.loss_fn(logits.float(), y)
+            loss = self.loss_fn(self.step_module(self.train_feats[idx[mine].to(self.device)]).float(), y)
+        else:
+            x = self._images(idx, mine)
+            with autocast(self.device, self.precision):
+                logits = self.step_module(x)
+            loss = self.loss_fn(logits.float(), y)
+        return loss * (len(y) * w.size / len(idx)), loss
 
     def train_epoch(self, epoch: int, progress: bool) -> tuple[float, float]:
         self.module.train()
@@ -227,35 +299,52 @@ class Engine:
         total, seen = 0.0, 0
         self.opt.zero_grad(set_to_none=True)
         bar = tqdm(range(nb), desc=f"epoch {epoch}/{self.cfg.epochs} [{self.mode}]",
-                   disable=not progress_enabled(progress),
+                   disable=not (progress_enabled(progress) and self.world.main),
                    leave=False)
         for b in bar:
             idx = order[b * bs:(b + 1) * bs]
-            loss = self._batch_loss(idx)
-            (loss / accum).backward()
-            if (b + 1) % accum == 0 or b + 1 == nb:
+            step_now = (b + 1) % accum == 0 or b + 1 == nb
+            sync = contextlib.nullcontext() if step_now or not self.world.distributed else self.step_module.no_sync()
+            with sync:  # accumulation: gradients are averaged across processes on the stepping batch only
+                loss, local = self._batch_loss(idx)
+                (loss / accum).backward()
+            if step_now:
                 self.opt.step()
                 self.opt.zero_grad(set_to_none=True)
                 self.sched.step()
                 if self.mode == "contrastive":
                     with torch.no_grad():  # as open_clip's training script: keep the scale <= 100
                         self.bundle.model.logit_scale.clamp_(0, math.log(100))
-            total += float(loss.detach()) * len(idx)
+            n_mine = len(range(*rows(len(idx), self.world).indices(len(idx))))
+            batch_loss = sum_all(float(local.detach()) * n_mine, self.world) / len(idx)
+            total += batch_loss * len(idx)
             seen += len(idx)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{batch_loss:.4f}")
+            if self.on_step is not None:
+                self.on_step(epoch, b)
         return total / max(seen, 1), seen
+
+    def _features(self, images: np.ndarray) -> torch.Tensor:
+        """Normalised image features of all ``images``: each process encodes its rows, all get all rows."""
+        mine = rows(len(images), self.world)
+        return gather_rows(image_features(self.bundle, images[mine], precision=self.precision), len(images),
+                           self.world)
 
     @torch.no_grad()
     def validate(self) -> float:
         self.module.eval()
         val = self.val_split
         if self.mode != "contrastive":
-            feats = self.val_feats if self.probe else image_features(self.bundle, val.images, precision=self.precision)
+            feats = self.val_feats if self.probe else self._features(val.images)
             return val_metric(val.labels, self.classifier.head(feats), self.mode == "multilabel")
-        img_f = image_features(self.bundle, val.images, precision=self.precision)
+        img_f = self._features(val.images)
         if self.metric_name == "acc":  # zero-shot classification with the current text tower
             return val_metric(val.labels, head_from_texts(self.bundle, self.class_texts)(img_f), multilabel=False)
-        return retrieval_r1(img_f, text_features(self.bundle, val.captions, precision=self.precision))
+        texts, text_to_image = caption_index(val)  # every caption of each validation image, sharded
+        mine = rows(len(texts), self.world)
+        txt_f = gather_rows(text_features(self.bundle, list(texts)[mine], precision=self.precision),
+                            len(texts), self.world)
+        return retrieval_r1(img_f, txt_f, text_to_image)
 
     # -- checkpoint state: only what this run changes (see checkpoint.changed_state)
     def _state_module(self) -> nn.Module:
@@ -319,7 +408,10 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     history: list[dict[str, Any]] = []
     start, best, best_epoch, bad, resumed_from = 0, -math.inf, 0, 0, None
-    if last.exists() and not fresh:
+    w = eng.world  # several processes: every rank reads the same last.pt; rank 0 alone writes
+    resume = last.exists() and not fresh
+    barrier(w)  # every rank has decided before rank 0 removes anything
+    if resume:
         ck = checkpoint.load(last, eng.signature)
         history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
         resumed_from = start
@@ -337,8 +429,10 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         torch.manual_seed(seed)
         # a fresh start drops the old run's checkpoints at once: if it is interrupted before its first
         # epoch is saved, the next call must not resume the old run (nor find it without its best.pt)
-        for stale in (last, best_path, run_dir / "log.csv"):
-            stale.unlink(missing_ok=True)
+        if w.main:
+            for stale in (last, best_path, run_dir / "log.csv"):
+                stale.unlink(missing_ok=True)
+        barrier(w)
         # epoch 0: where training starts (label/multilabel: the zero-shot classifier). Logged, not selectable.
         t0 = time.perf_counter()
         history.append({"epoch": 0, "train_loss": math.nan, "val_metric": eng.validate(), "lr": math.nan,
@@ -355,8 +449,9 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         history.append(row)
         if metric > best:  # strictly better: ties keep the earlier epoch
             best, best_epoch, bad = metric, epoch, 0
-            checkpoint.save(best_path, {"signature": eng.signature, "model": eng.model_state(), "epoch": epoch,
-                                        "metric": metric})
+            if w.main:
+                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.model_state(), "epoch": epoch,
+                                            "metric": metric})
         else:
             bad += 1
         finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
@@ -365,10 +460,12 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         if not finished:  # what an exact resume needs; a finished run keeps the small record alone
             record.update(model=eng.model_state(), optimizer=eng.opt.state_dict(), scheduler=eng.sched.state_dict(),
                           rng=eng.rng_state())
-        checkpoint.save(last, record)
-        write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+        if w.main:
+            checkpoint.save(last, record)
+            write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+        barrier(w)  # the checkpoint is complete before any rank goes on (or is killed)
         if finished:
             break
     if not best_path.exists():  # zero epochs requested

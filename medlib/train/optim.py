@@ -27,12 +27,14 @@ def set_trainable(clip: nn.Module, lock_image: bool, lock_text: bool, mode: str)
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """open_clip's training-script rule: no weight decay on gains, biases, logit scale, 1-D params."""
+    """open_clip's training-script rule: no weight decay on parameters with ``ndim <= 1`` (gains, biases,
+    norms, embeddings' scalars) nor on the logit scale/bias; everything else (weight matrices, convolution
+    kernels, embedding tables) decays -- whatever the parameter is called."""
     decay, no_decay = [], []
     for n, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        excluded = p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n or "logit_bias" in n
+        excluded = p.ndim <= 1 or n.rsplit(".", 1)[-1] in ("logit_scale", "logit_bias")
         (no_decay if excluded else decay).append(p)
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 

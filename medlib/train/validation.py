@@ -29,12 +29,15 @@ def val_metric(y_true: np.ndarray, y_score: np.ndarray | torch.Tensor, multilabe
     return float((s.argmax(1) == y).mean())
 
 
-def retrieval_r1(img_f: torch.Tensor, txt_f: torch.Tensor) -> float:
-    """Validation metric of contrastive runs without class labels: mean of image->text and text->image
-    Recall@1 for paired rows (row i of ``img_f`` belongs to row i of ``txt_f``)."""
-    sim = img_f @ txt_f.T
-    idx = torch.arange(len(sim), device=sim.device)
-    return float(((sim.argmax(1) == idx).float().mean() + (sim.argmax(0) == idx).float().mean()) / 2)
+def retrieval_r1(img_f: torch.Tensor, txt_f: torch.Tensor, text_to_image: np.ndarray | None = None) -> float:
+    """Validation metric of contrastive runs without class labels: mean of image->text and text->image Recall@1
+    by :func:`medlib.metrics.retrieval_recall`, the one Recall@K of the package (several captions per image via
+    ``text_to_image``; ties count against the query). Default: row i of ``img_f`` belongs to row i of ``txt_f``."""
+    from ..metrics import retrieval_recall
+
+    r = retrieval_recall(img_f.float().cpu().numpy(), txt_f.float().cpu().numpy(), ks=(1,),
+                         text_to_image=text_to_image)
+    return (r["i2t_R@1"] + r["t2i_R@1"]) / 2
 
 
 def require_split(data: DatasetBundle, name: str) -> Split:

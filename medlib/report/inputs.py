@@ -1,0 +1,182 @@
+"""Reading ``reports/<profile>/`` for the report: manifest, metrics files, tables, figures, the test labels of the
+predictions files (majority-class rate), and which datasets are generated stand-ins. Reads only."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MedlibError, fail
+from ..results import read_metrics
+from .formatting import _truthy
+
+NOTEBOOKS = {"01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_caption_finetune",
+             "04": "04_label_finetune", "05": "05_class_imbalance", "06": "06_sota_comparison",
+             "07": "07_general_retrieval"}
+TABLE_NOTEBOOK = {"data_summary": "01", "data_splits": "01", "skipped_datasets": "01", "sota_comparison": "06",
+                  "paired_differences": None}
+RUN_FIELDS = ("run", "notebook", "dataset", "model", "method", "task", "metrics")
+
+
+class Inputs:
+    """Everything the report reads from reports/<profile>/."""
+
+    def __init__(self, base: Path, profile_name: str):
+        if not base.is_dir():
+            raise fail(base, "no reports folder for this profile",
+                       f"run ./run_all.sh --profile {profile_name} first (or pass --reports-dir)")
+        self.base, self.profile = base, profile_name
+        self.manifest = self._manifest()
+        self.runs = [self._run(p) for p in sorted((base / "metrics").glob("*.json"))]
+        self.tables = {p.stem: self._csv(p) for p in sorted((base / "tables").glob("*.csv"))}
+        self.figures = sorted((base / "figures").glob("*.png"))
+        cfg = self.manifest.get("profile_config")
+        self.cfg = cfg if isinstance(cfg, dict) else {}
+        self.models = [m for m in (self.cfg.get("models") or []) if isinstance(m, dict)]
+        self.run_type = self._run_type()
+        self.notebooks = self._notebook_names()
+        self.synthetic = self._synthetic()
+        self._majority: dict[str, float | None] = {}
+        proj = base / "projection.csv"
+        self.projection = self._csv(proj) if proj.is_file() else None
+
+    def _manifest(self) -> dict[str, Any]:
+        path = self.base / "manifest.json"
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise fail(path, "unreadable manifest", "delete it and re-run ./run_all.sh") from None
+        if not isinstance(data, dict):
+            raise fail(path, "manifest is not a JSON object", "delete it and re-run ./run_all.sh")
+        return data
+
+    @staticmethod
+    def _run(path: Path) -> dict[str, Any]:
+        rec = read_metrics(path)
+        missing = [k for k in RUN_FIELDS if k not in rec]
+        if missing:
+            raise fail(path, f"metrics file lacks {missing}", "delete it and re-run the notebook that wrote it")
+        return rec
+
+    @staticmethod
+    def _csv(path: Path) -> pd.DataFrame:
+        try:
+            return pd.read_csv(path)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise fail(path, f"unreadable table ({type(exc).__name__})",
+                       "delete it and re-run the notebook that wrote it") from None
+
+    def _run_type(self) -> str:
+        m, cfg = self.manifest, self.cfg
+        if (m.get("rehearse") or m.get("rehearsal") or cfg.get("rehearse") or cfg.get("rehearsal")
+                or self.profile.endswith("-rehearsal") or str(cfg.get("name", "")).endswith("-rehearsal")):
+            return "REHEARSAL"
+        smoke = m.get("smoke", cfg.get("smoke"))
+        if smoke is None:
+            try:
+                from ..config import load_profile
+
+                smoke = load_profile(self.profile).smoke
+            except MedlibError:
+                smoke = self.profile == "smoke"
+        return "SMOKE" if smoke else "FULL"
+
+    def _synthetic(self) -> dict[str, bool]:
+        """dataset -> True when it is a generated stand-in (data_summary.csv, metrics files, the manifest)."""
+        out: dict[str, bool] = {}
+        for name in ("data_summary", "data_splits"):
+            df = self.tables.get(name)
+            if df is not None and {"dataset", "synthetic"} <= set(df.columns):
+                for ds, syn in zip(df["dataset"].astype(str), df["synthetic"]):
+                    out[ds] = out.get(ds, False) or _truthy(syn)
+        for r in self.runs:
+            if "synthetic" in r:
+                out[str(r["dataset"])] = out.get(str(r["dataset"]), False) or _truthy(r["synthetic"])
+        data = self.manifest.get("datasets")
+        if isinstance(data, dict):
+            for ds, info in data.items():
+                if isinstance(info, dict) and "synthetic" in info:
+                    out[str(ds)] = out.get(str(ds), False) or _truthy(info["synthetic"])
+        return out
+
+    def _notebook_names(self) -> dict[str, str]:
+        names = dict(NOTEBOOKS)
+        found = [r.get("notebook", "") for r in self.runs] + list((self.manifest.get("notebooks") or {}))
+        found += [p.stem for p in (self.base / "executed").glob("*.ipynb")]
+        for nb in found:
+            nb = Path(str(nb)).stem
+            if re.match(r"^\d{2}_", nb):
+                names[nb[:2]] = nb
+        return names
+
+    def generated(self) -> list[str]:
+        return sorted(d for d, s in self.synthetic.items() if s)
+
+    def data_kind(self, ds: str) -> str:
+        return "GENERATED" if self.synthetic.get(ds) else ("real" if ds in self.synthetic else "unknown")
+
+    def nn_of(self, name: str) -> str | None:
+        return name[:2] if re.match(r"^\d{2}_", name) else TABLE_NOTEBOOK.get(name)
+
+    def names_for(self, nn: str | None) -> str:
+        return self.notebooks.get(nn or "", "an unknown notebook")
+
+    def runs_of(self, nn: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if str(r.get("notebook", "")).startswith(nn + "_")]
+
+    def main_model(self) -> str | None:
+        for m in self.models:
+            if m.get("role") == "clip":
+                return m.get("name")
+        if self.models:
+            return self.models[0].get("name")
+        models = [r["model"] for r in self.runs_of("04") + self.runs_of("02")]
+        return models[0] if models else None
+
+    def aliases(self, model: str) -> set[str]:
+        out = {model}
+        for m in self.models:
+            if model in (m.get("name"), m.get("display")):
+                out |= {str(m.get("name")), str(m.get("display"))}
+        return out
+
+    def display(self, model: str) -> str:
+        for m in self.models:
+            if m.get("name") == model and m.get("display"):
+                return f"{m['display']} (`{model}`)"
+        return f"`{model}`"
+
+    def majority_rate(self, ds: str) -> float | None:
+        if ds not in self._majority:
+            self._majority[ds] = self._majority_rate(ds)
+        return self._majority[ds]
+
+    def _majority_rate(self, ds: str) -> float | None:
+        """Share of the most frequent class on the test split of a multiclass dataset, read from the test labels
+        of any of its predictions files (the accuracy of always answering that class)."""
+        for r in self.runs:
+            if r["dataset"] != ds or r.get("task") != "multiclass" or not r.get("predictions"):
+                continue
+            path = self.base / str(r["predictions"])
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    y = np.asarray(z["y_true"])
+            except (OSError, KeyError, ValueError):
+                continue
+            if y.ndim == 1 and len(y):
+                return float(np.bincount(y.astype(int)).max() / len(y))
+        per = next((r.get("per_class") for r in self.runs if r["dataset"] == ds and r.get("task") == "multiclass"
+                    and r.get("per_class")), None)  # fallback: test supports in the metrics file
+        if per:
+            sup = [float(v.get("support") or 0) for v in per.values()]
+            return max(sup) / sum(sup) if sum(sup) else None
+        return None
+
+

@@ -1,0 +1,81 @@
+"""Renderers: the data model (:mod:`medlib.report.model`) -> report.md and report.html (Jinja2 templates) and
+report.pdf (a Typst template, compiled by the ``typst`` package: no system libraries, no LaTeX).
+
+The three files are written as a group: all are rendered in memory first, then written to temporary names and
+renamed into place together, so a failure leaves the previous report untouched (all or none).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markdown
+from markdown.extensions.toc import slugify
+
+from ..errors import fail
+
+_TEMPLATES = resources.files("medlib.report").joinpath("templates")
+# Table cells may break after _ / : (long run names wrap instead of widening the table past the printed page).
+_CELL = re.compile(r"(<t[dh][^>]*>)(.*?)(</t[dh]>)", re.S)
+_BREAK = re.compile(r"([_/:])(?![^<]*>)")  # not inside a tag
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(
+        lambda name: _TEMPLATES.joinpath(name).read_text(encoding="utf-8")),
+        autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined)
+    env.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    env.globals["anchor"] = lambda text: slugify(str(text), "-")
+    return env
+
+
+def render_markdown(model: dict[str, Any], img=lambda path: path) -> str:
+    """report.md: image links relative to reports/<profile>/ (or whatever ``img`` returns)."""
+    text = _env().get_template("report.md.j2").render(**model, img=img)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip() + "\n"
+
+
+def render_html(model: dict[str, Any], base: Path) -> str:
+    """report.html: self-contained (figures embedded as base64 PNG), with a print stylesheet."""
+    def embed(path: str) -> str:
+        return "data:image/png;base64," + base64.b64encode((base / path).read_bytes()).decode()
+
+    body = markdown.markdown(render_markdown(model, embed),
+                             extensions=["tables", "fenced_code", "sane_lists", "md_in_html", "toc"])
+    body = _CELL.sub(lambda m: m.group(1) + _BREAK.sub(r"\1<wbr>", m.group(2)) + m.group(3), body)
+    return _env().get_template("report.html.j2").render(**model, body=body)
+
+
+def render_pdf(model: dict[str, Any], base: Path) -> bytes:
+    """report.pdf via Typst; figure paths resolve against ``base`` (reports/<profile>/)."""
+    try:
+        import typst
+    except ImportError:
+        raise fail(base / "report.pdf", "the typst package is not installed",
+                   "pip install 'typst>=0.14' (a dependency of medlib; `make test` sets up .venv with it)") from None
+    source = _TEMPLATES.joinpath("report.typ").read_bytes()
+    try:
+        return typst.compile(source, root=str(base), sys_inputs={"model": json.dumps(model)})
+    except RuntimeError as exc:  # typst.TypstError: a template or figure problem, named in the message
+        raise fail(base / "report.pdf", f"typst could not typeset the report ({str(exc).splitlines()[0]})",
+                   "check medlib/report/templates/report.typ and the figures folder") from None
+
+
+def write_group(files: dict[Path, bytes]) -> list[Path]:
+    """Write several files as a group, all or none (:func:`medlib.io.write_files`: every file to a temporary
+    name first, then the renames; a failed rename puts back the files already replaced)."""
+    from ..io import write_files
+
+    return write_files(files)
