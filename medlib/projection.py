@@ -13,7 +13,8 @@ Per notebook, from what the rehearsal measured on this device:
   epoch-0 validation passes of the same model, or the slowest such time where a model has none);
 * the rest of the notebook's rehearsal wall time (kernel start, model loading, plots, report) as is.
 
-Upper bound: early stopping (``patience``) may end runs sooner. Peak memory: the largest resident set of the
+Upper bound: early stopping (``patience``) may end runs sooner, and every trained run is counted once per seed
+of the full profile although only its headline runs repeat per seed (the rehearsal trains one seed). Peak memory: the largest resident set of the
 notebook's kernel on CPU (sampled by the runner), or ``torch.cuda.max_memory_allocated`` where the kernel
 reported it.
 """
@@ -38,7 +39,8 @@ REAL_SIZES: dict[str, tuple[int, int, int]] = {
     "chestxray14": (78468, 11219, 22433),  # as ChestMNIST (NIH's official split is 86,524 / 25,596 test)
     "pubmedvision": (2867, 410, 819),  # 4,096 sampled pairs split 70/10/20
     "mimic_cxr": (368960, 2991, 5159),  # MIMIC-CXR-JPG official split (only when configured)
-    "flickr30k": (0, 0, 1000),  # the 1k test images
+    "flickr30k": (29000, 1014, 1000),  # Karpathy split
+    "coco": (113287, 5000, 5000),  # Karpathy split
 }
 COLUMNS = ["notebook", "rehearsal_s", "trained_runs", "evaluations", "train_images", "eval_images",
            "projected_s", "projected_h", "peak_memory_mb", "memory_kind", "device"]

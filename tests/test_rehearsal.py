@@ -75,6 +75,19 @@ def test_overlay_keeps_the_full_architectures_and_caps_every_run(tmp_path):
     assert P.zero_shot.datasets == full.zero_shot.datasets and P.zero_shot.n_boot < full.zero_shot.n_boot
     assert P.sota.cnn_weights == "none"
 
+    def walk(node, path=""):  # every section, including ones the overlay does not name
+        if isinstance(node, dict):
+            if "epochs" in node and "batch_size" in node:
+                assert node["epochs"] == 1 and node["batch_size"] <= 8, path
+            for k, v in node.items():
+                if k == "min_steps" or k.endswith("_min_steps"):
+                    assert v <= 2, f"{path}.{k}"
+                if k == "n_boot":
+                    assert v <= 50, f"{path}.{k}"
+                walk(v, f"{path}.{k}")
+
+    walk(over)
+
 
 def test_pneumonia_224_upscales_the_real_file_in_the_medmnist_layout(tmp_path, shared_pneumonia):
     dest = tmp_path / "medmnist" / "pneumoniamnist_224.npz"
@@ -143,7 +156,8 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     table = projection.project(P, full)
     row = table[table.notebook == "05_class_imbalance"].iloc[0]
     epochs = full.imbalance.train.epochs
-    train = 4708 * epochs / 4.0 + 524 * epochs * 0.2  # real train images / throughput + a val pass per epoch
+    seeds = projection._seeds(full)  # every trained run repeats per seed of the full profile (upper bound)
+    train = seeds * (4708 * epochs / 4.0 + 524 * epochs * 0.2)  # real train images / throughput + val passes
     evaluation = 624 * 0.2
     overhead = 30.0 - (8.0 + 24 * 0.2)  # the rehearsal's wall time not explained by measured compute
     assert row.projected_s == round(train + evaluation + overhead)
