@@ -119,8 +119,11 @@ def remove_stale_kernel_dirs(tmp: str | Path | None = None) -> list[Path]:
 @contextlib.contextmanager
 def kernel_dir() -> Iterator[Path]:
     """A private folder for this run's kernel socket files; stale ones of dead runs are removed first."""
-    remove_stale_kernel_dirs()
-    d = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
+    base = tempfile.gettempdir()
+    if len(base) > 60 and os.path.isdir("/tmp"):  # a socket path must stay under ~100 bytes
+        base = "/tmp"
+    remove_stale_kernel_dirs(base)
+    d = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-", dir=base))
     try:
         yield d
     finally:

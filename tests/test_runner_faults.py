@@ -48,12 +48,21 @@ def _checkout(tmp_path: Path) -> Path:
     nbformat.write(nb, root / "notebooks" / "01_wait.ipynb")
     for name in ("a", "b", "c"):
         (root / f"{name}.yaml").write_text("smoke: true\ndevice: cpu\nmodels: []\ndatasets: []\n")
-    (root / "tmp").mkdir()
+    tmp = _tmp(root)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     return root
 
 
+def _tmp(root: Path) -> Path:
+    """A short TMPDIR for the runner under test (Unix socket paths are limited to ~100 bytes)."""
+    import hashlib
+
+    return Path("/tmp") / f"mct-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+
+
 def _env(root: Path) -> dict:
-    env = dict(os.environ, MEDLIB_ROOT=str(root), PYTHONPATH=str(REPO), TMPDIR=str(root / "tmp"))
+    env = dict(os.environ, MEDLIB_ROOT=str(root), PYTHONPATH=str(REPO), TMPDIR=str(_tmp(root)))
     env.pop("MEDLIB_CALLER_CWD", None)
     return env
 
@@ -87,7 +96,7 @@ def test_second_run_of_a_profile_stops_at_once_and_other_profiles_run_beside_it(
         _wait_for(root / "started-a", a)
         # The kernel's sockets live in this run's own folder, not in the repository.
         assert not list(root.glob("kernel-ipc*"))
-        assert [d.name.split("-")[1] for d in (root / "tmp").glob("medclip-*")] == [str(a.pid)]
+        assert [d.name.split("-")[1] for d in _tmp(root).glob("medclip-*")] == [str(a.pid)]
         t0 = time.time()
         same = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "a.yaml"),
                                "--no-report"], cwd=root, env=_env(root), capture_output=True, text=True, timeout=60)
@@ -107,7 +116,7 @@ def test_second_run_of_a_profile_stops_at_once_and_other_profiles_run_beside_it(
         assert a.returncode == 0, err_a
     finally:
         _kill(a)
-    assert not list((root / "tmp").glob("medclip-*"))  # socket folders removed on exit
+    assert not list(_tmp(root).glob("medclip-*"))  # socket folders removed on exit
     assert not list((root / "reports").glob("*/executed/.*.running.ipynb"))
 
 
@@ -118,7 +127,7 @@ def test_ctrl_c_prints_one_line_keeps_the_good_copy_and_clears_stale_files(tmp_p
     (executed / "01_wait.ipynb").write_text("GOOD")
     stale_nb = executed / ".01_wait.99999999.running.ipynb"  # left by a run killed with -9
     stale_nb.write_text("{}")
-    stale_sockets = root / "tmp" / "medclip-99999999-abc"
+    stale_sockets = _tmp(root) / "medclip-99999999-abc"
     stale_sockets.mkdir()
     a = _start(root, "a")
     try:
@@ -134,7 +143,7 @@ def test_ctrl_c_prints_one_line_keeps_the_good_copy_and_clears_stale_files(tmp_p
     assert len(err.strip().splitlines()) <= 2 and "interrupted" in err
     assert (executed / "01_wait.ipynb").read_text() == "GOOD"
     assert (executed / "01_wait.failed.ipynb").is_file()
-    assert not list(executed.glob(".*.running.ipynb")) and not list((root / "tmp").glob("medclip-*"))
+    assert not list(executed.glob(".*.running.ipynb")) and not list(_tmp(root).glob("medclip-*"))
 
 
 def test_failed_notebook_is_kept_beside_the_good_copy(tmp_path):
