@@ -332,13 +332,15 @@ def drop_checkpoints(runs: Path) -> int:
 # ---- labelling the outputs --------------------------------------------------------------------------------
 
 
+def label_figures(reports: Path) -> list[Path]:
+    """Stamp :data:`LABEL` above every figure (before the report embeds them). Idempotent."""
+    return [png for png in sorted((reports / "figures").glob("*.png")) if _stamp_png(png)]
+
+
 def label_outputs(reports: Path) -> list[Path]:
     """Put :data:`LABEL` on every figure (a banner above it), table (a first column), executed notebook (a
     first cell) and the report (its first lines). Idempotent; returns the files changed."""
-    changed: list[Path] = []
-    for png in sorted((reports / "figures").glob("*.png")):
-        if _stamp_png(png):
-            changed.append(png)
+    changed: list[Path] = label_figures(reports)
     for csv in sorted((reports / "tables").glob("*.csv")):
         if _label_csv(csv):
             changed.append(csv)

@@ -236,6 +236,12 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
             # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
             from .report import main as report_main
 
+            if rehearsal_info is not None:
+                from .rehearsal import label_figures
+
+                with os_errors(profile.reports_path / "figures"):
+                    label_figures(profile.reports_path)  # the report embeds them: stamp first
+
             with os_errors(profile.reports_path / "report.md"):
                 rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
         if rc == 0 and rehearsal_info is not None:
