@@ -412,8 +412,9 @@ def threshold_remedy(P: Profile, data: DatasetBundle, result: Any, *, notebook: 
     """The decision-threshold remedy on top of the ``none`` model ``result``: thresholds tuned on the validation
     split for the profile's ``imbalance.threshold_metric`` (per label for multi-label sets, on p(class 1) for binary
     ones), saved as ``remedy-threshold`` with the raw test scores and the thresholds (the metrics apply
-    ``score >= threshold``) and the validation metrics at those thresholds."""
-    from .imbalance import tune_thresholds
+    ``score >= threshold``) and the validation metrics, cross-fitted (:func:`medlib.imbalance.cross_fitted_threshold_metrics`)
+    so that choosing a remedy on validation does not favour the one whose thresholds were tuned there."""
+    from .imbalance import cross_fitted_threshold_metrics, tune_thresholds
     from .train import predict
 
     mode = "multilabel" if data.task == "multilabel" else "label"
@@ -421,8 +422,12 @@ def threshold_remedy(P: Profile, data: DatasetBundle, result: Any, *, notebook: 
     val_score = predict(result, data.splits["val"].images, mode=mode)
     thr = tune_thresholds(data.splits["val"].labels, val_score, metric=metric)  # validation only
     test_score = predict(result, data.splits["test"].images, mode=mode)
+    val_labels = data.splits["val"].labels
     extra = {"thresholds": thr.tolist(), "threshold_metric": metric,
-             "val_metrics": validation_metrics(data, val_score, threshold=thr)}
+             # what a selection on validation reads: thresholds scored on validation rows that did not tune them
+             "val_metrics": cross_fitted_threshold_metrics(val_labels, val_score, data.task, data.class_names,
+                                                           metric=metric, seed=P.seed if seed is None else seed),
+             "val_metrics_in_sample": validation_metrics(data, val_score, threshold=thr)}
     return save_scores(P, notebook=notebook, data=data, model=model, method="remedy-threshold", y_score=test_score,
                        threshold=thr, extra=extra, seed=seed)
 
