@@ -302,6 +302,13 @@ def prepare(profile_arg: str = "full", data_dir: str | None = None, device: str 
     return path, info
 
 
+def dataset_origins(info: dict) -> dict[str, dict[str, Any]]:
+    """Manifest entries for the rehearsal's data: a fixture in a source's real layout is read by the real
+    loader (so the data layer calls it real), but it is generated -- the report must say so."""
+    return {name: {"synthetic": not origin.startswith("real"), "origin": origin}
+            for name, origin in info["origins"].items()}
+
+
 def origin_line(origins: dict[str, str]) -> str:
     parts = [f"{k}: {v}" for k, v in origins.items() if k != "chestmnist"]
     return f"{LABEL}. Fixture data ({'; '.join(parts)})"

@@ -75,8 +75,11 @@ def read_manifest(profile: Profile) -> dict[str, Any]:
     return {}
 
 
-def start_manifest(profile: Profile, command: str, notebooks: list[str]) -> dict[str, Any]:
-    """Write the manifest at the start of a run; keeps timings of notebooks this run does not re-run."""
+def start_manifest(profile: Profile, command: str, notebooks: list[str],
+                   datasets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the manifest at the start of a run; keeps timings of notebooks this run does not re-run.
+    ``datasets``: what the runner knows of each dataset's origin before any notebook runs (the rehearsal's
+    fixtures: ``{"synthetic": True, "origin": "generated (ChestMNIST layout)"}``); the report reads it."""
     old = read_manifest(profile)
     timings = old.get("notebooks", {}) if old.get("profile_hash") == profile.hash() else {}
     manifest = {
@@ -93,6 +96,7 @@ def start_manifest(profile: Profile, command: str, notebooks: list[str]) -> dict
         "device": device_info(profile.device),
         "notebooks": {k: v for k, v in timings.items()},
         "planned": notebooks,
+        **({"datasets": datasets} if datasets else {}),
     }
     write_json(manifest_path(profile), manifest)
     return manifest

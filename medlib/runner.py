@@ -216,10 +216,12 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     executed_dir = profile.reports_path / "executed"
     try:
         preflight(profile)
+        from . import rehearsal
         from .runlog import start_manifest
 
         with os_errors(profile.reports_path / "manifest.json"):
-            start_manifest(profile, command, [p.stem for p in notebooks])
+            start_manifest(profile, command, [p.stem for p in notebooks],
+                           datasets=rehearsal.dataset_origins(rehearsal_info) if rehearsal_info else None)
         with os_errors(executed_dir):
             executed_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_running(executed_dir)

@@ -179,3 +179,24 @@ def test_a_tokenizer_without_its_vocabulary_is_a_one_line_error(biomedclip_dir, 
     with pytest.raises(MedlibError) as exc:  # transformers would silently map every word to [UNK]
         rehearsal.check_tokenizer(broken)
     assert "\n" not in str(exc.value) and "vocab.txt" in str(exc.value)
+
+
+def test_rehearsal_fixtures_are_reported_as_generated(tmp_path):
+    """The rehearsal's fixtures are read by the real loaders (which call them real); the manifest records their
+    origin and the report says GENERATED for every fixture, real only for the upscaled real PneumoniaMNIST."""
+    import json
+
+    from medlib.rehearsal import dataset_origins
+    from medlib.report.inputs import Inputs
+
+    origins = {"pneumoniamnist": "real-upscaled", "chestxray14": "generated (ChestMNIST layout)",
+               "flickr30k": "generated (Karpathy layout)"}
+    base = tmp_path / "full-rehearsal"
+    (base / "tables").mkdir(parents=True)
+    (base / "tables" / "data_summary.csv").write_text(
+        "dataset,synthetic\npneumoniamnist,False\nchestxray14,False\nflickr30k,False\n")
+    (base / "manifest.json").write_text(json.dumps({"profile": "full-rehearsal",
+                                                    "datasets": dataset_origins({"origins": origins})}))
+    inp = Inputs(base, "full-rehearsal")
+    assert inp.generated() == ["chestxray14", "flickr30k"]
+    assert inp.data_kind("pneumoniamnist") == "real"
