@@ -214,7 +214,8 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
                                 "fresh": fresh, **train_kwargs},
                         nproc_per_node=D.nproc_per_node, nnodes=D.nnodes, node_rank=D.node_rank,
                         rdzv_backend=D.rdzv_backend, rdzv_endpoint=D.rdzv_endpoint, rdzv_id=D.rdzv_id,
-                        backend=D.backend, device=P.device, seed=seed)
+                        backend=D.backend, device=P.device,
+                        seed=P.seed)  # the MODEL's seed: each rank rebuilds `clip` as load_clip did; kwargs["seed"] trains
         fresh = False  # the finished run is loaded, not trained again
     result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=seed,
                                 class_texts=texts, fresh=fresh, **train_kwargs)

@@ -168,3 +168,24 @@ def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkey
     assert result.resumed_from == 1 and list(result.history["stage"]) == ["probe", "probe", "ft", "ft"]
     assert rec["n"] == 64 and 0 <= rec["metrics"]["acc"] <= 1
     assert not (result.run_dir / "launch").exists()  # the run spec and its arrays are removed after success
+
+
+def test_pipeline_second_seed_trains_the_notebooks_model_under_torchrun(tmp_path):
+    """A later seed's run (``__s1``) trains the model the notebook loaded (built with the profile's seed): the
+    ranks rebuild it with the profile's seed, not the training seed. Row 0 of the log (before any update) is
+    therefore the same as with one process."""
+    from medlib import pipeline
+    from medlib.config import load_profile
+
+    data = make_data(n_train=64, n_val=32)
+    cfg = dataclasses.replace(CFG, epochs=1)
+    rows = []
+    for nproc in (1, 2):
+        P = load_profile("smoke", {"reports_dir": str(tmp_path / f"r{nproc}"), "runs_dir": str(tmp_path / f"u{nproc}"),
+                                   "distributed.nproc_per_node": nproc})
+        clip = load_model(P.model("tiny"), seed=P.seed)
+        result, _ = pipeline.finetune(P, clip, data, notebook="04_label_finetune", method="label-ft", mode="label",
+                                      cfg=cfg, seed=1, evaluate=False, class_texts=CLASS_TEXTS)
+        assert result.run_dir.name.endswith("__s1")
+        rows.append(float(result.history["val_metric"].iloc[0]))
+    assert rows[0] == rows[1]
