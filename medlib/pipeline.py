@@ -17,7 +17,7 @@ from .config import ModelSpec, Profile, TrainConfig, load_profile
 from .data import DatasetSkipped, get_dataset
 from .data.base import DatasetBundle
 from .models import ClipBundle, load_model, resolve_device
-from .results import (load_runs, reports_dir, run_dir, run_name, save_retrieval_run, save_run, save_table,
+from .results import (load_runs, reports_dir, run_dir, save_retrieval_run, save_run, save_table,
                       seeded_run_name)
 from .text import class_prompts, templates_for
 
@@ -420,10 +420,10 @@ def threshold_remedy(P: Profile, data: DatasetBundle, result: Any, *, notebook: 
 
     mode = "multilabel" if data.task == "multilabel" else "label"
     metric = P.imbalance.threshold_metric
-    val_score = predict(result, data.splits["val"].images, mode=mode)
-    thr = tune_thresholds(data.splits["val"].labels, val_score, metric=metric)  # validation only
-    test_score = predict(result, data.splits["test"].images, mode=mode)
     val_labels = data.splits["val"].labels
+    val_score = predict(result, data.splits["val"].images, mode=mode)
+    thr = tune_thresholds(val_labels, val_score, metric=metric)  # validation only
+    test_score = predict(result, data.splits["test"].images, mode=mode)
     extra = {"thresholds": thr.tolist(), "threshold_metric": metric,
              # what a selection on validation reads: thresholds scored on validation rows that did not tune them
              "val_metrics": cross_fitted_threshold_metrics(val_labels, val_score, data.task, data.class_names,

@@ -197,14 +197,13 @@ def _main(argv: list[str] | None) -> int:
 
 def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, command: str,
          sockets: Path, rehearsal_info: dict | None = None) -> int:
+    from . import rehearsal
     from .preflight import data_origins, origin_line, preflight
 
     t_start = time.time()
     origins = data_origins(profile)
     first = origin_line(origins)
     if rehearsal_info is not None:
-        from . import rehearsal
-
         first = rehearsal.origin_line(rehearsal_info["origins"])
         needs = rehearsal_info["downloads"]
         print(first, flush=True)
@@ -216,7 +215,6 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     executed_dir = profile.reports_path / "executed"
     try:
         preflight(profile)
-        from . import rehearsal
         from .runlog import start_manifest
 
         with os_errors(profile.reports_path / "manifest.json"):
@@ -253,8 +251,6 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
         rc = 2
     last = origin_line(_final_origins(profile, origins, t_start))
     if rehearsal_info is not None:
-        from . import rehearsal
-
         last = rehearsal.origin_line(rehearsal_info["origins"])
     if last:
         print(last, file=sys.stderr if rc else sys.stdout, flush=True)  # ... and its last line
