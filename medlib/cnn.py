@@ -22,7 +22,7 @@ from .data.base import DatasetBundle
 from .errors import fail
 # The one checkpoint format, split checks and the validation metric are the training package's, so both
 # trainers checkpoint and select epochs the same way.
-from .train import checkpoint
+from .train import checkpoint, delta
 from .train.validation import require_split, val_metric, validation_split
 from .preprocess import to_model_input
 
@@ -99,6 +99,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     torch.manual_seed(seed)  # the random initialisation (and ImageNet weights' new final layer)
     model, used = build_resnet18(data.num_classes, weights)
     model.to(device)
+    base = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # best.pt: the difference from it
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     size = int(train.images.shape[1])
@@ -147,8 +148,8 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
                      "seconds": time.perf_counter() - t0})
         if score > best:  # strictly better: ties keep the earlier epoch
             best = score
-            checkpoint.save(best_path, {"signature": signature, "model": model.state_dict(), "epoch": epoch + 1,
-                                        "metric": score})
+            checkpoint.save(best_path, {"signature": signature, "model": delta.pack(model.state_dict(), base),
+                                        "epoch": epoch + 1, "metric": score})
         finished = epoch + 1 == epochs
         record = {"signature": signature, "epoch": epoch + 1, "best": best, "history": rows, "weights": used,
                   "finished": finished}
@@ -157,7 +158,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
                           rng=checkpoint.rng_state({"shuffle": gen}))
         checkpoint.save(ckpt, record)
     if best_path.is_file():
-        model.load_state_dict(checkpoint.load(best_path, signature)["model"])
+        model.load_state_dict(delta.restore(checkpoint.load(best_path, signature)["model"], base))
     hist = pd.DataFrame(rows)
     best_epoch = int(hist.loc[hist["val_metric"].idxmax(), "epoch"]) if len(hist) else 0
     return CnnResult(model=model.eval(), weights=used, history=hist, best_epoch=best_epoch)

@@ -11,7 +11,7 @@ from medlib import cnn
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model
-from medlib.train import checkpoint, engine
+from medlib.train import checkpoint, delta, engine
 from tests.test_finetune import CLASS_TEXTS, make_data
 
 CFG = TrainConfig(epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0, augment=False)
@@ -57,6 +57,11 @@ def test_crafted_cnn_checkpoint_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
+def _names(model: dict) -> set:
+    """The tensor names a checkpoint's "model" holds (packed as differences, or plain)."""
+    return set(model["tensors"]) | set(model["raw"]) if delta.is_packed(model) else set(model)
+
+
 def _sizes(run):
     return {p.name: p.stat().st_size for p in run.iterdir() if p.suffix == ".pt"}
 
@@ -67,7 +72,7 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     # full label fine-tune: image tower + head, no text tower (the tiny text tower is ~90% of the model)
     r = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
-    best = torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["model"]
+    best = _names(torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["model"])
     assert "head.weight" in best and any(k.startswith("clip.visual.") for k in best)
     assert not any(k.startswith(("clip.transformer.", "clip.token_embedding")) for k in best)
     last = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
@@ -78,7 +83,7 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     probe = dataclasses.replace(CFG, lock_image=True)
     engine.train(bundle, data, mode="label", cfg=probe, run_dir=tmp_path / "lp", seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
-    assert set(torch.load(tmp_path / "lp" / "best.pt", weights_only=True)["model"]) == {"head.weight", "head.bias"}
+    assert _names(torch.load(tmp_path / "lp" / "best.pt", weights_only=True)["model"]) == {"head.weight", "head.bias"}
     # the re-run of a finished run returns the same model at once, from best.pt
     again = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0,
                          class_texts=CLASS_TEXTS, progress=False)

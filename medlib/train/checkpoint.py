@@ -2,7 +2,9 @@
 
 A run directory holds
 - ``best.pt``: the best epoch's weights -- only what the run changed (:func:`changed_state`: trainable
-  parameters, the head, buffers); frozen towers are the base model's and are not copied;
+  parameters, the head, buffers), stored losslessly as their difference from the run's start
+  (:func:`medlib.train.delta.pack`: a fraction of the size, bit-exact when loaded); frozen towers are the
+  base model's and are not copied;
 - ``last.pt``: while the run is going, the last epoch's changed weights, optimizer, scheduler and RNG
   states (resume after kill -9 is exact); once it has finished, a small record (``finished: True``,
   history, best epoch) without weights or optimizer, so a re-run returns at once from ``best.pt``.

@@ -19,8 +19,9 @@ Modes
   ``s * (pos - neg)`` (positive vs. negative prompts), BCE or an imbalance loss.
 
 Every run's ``log.csv`` starts with an epoch-0 row: the validation metric before the first update (for
-label/multilabel modes, the zero-shot classifier's). Checkpoints hold only what the run changes and shrink to
-a small record once it has finished (``checkpoint.py``). Under ``torchrun`` (``launch.py``) the same loop runs
+label/multilabel modes, the zero-shot classifier's). Checkpoints hold only what the run changes (``best.pt``:
+losslessly, as its difference from the run's start, ``delta.py``) and shrink to a small record once it has
+finished (``checkpoint.py``). Under ``torchrun`` (``launch.py``) the same loop runs
 on every rank with DistributedDataParallel (``distributed.py``): one process and N processes with the same
 global batch give the same run up to floating-point rounding.
 
@@ -38,6 +39,7 @@ import functools
 import math
 import random
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,7 +62,7 @@ from ..progress import enabled as progress_enabled
 from ..text import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
 from ..zeroshot import autocast, image_features, resolve_precision, text_features
-from . import checkpoint
+from . import checkpoint, delta
 from .distributed import World, barrier, gather_rows, rows, sum_all, world
 from .heads import ClipClassifier, check_mode, head_from_texts
 from .optim import build_optimizer, set_trainable
@@ -172,6 +174,13 @@ class Engine:
             self.step_module = DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.sched = build_scheduler(self.opt, cfg.scheduler, cfg.warmup_steps, steps)
+        # best.pt stores the run's difference from where it started (delta.py): the start, and the learning rate of
+        # each optimizer step, whose AdamW decay alone predicts the rows of an embedding table no batch touched
+        self.base_state = self.model_state()
+        self.step_lrs: list[float] = []
+        self.opt.register_step_post_hook(lambda opt, *_: self.step_lrs.append(float(opt.param_groups[-1]["lr"])))
+        self.embedding_tables = {f"{n}.weight" for n, m in self._state_module().named_modules()
+                                 if isinstance(m, nn.Embedding)}
         self.signature = {"version": checkpoint.VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
                           "n_train": self.n, "classes": list(data.class_names), "model": bundle.name,
@@ -355,7 +364,17 @@ class Engine:
             return {f"head.{k}": v.detach().cpu().clone() for k, v in self.classifier.head.state_dict().items()}
         return checkpoint.changed_state(self._state_module(), also=("head.",))
 
-    def load_model_state(self, state: dict[str, torch.Tensor], path: Path) -> None:
+    def packed_model_state(self) -> dict[str, Any]:
+        """:meth:`model_state` as its lossless difference from the run's start (what best.pt keeps)."""
+        decoupled = self.cfg.optimizer == "adamw" and self.cfg.weight_decay > 0
+        return delta.pack(self.model_state(), self.base_state, replay=self.embedding_tables,
+                          decay={"lrs": self.step_lrs, "weight_decay": self.cfg.weight_decay} if decoupled else None)
+
+    def load_model_state(self, state: dict[str, Any], path: Path) -> None:
+        try:
+            state = delta.restore(state, self.base_state)
+        except (KeyError, ValueError, RuntimeError, zlib.error):
+            raise fail(path, "its weights do not fit this model", "pass fresh=True to start over") from None
         checkpoint.load_changed_state(self._state_module(), state, path)
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -419,6 +438,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
             eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
             return eng.result(run_dir, history, best_epoch, best, resumed_from)
         eng.load_model_state(ck["model"], last)
+        eng.step_lrs[:] = ck.get("step_lrs", [])
         eng.opt.load_state_dict(ck["optimizer"])
         eng.sched.load_state_dict(ck["scheduler"])
         eng.set_rng_state(ck["rng"])
@@ -450,7 +470,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         if metric > best:  # strictly better: ties keep the earlier epoch
             best, best_epoch, bad = metric, epoch, 0
             if w.main:
-                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.model_state(), "epoch": epoch,
+                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.packed_model_state(), "epoch": epoch,
                                             "metric": metric})
         else:
             bad += 1
@@ -459,7 +479,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
                   "history": history, "finished": finished}
         if not finished:  # what an exact resume needs; a finished run keeps the small record alone
             record.update(model=eng.model_state(), optimizer=eng.opt.state_dict(), scheduler=eng.sched.state_dict(),
-                          rng=eng.rng_state())
+                          rng=eng.rng_state(), step_lrs=list(eng.step_lrs))
         if w.main:
             checkpoint.save(last, record)
             write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
