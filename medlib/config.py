@@ -174,6 +174,10 @@ class Profile:
     reports_dir: str = "reports"
     runs_dir: str = "runs"
     data_workers: int = 0  # processes that decode images when splits are prepared; 0 = every core
+    # Which finished runs keep their weights (best.pt): "all", or "reused" -- only runs a later step loads again
+    # (headline fine-tunes, LP-FT, the WiSE-FT base, the imbalance study's "none" model); a sweep's run (few-shot
+    # draws, other imbalance remedies, the retrieval study's arms) keeps its log and metrics once evaluated.
+    keep_weights: str = "reused"
     models: list[ModelSpec] = field(default_factory=list)
     datasets: list[DatasetSpec] = field(default_factory=list)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
@@ -232,11 +236,11 @@ class Profile:
     def hash(self) -> str:
         """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
 
-        Folder locations, the number of decoding processes and the training processes (``distributed``: the same
-        global batch gives the same run) are left out: the same knobs on another machine give the same hash.
+        Folder locations, the number of decoding processes, the training processes (``distributed``: the same
+        global batch gives the same run) and which weights are kept on disk are left out: the same knobs on another machine give the same hash.
         """
         d = self.to_dict()
-        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed"):
+        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed", "keep_weights"):
             d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -245,6 +249,7 @@ class Profile:
 # Allowed values of string (or list-of-string) fields: a typo is an error at load time, not an hour into a run.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ModelSpec", "role"): ("clip", "domain"),
+    ("Profile", "keep_weights"): ("reused", "all"),
     ("DatasetSpec", "source"): ("medmnist", "pubmedvision", "chestxray14", "mimic_cxr", "csv_pairs", "retrieval"),
     ("DatasetSpec", "synthetic"): ("never", "auto", "always"),
     ("DatasetSpec", "uncertain"): ("zero", "one", "ignore"),

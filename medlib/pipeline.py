@@ -7,6 +7,7 @@ the output contract, plot). Notebooks keep parameters, calls and plots; the logi
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from .config import ModelSpec, Profile, TrainConfig, load_profile
 from .data import DatasetSkipped, get_dataset
 from .data.base import DatasetBundle
+from .errors import MedlibError
 from .models import ClipBundle, load_model, resolve_device
 from .results import (load_runs, reports_dir, run_dir, save_retrieval_run, save_run, save_table,
                       seeded_run_name)
@@ -190,13 +192,15 @@ def retrieval(P: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, 
 
 def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,
              cfg: TrainConfig, fresh: bool = False, evaluate: bool = True, trainer: Any = None,
-             seed: int | None = None, extra: dict | None = None, **train_kwargs: Any):
+             seed: int | None = None, extra: dict | None = None, keep_weights: bool = True, **train_kwargs: Any):
     """Train with the one engine (resumable under runs/<profile>/<run>/), evaluate the test split once, save.
 
     ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
     ``seed``: the training seed (default the profile's); the run of any seed but the profile's first is named
     ``...__s<seed>``. The metrics file also stores the validation split's metrics (``extra.val_metrics``) and
-    ``extra``.
+    ``extra``. ``keep_weights=False``: a sweep's run whose weights nothing loads again; under the profile's
+    ``keep_weights: reused`` its ``best.pt`` is removed once the test split is evaluated, and a re-run returns the
+    saved metrics record (with ``TrainResult.model`` None) at once.
     Returns ``(TrainResult, metrics record or None)``.
     """
     from .train import lp_ft, predict, train
@@ -219,6 +223,8 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
         fresh = False  # the finished run is loaded, not trained again
     result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(P, run), seed=seed,
                                 class_texts=texts, fresh=fresh, **train_kwargs)
+    if result.model is None:  # finished earlier, evaluated, weights not kept: its saved metrics are the result
+        return result, saved_result(P, run)
     rec = None
     if evaluate:
         if mode == "contrastive":
@@ -231,7 +237,28 @@ def finetune(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str
         extra = {**train_extra(result, cfg), "val_metrics": validation_metrics(data, y_val), **(extra or {})}
         rec = save_scores(P, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
                           extra=extra, seed=seed)
+        if not keep_weights:
+            release_weights(P, run_dir(P, run))
     return result, rec
+
+
+def release_weights(P: Profile, folder: Path) -> None:
+    """Drop a finished, evaluated sweep run's ``best.pt`` where the profile keeps only reused weights."""
+    if P.keep_weights == "reused":
+        from .train.checkpoint import drop_weights
+
+        drop_weights(folder)
+
+
+def saved_result(P: Profile, run: str) -> dict:
+    """The metrics record of ``run`` whose weights were dropped; a one-line error when it is missing."""
+    from .results import load_run
+
+    try:
+        return load_run(P, run)
+    except Exception:  # noqa: BLE001 - any unreadable record means the same fix
+        raise MedlibError(f"{run_dir(P, run)}: the run finished without keeping its weights and its metrics record "
+                          f"is missing. Fix: re-run it with fresh=True") from None
 
 
 def train_extra(result: Any, cfg: TrainConfig) -> dict:
@@ -403,7 +430,7 @@ def few_shot_run(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook:
     base_cfg = probe_config(P) if method == "linear-probe" else cfg.train
     k_cfg = few_shot_config(base_cfg, len(sub.splits["train"]), cfg.few_shot_min_steps)
     _, rec = finetune(P, clip, sub, notebook=notebook, method=f"{method}-{k}shot-d{draw}", mode="label", cfg=k_cfg,
-                      fresh=fresh, extra={"shots_per_class": k, "draw": draw, "n_train": len(sub.splits["train"]),
+                      fresh=fresh, keep_weights=False, extra={"shots_per_class": k, "draw": draw, "n_train": len(sub.splits["train"]),
                                           "n_val": len(sub.splits["val"])})
     return rec
 

@@ -155,12 +155,25 @@ def fine_tune(P: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm, seed:
     cfg = train_config(P, base, n_train)
     result = train(clip, train_data, mode="contrastive", cfg=cfg, run_dir=run_dir(P, run), seed=seed,
                    class_texts=None, progress=progress)
+    saved = seeded_run_name(P, notebook, data.name, clip.name, f"{arm.method}-retrieval", seed)
+    if result.model is None:  # evaluated earlier, weights not kept (profile keep_weights: reused)
+        return pipeline.saved_result(P, saved)
     model = result.model
     if arm.variant == "wise_ft":
         mixed = wise_interpolate(clip.model.state_dict(), model.model.state_dict(), P.retrieval_study.wise_alpha)
         model = dataclasses.replace(model, model=_copy_with_state(model.model, mixed))
     extra = {**_extra(data, arm, n_train, cfg), **pipeline.train_extra(result, cfg)}
-    return pipeline.retrieval(P, model, data, notebook, arm.method, extra=extra, seed=seed)
+    rec = pipeline.retrieval(P, model, data, notebook, arm.method, extra=extra, seed=seed)
+    if not reused(P, arm):
+        pipeline.release_weights(P, run_dir(P, run))
+    return rec
+
+
+def reused(P: Profile, arm: Arm) -> bool:
+    """Whether another arm loads this arm's weights again (the WiSE-FT variant interpolates the ``both`` run of
+    its size); the others are evaluated once and keep only their log and metrics under ``keep_weights: reused``."""
+    return arm.variant == "wise_ft" or any(a.variant == "wise_ft" and Arm(a.n_train, a.augmentation) == arm
+                                           for a in arms(P))
 
 
 def _copy_with_state(module, state):

@@ -7,7 +7,8 @@ A run directory holds
   base model's and are not copied;
 - ``last.pt``: while the run is going, the last epoch's changed weights, optimizer, scheduler and RNG
   states (resume after kill -9 is exact); once it has finished, a small record (``finished: True``,
-  history, best epoch) without weights or optimizer, so a re-run returns at once from ``best.pt``.
+  history, best epoch) without weights or optimizer, so a re-run returns at once from ``best.pt``; a sweep's run
+  evaluated once may drop ``best.pt`` too (:func:`drop_weights`, profile key ``keep_weights``).
 
 Every file is a dict of tensors and plain values (numbers, strings, lists, tuples, dicts), written under a
 temporary name and renamed into place, and read with ``torch.load(weights_only=True)``: a checkpoint never
@@ -61,6 +62,23 @@ def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
         raise fail(path, "holds a run with different settings (mode, config, data or seed)",
                    "pass fresh=True to start over, or use another run_dir")
     return obj
+
+
+def drop_weights(run_dir: Path) -> int:
+    """Remove a finished run's ``best.pt`` (returns the bytes freed), after marking its small ``last.pt`` record
+    ``weights_dropped``: a re-run then returns at once without weights (its caller reads the saved metrics) instead
+    of looking for them. The record is rewritten first, so a kill in between leaves a consistent run."""
+    run_dir = Path(run_dir)
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    record = load(last)
+    if not record.get("finished"):
+        raise fail(last, "the run has not finished: its weights are still needed", "let it finish first")
+    if not record.get("weights_dropped"):
+        record["weights_dropped"] = True
+        save(last, {k: v for k, v in record.items() if k not in ("format", "version")})
+    freed = best.stat().st_size if best.exists() else 0
+    best.unlink(missing_ok=True)
+    return freed
 
 
 # ---- what a run changed -------------------------------------------------------------------------------

@@ -434,6 +434,9 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
         ck = checkpoint.load(last, eng.signature)
         history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
         resumed_from = start
+        if ck["finished"] and ck.get("weights_dropped"):  # evaluated once and not kept: no model to return
+            return dataclasses.replace(eng.result(run_dir, history, best_epoch, best, resumed_from), model=None,
+                                       head=None)
         if ck["finished"]:  # a small record: the weights are best.pt's
             eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
             return eng.result(run_dir, history, best_epoch, best, resumed_from)

@@ -18,7 +18,7 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_metric", "lr", "seconds", "images
 class TrainResult:
     """What :func:`medlib.train.engine.train` returns; ``model`` holds the best epoch's weights."""
 
-    model: ClipBundle
+    model: ClipBundle | None  # None: a finished run whose weights were not kept (checkpoint.drop_weights)
     history: pd.DataFrame  # epoch, train_loss, val_metric, lr, seconds, images_per_s
     best_epoch: int
     run_dir: Path
