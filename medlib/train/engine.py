@@ -39,7 +39,6 @@ import functools
 import math
 import random
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -373,7 +372,7 @@ class Engine:
     def load_model_state(self, state: dict[str, Any], path: Path) -> None:
         try:
             state = delta.restore(state, self.base_state)
-        except (KeyError, ValueError, RuntimeError, zlib.error):
+        except (KeyError, ValueError, RuntimeError, delta.CodecError):
             raise fail(path, "its weights do not fit this model", "pass fresh=True to start over") from None
         checkpoint.load_changed_state(self._state_module(), state, path)
 
