@@ -7,16 +7,19 @@ Per notebook, from what the rehearsal measured on this device:
   full profile's epochs for that notebook; k-shot runs: k x classes per epoch, at least
   ``few_shot_min_steps`` batches), plus one validation pass per epoch at the measured per-image evaluation
   time (linear probes and LP-FT: plus one forward pass over the training set, whose features the head trains
-  on); times the full profile's number of seeds;
+  on); times the number of real runs it stands for (the full profile's seeds for a method in ``seeded_methods``,
+  one for few-shot draws and ablations; the rehearsal trains one seed);
 * every evaluation (``metrics/*.json``): the real test-set size x the measured per-image evaluation time of
   its model (:func:`measure_eval`: the image tower's forward pass on this device; without it, the runs'
   epoch-0 validation passes of the same model, or the slowest such time where a model has none);
-* the rest of the notebook's rehearsal wall time (kernel start, model loading, plots, report) as is.
+* the rest of the notebook's rehearsal wall time (kernel start, model loading, plots, report) as is;
+* the disk the real run leaves under ``runs/`` (``runs_gb``): each rehearsal run's files with ``best.pt`` at its
+  uncompressed size (:func:`run_bytes`; the architecture's real tensors, and only where the profile's
+  ``keep_weights`` keeps them), times the runs it stands for.
 
-Upper bound: early stopping (``patience``) may end runs sooner, and every trained run is counted once per seed
-of the full profile although only its headline runs repeat per seed (the rehearsal trains one seed). Peak memory: the largest resident set of the
-notebook's kernel on CPU (sampled by the runner), or ``torch.cuda.max_memory_allocated`` where the kernel
-reported it.
+Upper bound: early stopping (``patience``) may end runs sooner, and best.pt packs below its uncompressed size.
+Peak memory: the largest resident set of the notebook's kernel on CPU (sampled by the runner), or
+``torch.cuda.max_memory_allocated`` where the kernel reported it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ REAL_SIZES: dict[str, tuple[int, int, int]] = {
     "coco": (113287, 5000, 5000),  # Karpathy split
 }
 COLUMNS = ["notebook", "rehearsal_s", "trained_runs", "evaluations", "train_images", "eval_images",
-           "projected_s", "projected_h", "peak_memory_mb", "memory_kind", "device"]
+           "projected_s", "projected_h", "runs_gb", "peak_memory_mb", "memory_kind", "device"]
 
 
 def _parts(run: str) -> dict[str, str]:
@@ -66,20 +69,70 @@ def _epochs(full: Profile, notebook: str, dataset: str, method: str) -> tuple[in
             return lf.probe_epochs + t.epochs, t.batch_size
     elif nn == "05":
         t = full.imbalance.train
-    elif nn == "06":
+    elif nn == "06" and method == "supervised":
         return full.sota.cnn_epochs, full.sota.cnn_batch_size
+    elif nn == "06":  # the domain model's label / multi-label fine-tunes
+        lf = full.label_finetune
+        t = lf.multilabel_train if "multilabel" in method else lf.train
+    elif nn == "07":
+        t = full.retrieval_study.train
     else:
         return 1, 128
     return t.epochs, t.batch_size
 
 
+def _seed_kind(notebook: str, method: str) -> str:
+    """The ``seeded_methods`` entry a trained run's method belongs to (as the notebooks call ``pipeline.seeds``);
+    few-shot draws and ablations are not repeated per seed."""
+    nn = notebook[:2]
+    if re.search(r"\d+shot", method):
+        return "few_shot"
+    if nn == "03":
+        return "caption_ft" if method == "caption-ft-plain" else "ablation"
+    if nn == "04":
+        return {"label-ft": "label_ft", "linear-probe": "linear_probe", "lp-ft": "lp_ft",
+                "multilabel-ft": "multilabel_ft"}.get(method, "other")
+    if nn == "05":
+        return "remedies"
+    if nn == "06":
+        return "cnn" if method == "supervised" else "sota_domain"
+    if nn == "07":
+        return "retrieval_ft"
+    return "other"
+
+
+def _repeats(rehearsal: Profile, full: Profile, kind: str) -> float:
+    """How many runs of the real profile one rehearsal run of ``kind`` stands for (its seeds / the rehearsal's)."""
+    n_full = len(full.seed_list) if kind in full.seeded_methods else 1
+    n_reh = len(rehearsal.seed_list) if kind in rehearsal.seeded_methods else 1
+    return n_full / max(n_reh, 1)
+
+
+def run_bytes(folder: Path) -> int:
+    """Bytes a finished run keeps under runs/: its files, each ``best.pt`` counted at its uncompressed size (the
+    tensors it holds: exact for the architecture; the real run's difference from pretrained weights packs smaller,
+    by how much depends on how far fine-tuning moves them)."""
+    from .train import checkpoint, delta
+
+    total = 0
+    for f in folder.rglob("*"):
+        if not f.is_file():
+            continue
+        if f.name == "best.pt":
+            try:
+                model = checkpoint.load(f)["model"]
+            except Exception:  # noqa: BLE001 - an unreadable file counts as its size
+                total += f.stat().st_size
+                continue
+            total += delta.raw_nbytes(model) if delta.is_packed(model) else \
+                sum(v.numel() * v.element_size() for v in model.values())
+        else:
+            total += f.stat().st_size
+    return total
+
+
 def _classes(dataset: str) -> int:
     return {"pneumoniamnist": 2, "chestmnist": 14, "chestxray14": 14, "pubmedvision": 5}.get(dataset, 2)
-
-
-def _seeds(p: Profile) -> int:
-    seeds = getattr(p, "seeds", None)
-    return max(1, len(seeds)) if isinstance(seeds, (list, tuple)) and seeds else 1
 
 
 def _split_sizes(reports: Path) -> dict[str, tuple[int, int, int]]:
@@ -140,8 +193,10 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
     # measured training throughput and per-image evaluation time, per run
     trained: list[dict[str, Any]] = []
     eval_s_per_img: dict[str, list[float]] = {}
-    for log in sorted(runs.glob("*/log.csv")):
-        run = log.parent.name
+    logs = [(log, log.parent) for log in runs.glob("*/log.csv")]
+    logs += [(log, log.parent.parent) for log in runs.glob("*/ft/log.csv")]  # LP-FT: the probe, then ft/ (timed)
+    for log, folder in sorted(logs):
+        run = folder.name
         p = _parts(run)
         try:
             df = pd.read_csv(log)
@@ -153,7 +208,9 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         row0 = df[df["epoch"] == 0]
         if len(row0) and n_val:
             eval_s_per_img.setdefault(p["model"], []).append(float(row0["seconds"].iloc[0]) / n_val)
-        trained.append({**p, "run": run, "images_per_s": ips, "measured_s": float(df["seconds"].sum())})
+        kind = _seed_kind(p["notebook"], p["method"])
+        trained.append({**p, "run": run, "images_per_s": ips, "measured_s": float(df["seconds"].sum()),
+                        "repeats": _repeats(rehearsal, full, kind), "bytes": run_bytes(folder)})
     per_img = {m: sorted(v)[len(v) // 2] for m, v in eval_s_per_img.items()}
     per_img.update(eval_s_per_image or {})  # a direct measurement wins over one taken from validation passes
     fallback = max(per_img.values()) if per_img else 0.0
@@ -164,14 +221,13 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         except (OSError, ValueError):
             continue
         evals.append({**_parts(rec.get("run", f.stem)), "n": int(rec.get("n") or 0)})
-    seeds = _seeds(full) / _seeds(rehearsal)
     rows = []
     device = manifest.get("device", {}).get("gpu") or manifest.get("device", {}).get("processor") or "cpu"
     for stem, info in sorted(manifest.get("notebooks", {}).items()):
         wall = float(info.get("seconds", 0.0))
         nb_trained = [t for t in trained if t["notebook"] == stem]
         nb_evals = [e for e in evals if e["notebook"] == stem]
-        measured_compute, projected, train_images, eval_images = 0.0, 0.0, 0, 0
+        measured_compute, projected, train_images, eval_images, runs_bytes = 0.0, 0.0, 0, 0, 0.0
         for t in nb_trained:
             epochs, batch = _epochs(full, stem, t["dataset"], t["method"])
             n_train, n_val, _ = real.get(t["dataset"], sizes.get(t["dataset"], (0, 0, 0)))
@@ -180,12 +236,16 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
             images = per_epoch * epochs
             if shot:
                 images = max(images, full.label_finetune.few_shot_min_steps * batch)
+            if stem.startswith("07"):
+                images = max(images, full.retrieval_study.min_steps * batch)
             s_img = per_img.get(t["model"], fallback)
             ips = t["images_per_s"] if t["images_per_s"] and not math.isnan(t["images_per_s"]) else 0.0
             features = per_epoch * s_img if "probe" in t["method"] or "lp" in t["method"] else 0.0  # cached once
+            seeds = t["repeats"]
             projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img + features)
             measured_compute += t["measured_s"]
             train_images += int(images * seeds)
+            runs_bytes += t["bytes"] * seeds
         for e in nb_evals:
             n_test = real.get(e["dataset"], (0, 0, e["n"]))[2]
             s_img = per_img.get(e["model"], fallback)
@@ -200,6 +260,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         rows.append({"notebook": stem, "rehearsal_s": round(wall, 1), "trained_runs": len(nb_trained),
                      "evaluations": len(nb_evals), "train_images": train_images, "eval_images": eval_images,
                      "projected_s": round(total), "projected_h": round(total / 3600, 2),
+                     "runs_gb": round(runs_bytes / 1e9, 2),
                      "peak_memory_mb": peak if peak else "", "memory_kind": kind if peak else "", "device": device})
     table = pd.DataFrame(rows, columns=COLUMNS)
     if len(table):
@@ -208,6 +269,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
                  "train_images": int(table["train_images"].sum()), "eval_images": int(table["eval_images"].sum()),
                  "projected_s": int(table["projected_s"].sum()),
                  "projected_h": round(table["projected_s"].sum() / 3600, 2),
+                 "runs_gb": round(float(table["runs_gb"].sum()), 2),
                  "peak_memory_mb": max([v for v in table["peak_memory_mb"] if v != ""], default=""),
                  "memory_kind": "", "device": device}
         table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
@@ -225,12 +287,13 @@ def write(rehearsal: Profile, table: pd.DataFrame) -> Path:
 
 def render(table: pd.DataFrame, full: Profile) -> str:
     """The projection as console text."""
-    lines = [f"Projected wall time of the real `{full.name}` run on this device ({_seeds(full)} seed(s); "
-             "upper bound, early stopping may end runs sooner):"]
+    lines = [f"Projected wall time of the real `{full.name}` run on this device ({len(full.seed_list)} seed(s) for "
+             f"{', '.join(full.seeded_methods)}; upper bound, early stopping may end runs sooner) and what it "
+             f"leaves under runs/ (keep_weights: {full.keep_weights}; best.pt counted uncompressed):"]
     for _, r in table.iterrows():
         mem = f", peak {r['peak_memory_mb']} MB ({r['memory_kind']})" if r["peak_memory_mb"] not in ("", None) and \
             r["memory_kind"] else ""
-        lines.append(f"  {r['notebook']:<28} {_hms(float(r['projected_s'])):>10}  "
+        lines.append(f"  {r['notebook']:<28} {_hms(float(r['projected_s'])):>10}  {float(r['runs_gb']):7.2f} GB  "
                      f"(rehearsal {float(r['rehearsal_s']):.0f} s{mem})")
     return "\n".join(lines)
 

@@ -327,7 +327,7 @@ def drop_checkpoints(runs: Path) -> int:
     """Remove the rehearsal's checkpoints (random weights, ~0.6 GB per ViT-B-32 run; nothing to resume), keeping
     each run's log.csv; returns the bytes freed."""
     freed = 0
-    for ckpt in runs.glob("*/*.pt"):
+    for ckpt in runs.glob("*/**/*.pt"):  # LP-FT keeps probe/ and ft/ inside its run folder
         try:
             freed += ckpt.stat().st_size
             ckpt.unlink()

@@ -156,7 +156,7 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     table = projection.project(P, full)
     row = table[table.notebook == "05_class_imbalance"].iloc[0]
     epochs = full.imbalance.train.epochs
-    seeds = projection._seeds(full)  # every trained run repeats per seed of the full profile (upper bound)
+    seeds = len(full.seed_list)  # the remedies repeat per seed of the full profile
     train = seeds * (4708 * epochs / 4.0 + 524 * epochs * 0.2)  # real train images / throughput + val passes
     evaluation = 624 * 0.2
     overhead = 30.0 - (8.0 + 24 * 0.2)  # the rehearsal's wall time not explained by measured compute
@@ -166,6 +166,33 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     out = projection.write(P, table)
     assert pd.read_csv(out)["rehearsal"].iloc[0] == rehearsal.LABEL
     assert "05_class_imbalance" in projection.render(table, full)
+
+
+def test_projection_counts_seeds_per_method_and_the_weights_runs_keep(tmp_path):
+    import torch
+
+    from medlib.train import checkpoint, delta
+
+    over = rehearsal.overlay(yaml.safe_load(profile_path("full").read_text()), tmp_path / "data")
+    over.update(reports_dir=str(tmp_path / "reports"), runs_dir=str(tmp_path / "runs"))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(over))
+    P, full = load_profile(tmp_path / "r.yaml"), load_profile("full")
+    (P.reports_path / "metrics").mkdir(parents=True)
+    (P.reports_path / "manifest.json").write_text(json.dumps({"notebooks": {"04_label_finetune": {
+        "seconds": 10.0, "status": "ok"}}, "device": {"processor": "x86_64"}}))
+    w = {"w": torch.zeros(25_000_000)}  # 100 MB of float32, packed against itself to almost nothing
+    for method in ("label-ft", "label-ft-4shot-d0", "linear-probe-4shot-d1"):
+        run = P.runs_path / f"04_label_finetune__pneumoniamnist__vit-b-32-openai__{method}"
+        run.mkdir(parents=True)
+        pd.DataFrame([{"epoch": 1, "seconds": 1.0, "images_per_s": 8.0}]).to_csv(run / "log.csv", index=False)
+        if method != "linear-probe-4shot-d1":  # a dropped sweep run keeps its log alone
+            checkpoint.save(run / "best.pt", {"model": delta.pack(w, w)})
+    assert (P.runs_path / f"04_label_finetune__pneumoniamnist__vit-b-32-openai__label-ft" / "best.pt").stat().st_size < 1e6
+    row = projection.project(P, full).iloc[0]
+    assert row.trained_runs == 3
+    # label-ft stands for one run per seed of the full profile, the few-shot draw for itself: (3 + 1) x 100 MB
+    assert row.runs_gb == pytest.approx((len(full.seed_list) + 1) * 0.1, abs=0.01)
+    assert "GB" in projection.render(projection.project(P, full), full)
 
 
 def test_a_tokenizer_without_its_vocabulary_is_a_one_line_error(biomedclip_dir, tmp_path):

@@ -20,6 +20,7 @@ checkpoints: 29.4 MB -> about 3 MB per contrastive run of the tiny model, 44.8 M
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -141,6 +142,13 @@ def unpack(packed: dict[str, Any], base: dict[str, torch.Tensor]) -> dict[str, t
 def restore(state: dict[str, Any], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict from what a checkpoint holds: packed (unpacked against ``base``) or plain (as is)."""
     return unpack(state, base) if is_packed(state) else state
+
+
+def raw_nbytes(packed: dict[str, Any]) -> int:
+    """Bytes of the tensors a packed state holds, uncompressed."""
+    return (sum(math.prod(t["shape"]) * torch.empty((), dtype=getattr(torch, t["dtype"])).element_size()
+                for t in packed["tensors"].values())
+            + sum(v.numel() * v.element_size() for v in packed["raw"].values()))
 
 
 def nbytes(packed: dict[str, Any]) -> int:
