@@ -54,3 +54,12 @@ def test_pdf_tables_wrap_long_cells_instead_of_running_off_the_page(tmp_path):
     for page in reader.pages:
         page.extract_text(visitor_text=visit)
     assert ends and max(ends) < width  # no line runs off the page
+
+
+def test_every_page_of_a_rehearsal_pdf_says_rehearsal(tmp_path):
+    base = _folder(tmp_path, smoke=False).rename(tmp_path / "full-rehearsal")
+    write_report(tmp_path, "full-rehearsal")
+    pages = [re.sub(r"\s+", " ", p.extract_text() or "") for p in pypdf.PdfReader(str(base / "report.pdf")).pages]
+    assert len(pages) >= 3
+    assert all("REHEARSAL" in p for p in pages), [i for i, p in enumerate(pages) if "REHEARSAL" not in p]
+    assert "REHEARSAL - not results" in pages[0] or "REHEARSAL — not results" in pages[0]
