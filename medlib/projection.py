@@ -102,10 +102,28 @@ def _seed_kind(notebook: str, method: str) -> str:
 
 
 def _repeats(rehearsal: Profile, full: Profile, kind: str) -> float:
-    """How many runs of the real profile one rehearsal run of ``kind`` stands for (its seeds / the rehearsal's)."""
+    """How many runs of the real profile one rehearsal run of ``kind`` stands for: its seeds / the rehearsal's, and
+    for a few-shot run its draws / the rehearsal's."""
     n_full = len(full.seed_list) if kind in full.seeded_methods else 1
     n_reh = len(rehearsal.seed_list) if kind in rehearsal.seeded_methods else 1
+    if kind == "few_shot":
+        n_full, n_reh = full.label_finetune.shot_draws, rehearsal.label_finetune.shot_draws
     return n_full / max(n_reh, 1)
+
+
+def _retrieval_sizes(trained: list[dict[str, Any]], rehearsal: Profile, full: Profile) -> list[dict[str, Any]]:
+    """Notebook 07's arms at the real profile's training sizes: a rehearsed ``ft-nall-<aug>`` arm (same code, same
+    throughput) stands for each size the rehearsal did not train; its dropped weights leave the log alone."""
+    have = set(rehearsal.retrieval_study.train_sizes)
+    out = []
+    for t in trained:
+        out.append(t)
+        m = re.fullmatch(r"ft-nall-([a-z]+)", t["method"])
+        if t["notebook"].startswith("07") and m:
+            for n in [n for n in full.retrieval_study.train_sizes if n not in have]:
+                out.append({**t, "method": f"ft-n{n}-{m.group(1)}", "run": f"{t['run']} (as n={n})",
+                            "bytes": t.get("log_bytes", 0)})
+    return out
 
 
 def run_bytes(folder: Path) -> int:
@@ -210,7 +228,9 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
             eval_s_per_img.setdefault(p["model"], []).append(float(row0["seconds"].iloc[0]) / n_val)
         kind = _seed_kind(p["notebook"], p["method"])
         trained.append({**p, "run": run, "images_per_s": ips, "measured_s": float(df["seconds"].sum()),
-                        "repeats": _repeats(rehearsal, full, kind), "bytes": run_bytes(folder)})
+                        "repeats": _repeats(rehearsal, full, kind), "bytes": run_bytes(folder),
+                        "log_bytes": log.stat().st_size})
+    trained = _retrieval_sizes(trained, rehearsal, full)
     per_img = {m: sorted(v)[len(v) // 2] for m, v in eval_s_per_img.items()}
     per_img.update(eval_s_per_image or {})  # a direct measurement wins over one taken from validation passes
     fallback = max(per_img.values()) if per_img else 0.0
@@ -227,6 +247,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         wall = float(info.get("seconds", 0.0))
         nb_trained = [t for t in trained if t["notebook"] == stem]
         nb_evals = [e for e in evals if e["notebook"] == stem]
+        nb_evals += [{**t, "n": 0} for t in nb_trained if "(as n=" in t["run"]]  # a stand-in arm's test evaluation
         measured_compute, projected, train_images, eval_images, runs_bytes = 0.0, 0.0, 0, 0, 0.0
         for t in nb_trained:
             epochs, batch = _epochs(full, stem, t["dataset"], t["method"])
@@ -236,6 +257,9 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
             images = per_epoch * epochs
             if shot:
                 images = max(images, full.label_finetune.few_shot_min_steps * batch)
+            size = re.search(r"ft-n(\d+)-", t["method"])
+            if stem.startswith("07") and size:  # a training-size arm: its first n images
+                images = min(n_train, int(size.group(1))) * epochs
             if stem.startswith("07"):
                 images = max(images, full.retrieval_study.min_steps * batch)
             s_img = per_img.get(t["model"], fallback)
@@ -243,21 +267,23 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
             features = per_epoch * s_img if "probe" in t["method"] or "lp" in t["method"] else 0.0  # cached once
             seeds = t["repeats"]
             projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img + features)
-            measured_compute += t["measured_s"]
+            measured_compute += t["measured_s"] if "(as n=" not in t["run"] else 0.0
             train_images += int(images * seeds)
             runs_bytes += t["bytes"] * seeds
         for e in nb_evals:
             n_test = real.get(e["dataset"], (0, 0, e["n"]))[2]
             s_img = per_img.get(e["model"], fallback)
-            projected += n_test * s_img
+            times = e.get("repeats") or _repeats(rehearsal, full, _seed_kind(stem, e["method"].removesuffix("-retrieval")))
+            projected += times * n_test * s_img
             measured_compute += e["n"] * s_img
-            eval_images += n_test
+            eval_images += int(times * n_test)
         overhead = max(0.0, wall - measured_compute)
         total = projected + overhead
         peak, kind = info.get("peak_gpu_mb"), "gpu max_memory_allocated"
         if not peak:
             peak, kind = info.get("peak_rss_mb"), "cpu peak RSS"
-        rows.append({"notebook": stem, "rehearsal_s": round(wall, 1), "trained_runs": len(nb_trained),
+        rows.append({"notebook": stem, "rehearsal_s": round(wall, 1),
+                     "trained_runs": sum("(as n=" not in t["run"] for t in nb_trained),
                      "evaluations": len(nb_evals), "train_images": train_images, "eval_images": eval_images,
                      "projected_s": round(total), "projected_h": round(total / 3600, 2),
                      "runs_gb": round(runs_bytes / 1e9, 2),

@@ -44,7 +44,11 @@ TRAIN = {"epochs": 1, "batch_size": 8, "max_train": 8, "warmup_steps": 1, "patie
 OVERLAY: dict[str, Any] = {
     "zero_shot": {"n_boot": 50, "batch_size": 32},
     "caption_finetune": {"train": TRAIN},
-    "label_finetune": {"probe_epochs": 1, "few_shot_min_steps": 2, "train": TRAIN, "multilabel_train": TRAIN},
+    # one draw per k and one training size rehearse the same code as five draws and three sizes; the projection
+    # counts the real profile's draws and sizes (medlib.projection)
+    "label_finetune": {"probe_epochs": 1, "few_shot_min_steps": 2, "train": TRAIN, "multilabel_train": TRAIN,
+                       "shot_draws": 1},
+    "retrieval_study": {"train_sizes": [0]},
     "imbalance": {"train": TRAIN},
     "sota": {"cnn_epochs": 1, "cnn_batch_size": 8, "cnn_weights": "none"},
 }

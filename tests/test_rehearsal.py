@@ -158,7 +158,7 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     epochs = full.imbalance.train.epochs
     seeds = len(full.seed_list)  # the remedies repeat per seed of the full profile
     train = seeds * (4708 * epochs / 4.0 + 524 * epochs * 0.2)  # real train images / throughput + val passes
-    evaluation = 624 * 0.2
+    evaluation = seeds * 624 * 0.2  # each seed's run is evaluated on the test split
     overhead = 30.0 - (8.0 + 24 * 0.2)  # the rehearsal's wall time not explained by measured compute
     assert row.projected_s == round(train + evaluation + overhead)
     assert row.peak_memory_mb == 1234 and row.memory_kind == "cpu peak RSS"
@@ -190,9 +190,32 @@ def test_projection_counts_seeds_per_method_and_the_weights_runs_keep(tmp_path):
     assert (P.runs_path / f"04_label_finetune__pneumoniamnist__vit-b-32-openai__label-ft" / "best.pt").stat().st_size < 1e6
     row = projection.project(P, full).iloc[0]
     assert row.trained_runs == 3
-    # label-ft stands for one run per seed of the full profile, the few-shot draw for itself: (3 + 1) x 100 MB
-    assert row.runs_gb == pytest.approx((len(full.seed_list) + 1) * 0.1, abs=0.01)
+    # label-ft stands for one run per seed of the full profile, the rehearsal's one few-shot draw for every draw
+    assert P.label_finetune.shot_draws == 1 < full.label_finetune.shot_draws
+    assert row.runs_gb == pytest.approx((len(full.seed_list) + full.label_finetune.shot_draws) * 0.1, abs=0.01)
     assert "GB" in projection.render(projection.project(P, full), full)
+
+
+def test_projection_counts_every_real_retrieval_size_from_the_rehearsed_one(tmp_path):
+    over = rehearsal.overlay(yaml.safe_load(profile_path("full").read_text()), tmp_path / "data")
+    over.update(reports_dir=str(tmp_path / "reports"), runs_dir=str(tmp_path / "runs"))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(over))
+    P, full = load_profile(tmp_path / "r.yaml"), load_profile("full")
+    assert P.retrieval_study.train_sizes == [0] and full.retrieval_study.train_sizes == [1000, 5000, 0]
+    (P.reports_path / "metrics").mkdir(parents=True)
+    (P.reports_path / "manifest.json").write_text(json.dumps({"notebooks": {"07_general_retrieval": {
+        "seconds": 1.0, "status": "ok"}}, "device": {"processor": "x86_64"}}))
+    run = P.runs_path / "07_general_retrieval__flickr30k__vit-b-32-openai__ft-nall-both"
+    run.mkdir(parents=True)
+    pd.DataFrame([{"epoch": 1, "seconds": 1.0, "images_per_s": 100.0}]).to_csv(run / "log.csv", index=False)
+    (P.reports_path / "metrics" / f"{run.name}-retrieval.json").write_text(json.dumps({"run": f"{run.name}-retrieval",
+                                                                                        "n": 16}))
+    row = projection.project(P, full).iloc[0]
+    t = full.retrieval_study.train
+    floor = full.retrieval_study.min_steps * t.batch_size  # small sets train at least min_steps batches
+    images = sum(max(n * t.epochs, floor) for n in (1000, 5000, 29000))  # Flickr30K: 29,000 training images
+    assert row.trained_runs == 1 and row.train_images == images * len(full.seed_list)
+    assert row.eval_images == 3 * 1000 * len(full.seed_list)  # each size's run is evaluated on the 1k test images
 
 
 def test_a_tokenizer_without_its_vocabulary_is_a_one_line_error(biomedclip_dir, tmp_path):
