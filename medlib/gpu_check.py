@@ -89,6 +89,16 @@ def _step_line(name: str, steps: dict[str, tuple[int, float]]) -> str:
     return f"exit {rc} ({what}), {s:.0f} s"
 
 
+def _command(log: Path) -> str:
+    """The command a step ran: the ``$ ...`` first line scripts/gpu_check.sh writes to each step's log."""
+    try:
+        with open(log) as f:
+            first = f.readline().strip()
+    except OSError:
+        first = ""
+    return first[2:] if first.startswith("$ ") else "./run_all.sh --profile full --rehearse"
+
+
 def projection_table(path: Path) -> list[str]:
     """projection.csv as Markdown rows: notebook, projected time, peak memory."""
     try:
@@ -113,7 +123,10 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     if cpu_dry_run:
         lines += ["**CPU dry run**: tiny model, a few steps, on CPU. These numbers test that the check runs end "
                   "to end; they say nothing about GPU throughput.", ""]
-    lines += [f"- device: {device}", ""]
+    lines += [f"- device: {device}"]
+    if "total" in steps:
+        lines.append(f"- the check's wall time: {steps['total'][1]:.0f} s")
+    lines.append("")
     lines += ["## Training throughput (random weights, contrastive, same images and batch size)", ""]
     e_s = engine["img_s"] if engine else None
     r_s = ref["img_s"] if ref else None
@@ -136,6 +149,11 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
         lines.append(f"- open_clip's script: no result ({_step_line('openclip', steps)}; see openclip.log)")
     if e_s and r_s:
         lines.append(f"- ratio engine / open_clip: **{e_s / r_s:.2f}x**")
+        if e_s < r_s:
+            lines.append(f"- the engine is slower: input preparation takes {100 * engine['prep_share']:.0f}% of its "
+                         "step time (uint8 gather, host-to-device copy, resize, augmentation; each step synchronised);"
+                         " look there first (pinned memory, non-blocking copies, the next batch prepared while the "
+                         "current step runs)")
     lines.append("- inputs differ by design: the engine gathers uint8 images from memory (as from its prepared "
                  "splits) and resizes on the device; open_clip decodes the JPEG files in its data-loader workers.")
     lines.append("")
@@ -163,8 +181,7 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     if cpu_dry_run:
         lines.append("- skipped in the CPU dry run")
     else:
-        lines.append(f"- `./run_all.sh --profile full --rehearse --device cuda`: {_step_line('rehearsal', steps)} "
-                     "(log: rehearsal.log)")
+        lines.append(f"- `{_command(out / 'rehearsal.log')}`: {_step_line('rehearsal', steps)} (log: rehearsal.log)")
         table = projection_table(out / "projection.csv")
         if table:
             lines += ["", "Projected wall time of the real full run on this device (projection.csv; REHEARSAL — "

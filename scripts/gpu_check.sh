@@ -16,7 +16,7 @@
 #   --rehearsal-only     only (b) and (c) (e.g. a second device call after a first one that ran (a))
 #   --peak-tflops T      the GPU's dense bf16 peak for the MFU, where the table in medlib/gpu_check.py lacks it
 #   --budget S           total seconds (default 540)
-# Environment: MEDLIB_PYTHON (the Python to use), GPU_CHECK_BATCH (128), GPU_CHECK_STEPS (100),
+# Environment: MEDLIB_PYTHON (the Python to use), GPU_CHECK_BATCH (128), GPU_CHECK_STEPS (150),
 #   GPU_CHECK_EPOCHS (5), GPU_CHECK_WORKERS (min(cores - 2, 12)), GPU_CHECK_IMAGES (2048).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +76,7 @@ if [ "$DRY" = 1 ]; then
   echo "gpu_check: CPU DRY RUN (tiny model, a few steps; tests the script, NOT a GPU result)"
 else
   DEVICE=cuda ARCH=ViT-B-32 SIZE=224 N="${GPU_CHECK_IMAGES:-2048}" BATCH="${GPU_CHECK_BATCH:-128}"
-  STEPS_N="${GPU_CHECK_STEPS:-100}" WARMUP=5 EPOCHS="${GPU_CHECK_EPOCHS:-5}"
+  STEPS_N="${GPU_CHECK_STEPS:-150}" WARMUP=5 EPOCHS="${GPU_CHECK_EPOCHS:-5}"
   CORES=$(nproc); WORKERS="${GPU_CHECK_WORKERS:-$(( CORES > 14 ? 12 : (CORES > 3 ? CORES - 2 : 1) ))}"
   ENGINE_PREC=bf16 OC_PREC=amp_bf16
 fi
@@ -90,9 +90,10 @@ step() {
     printf '%s\t%d\t%.1f\n' "$name" 124 0 >> "$STEPS"; return 124
   fi
   echo "gpu_check: $name (at most ${limit}s) ..."
-  local s0=$EPOCHREALTIME rc dt
-  timeout -k 10 "$limit" "$@" > "$log" 2>&1; rc=$?
-  dt=$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  local s0 rc dt; s0=$(date +%s.%N)
+  echo "\$ $*" > "$log"
+  timeout -k 10 "$limit" "$@" >> "$log" 2>&1; rc=$?
+  dt=$(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   printf '%s\t%d\t%.1f\n' "$name" "$rc" "$dt" >> "$STEPS"
   echo "gpu_check: $name: exit $rc after ${dt%.*}s ($(basename "$log"))"
   [ "$rc" = 0 ] || tail -n 3 "$log" | sed 's/^/    /'
@@ -143,6 +144,7 @@ if [ "$SKIP_REH" = 0 ]; then
   fi
 fi
 
+printf 'total\t0\t%d\n' "$(elapsed)" >> "$STEPS"
 summary
 cat "$OUT/summary.md"
 echo "gpu_check: done in $(elapsed)s; everything is in $OUT"

@@ -97,7 +97,9 @@ def _write_outputs(out: Path, rehearsal_rc: int = 0) -> None:
     (out / "openclip.json").write_text(json.dumps({
         "img_s": 2500.0, "median_step_img_s": 2600.0, "steps_measured": 60, "measured_epochs": [1, 2, 3, 4],
         "data_wait_share": 0.2, "arch": "ViT-B-32", "batch_size": 128, "precision": "amp_bf16", "workers": 12}))
-    (out / "steps.tsv").write_text(f"data\t0\t4.0\nengine\t0\t40.2\nopenclip\t0\t70.5\nrehearsal\t{rehearsal_rc}\t300.0\n")
+    (out / "steps.tsv").write_text(f"data\t0\t4.0\nengine\t0\t40.2\nopenclip\t0\t70.5\nrehearsal\t{rehearsal_rc}\t300.0\n"
+                                   "total\t0\t421\n")
+    (out / "rehearsal.log").write_text("$ ./run_all.sh --profile full --rehearse --device cuda\n[12:00:00] 01_data_prep ...\n")
     (out / "projection.csv").write_text(
         "rehearsal,notebook,rehearsal_s,trained_runs,evaluations,train_images,eval_images,projected_s,projected_h,"
         "peak_memory_mb,memory_kind,device\n"
@@ -112,7 +114,9 @@ def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_
     assert "**1.20x**" in text
     assert f"**{100 * 3000 * 43.6e9 / 989e12:.1f}%**" in text  # counted: 13.2%
     assert f"{100 * 3000 * 13.2e9 / 989e12:.1f}%" in text  # issue convention: 4.0%
-    assert "exit 124 (TIMED OUT), 300 s" in text
+    assert "`./run_all.sh --profile full --rehearse --device cuda`: exit 124 (TIMED OUT), 300 s" in text
+    assert "wall time: 421 s" in text
+    assert "the engine is slower" not in text  # 3,000 > 2,500 images/s
     assert "| 04_label_finetune | 36.1 | 1.48 | 8782 |" in text
     assert "DRY RUN" not in text
 
@@ -139,7 +143,7 @@ def test_cpu_dry_run_runs_both_trainers_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     out = tmp_path / "out"
     steps = dict(line.split("\t")[:2] for line in (out / "steps.tsv").read_text().splitlines())
-    assert steps == {"data": "0", "engine": "0", "openclip": "0"}
+    assert steps == {"data": "0", "engine": "0", "openclip": "0", "total": "0"}
     assert json.loads((out / "engine.json").read_text())["img_s"] > 0
     assert json.loads((out / "openclip.json").read_text())["steps_measured"] >= 1
     summary = (out / "summary.md").read_text()
