@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --rehearsal-only) ONLY_REH=1 ;;
     --peak-tflops) PEAK="$2"; shift ;;
     --budget) BUDGET="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $1. Fix: see bash scripts/gpu_check.sh --help" >&2; exit 2 ;;
   esac
   shift
