@@ -150,10 +150,12 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     if e_s and r_s:
         lines.append(f"- ratio engine / open_clip: **{e_s / r_s:.2f}x**")
         if e_s < r_s:
-            lines.append(f"- the engine is slower: input preparation takes {100 * engine['prep_share']:.0f}% of its "
-                         "step time (uint8 gather, host-to-device copy, resize, augmentation; each step synchronised);"
-                         " look there first (pinned memory, non-blocking copies, the next batch prepared while the "
-                         "current step runs)")
+            share = engine["prep_share"]
+            where = ("look at input preparation first (pinned memory, non-blocking copies, the next batch prepared "
+                     "while the current step runs)" if share > 0.3 else
+                     "input preparation is not the limit: compare the compute (kernels, precision, optimizer)")
+            lines.append(f"- the engine is slower: input preparation (uint8 gather, host-to-device copy, resize, "
+                         f"augmentation; each step synchronised) takes {100 * share:.0f}% of its step time; {where}")
     lines.append("- inputs differ by design: the engine gathers uint8 images from memory (as from its prepared "
                  "splits) and resizes on the device; open_clip decodes the JPEG files in its data-loader workers.")
     lines.append("")

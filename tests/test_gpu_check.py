@@ -117,6 +117,10 @@ def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_
     assert "`./run_all.sh --profile full --rehearse --device cuda`: exit 124 (TIMED OUT), 300 s" in text
     assert "wall time: 421 s" in text
     assert "the engine is slower" not in text  # 3,000 > 2,500 images/s
+    ref = json.loads((tmp_path / "openclip.json").read_text())
+    (tmp_path / "openclip.json").write_text(json.dumps({**ref, "img_s": 4000.0}))
+    slower = summarize(tmp_path)
+    assert "the engine is slower" in slower and "input preparation is not the limit" in slower  # 10% preparation
     assert "| 04_label_finetune | 36.1 | 1.48 | 8782 |" in text
     assert "DRY RUN" not in text
 
