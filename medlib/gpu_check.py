@@ -1,8 +1,8 @@
 """The GPU check's numbers: MFU from a peak-throughput table, and ``summary.md`` (``scripts/gpu_check.sh``).
 
-``python -m medlib.gpu_check summary --out DIR [--peak-tflops T] [--cpu-dry-run]`` reads what the check wrote
-to ``DIR`` (``engine.json`` from ``python -m medlib.bench train --json``, ``openclip.json`` from
-``python -m medlib.bench_openclip run``, ``steps.tsv`` with each step's exit code and seconds,
+``python -m medlib.gpu_check summary --out DIR [--peak-tflops T] [--cpu-dry-run] [--env FILE]`` reads what the
+check wrote to ``DIR`` (``engine.json`` from ``python -m medlib.bench train --json``, ``openclip.json`` from
+``python -m medlib.bench_openclip run``, ``steps.tsv`` with each step's exit code, seconds and command,
 ``projection.csv`` from the rehearsal) and writes ``DIR/summary.md``: the GPU, both trainers' images/s, their
 ratio, the engine's MFU, the rehearsal's exit code and wall time and its projection. Missing pieces are
 written as missing, never guessed.
@@ -64,15 +64,16 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def read_steps(path: Path) -> dict[str, tuple[int, float]]:
-    """``steps.tsv`` (``name<TAB>exit code<TAB>seconds`` per line) -> {name: (rc, seconds)}; the last line wins."""
-    out: dict[str, tuple[int, float]] = {}
+def read_steps(path: Path) -> dict[str, tuple[int, float, str]]:
+    """``steps.tsv`` (``name<TAB>exit code<TAB>seconds[<TAB>command]`` per line) -> {name: (rc, seconds, command)};
+    the last line of a name wins."""
+    out: dict[str, tuple[int, float, str]] = {}
     try:
         for line in path.read_text().splitlines():
             parts = line.split("\t")
-            if len(parts) == 3:
-                out[parts[0]] = (int(parts[1]), float(parts[2]))
-    except OSError:
+            if len(parts) >= 3:
+                out[parts[0]] = (int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else "")
+    except (OSError, ValueError):
         pass
     return out
 
@@ -81,22 +82,12 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _step_line(name: str, steps: dict[str, tuple[int, float]]) -> str:
+def _step_line(name: str, steps: dict[str, tuple[int, float, str]]) -> str:
     if name not in steps:
         return "not run"
-    rc, s = steps[name]
+    rc, s, _ = steps[name]
     what = {0: "ok", 124: "TIMED OUT", 137: "KILLED (timeout)"}.get(rc, "FAILED")
     return f"exit {rc} ({what}), {s:.0f} s"
-
-
-def _command(log: Path) -> str:
-    """The command a step ran: the ``$ ...`` first line scripts/gpu_check.sh writes to each step's log."""
-    try:
-        with open(log) as f:
-            first = f.readline().strip()
-    except OSError:
-        first = ""
-    return first[2:] if first.startswith("$ ") else "./run_all.sh --profile full --rehearse"
 
 
 def projection_table(path: Path) -> list[str]:
@@ -113,7 +104,7 @@ def projection_table(path: Path) -> list[str]:
     return lines
 
 
-def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool = False) -> str:
+def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool = False, env: str = "") -> str:
     """The text of ``summary.md`` from the files the check wrote to ``out``."""
     engine = _read_json(out / "engine.json")
     ref = _read_json(out / "openclip.json")
@@ -126,6 +117,7 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     lines += [f"- device: {device}"]
     if "total" in steps:
         lines.append(f"- the check's wall time: {steps['total'][1]:.0f} s")
+    lines += [f"- {line}" for line in env.strip().splitlines()]
     lines.append("")
     lines += ["## Training throughput (random weights, contrastive, same images and batch size)", ""]
     e_s = engine["img_s"] if engine else None
@@ -146,10 +138,12 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
                      f"data wait {100 * ref['data_wait_share']:.0f}% of step time "
                      f"({_step_line('openclip', steps)})")
     else:
-        lines.append(f"- open_clip's script: no result ({_step_line('openclip', steps)}; see openclip.log)")
+        lines.append(f"- open_clip's script: no result ({_step_line('openclip', steps)}; see logs/openclip.log in logs.tar.gz)")
     if e_s and r_s:
         lines.append(f"- ratio engine / open_clip: **{e_s / r_s:.2f}x**")
-        if e_s < r_s:
+        if abs(e_s / r_s - 1) <= 0.05:
+            lines.append("- within 5%: on par (run-to-run differences are of that order)")
+        elif e_s < r_s:
             share = engine["prep_share"]
             where = ("look at input preparation first (pinned memory, non-blocking copies, the next batch prepared "
                      "while the current step runs)" if share > 0.3 else
@@ -183,13 +177,14 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     if cpu_dry_run:
         lines.append("- skipped in the CPU dry run")
     else:
-        lines.append(f"- `{_command(out / 'rehearsal.log')}`: {_step_line('rehearsal', steps)} (log: rehearsal.log)")
+        command = steps.get("rehearsal", (0, 0.0, ""))[2] or "./run_all.sh --profile full --rehearse"
+        lines.append(f"- `{command}`: {_step_line('rehearsal', steps)} (log: logs/rehearsal.log in logs.tar.gz)")
         table = projection_table(out / "projection.csv")
         if table:
             lines += ["", "Projected wall time of the real full run on this device (projection.csv; REHEARSAL — "
                       "random weights, capped steps):", "", *table]
         else:
-            lines.append("- no projection.csv (the rehearsal did not reach its end; see rehearsal.log)")
+            lines.append("- no projection.csv (the rehearsal did not reach its end; see logs/rehearsal.log in logs.tar.gz)")
     return "\n".join(lines) + "\n"
 
 
@@ -200,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     s.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense bf16 peak (TFLOP/s)")
     s.add_argument("--cpu-dry-run", action="store_true")
+    s.add_argument("--env", default=None, help="a text file about the machine (versions, nvidia-smi), quoted as is")
     args = ap.parse_args(argv)
     from .io import write_text
 
     out = Path(args.out)
-    text = summarize(out, args.peak_tflops, args.cpu_dry_run)
+    env = Path(args.env).read_text(errors="replace") if args.env and Path(args.env).is_file() else ""
+    text = summarize(out, args.peak_tflops, args.cpu_dry_run, env)
     write_text(out / "summary.md", text)
     sys.stdout.write(text)
     return 0

@@ -44,9 +44,18 @@ left() { echo $(( BUDGET - $(elapsed) )); }
 if [ -n "${MEDLIB_PYTHON:-}" ]; then PY="$MEDLIB_PYTHON"
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
 else PY="$(command -v python3 || command -v python)"; fi
-export MEDLIB_PYTHON="$PY" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export MEDLIB_PYTHON="$PY" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+NEED='import open_clip, open_clip_train.main, braceexpand, webdataset, papermill, ipykernel, medmnist, datasets, typst'
+if ! "$PY" -c "$NEED" >/dev/null 2>&1 && ls .whl/*.whl >/dev/null 2>&1; then
+  # the lent GPU machine has no internet: packages its image lacks travel as wheels (scripts/gpu_wheels.sh)
+  SITE="${TMPDIR:-/tmp}/gpu-check-site"
+  echo "gpu_check: installing $(ls .whl/*.whl | wc -l) carried wheels from .whl/ into $SITE ..."
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+    || { echo "gpu_check: installing .whl/ failed. Fix: rebuild it with bash scripts/gpu_wheels.sh (GPU_PYTHON_VERSION = the machine's python3 version)" >&2; exit 2; }
+  export PYTHONPATH="$ROOT:$SITE${PYTHONPATH#"$ROOT"}"
+fi
 if ! "$PY" -c 'import torch, open_clip' >/dev/null 2>&1; then
-  echo "gpu_check: $PY cannot import torch and open_clip. Fix: in a Python with torch, pip install -e '.[gpu-check,notebooks]' (or set MEDLIB_PYTHON=/path/to/that/python)" >&2
+  echo "gpu_check: $PY cannot import torch and open_clip. Fix: in a Python with torch, pip install -e '.[gpu-check,notebooks]'; on a machine without internet, bash scripts/gpu_wheels.sh here and carry .whl/ (or set MEDLIB_PYTHON=/path/to/a/python that has them)" >&2
   exit 2
 fi
 if [ "$DRY" = 0 ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
@@ -55,20 +64,28 @@ if [ "$DRY" = 0 ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_
 fi
 OC_OK=1; OC_FIX=""
 if ! "$PY" -c 'import open_clip_train.main, braceexpand, webdataset' >/dev/null 2>&1; then
-  OC_OK=0; OC_FIX="open_clip's script cannot start ($PY lacks open_clip_train, braceexpand or webdataset). Fix: pip install -e '.[gpu-check]'"
+  OC_OK=0; OC_FIX="open_clip's script cannot start ($PY lacks open_clip_train, braceexpand or webdataset). Fix: pip install -e '.[gpu-check]' (offline: scripts/gpu_wheels.sh)"
 fi
 REH_OK=1; REH_FIX=""
 if ! "$PY" -c 'import papermill, ipykernel' >/dev/null 2>&1; then
-  REH_OK=0; REH_FIX="the rehearsal needs papermill and ipykernel. Fix: pip install -e '.[notebooks]'"
+  REH_OK=0; REH_FIX="the rehearsal needs papermill and ipykernel. Fix: pip install -e '.[notebooks]' (offline: scripts/gpu_wheels.sh)"
 fi
 
+# At most 8 files in $OUT (what a device call brings back): summary.md, engine.json, openclip.json, steps.tsv,
+# projection.csv, and every log packed in logs.tar.gz.
 OUT="${OUT:-reports/gpu-check}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
+LOGS="$WORK/logs"; mkdir -p "$LOGS"
 STEPS="$OUT/steps.tsv"
-[ "$ONLY_REH" = 1 ] || : > "$STEPS"
+if [ "$ONLY_REH" = 1 ]; then
+  [ -f "$OUT/logs.tar.gz" ] && tar xzf "$OUT/logs.tar.gz" -C "$WORK"  # keep the earlier call's logs
+else
+  : > "$STEPS"; rm -f "$OUT"/engine.json "$OUT"/openclip.json "$OUT"/projection.csv "$OUT"/summary.md
+fi
+pack_logs() { tar czf "$OUT/logs.tar.gz.tmp" -C "$WORK" logs && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"; }
 
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu ARCH=medclip-tiny SIZE=28 N=64 BATCH=16 STEPS_N=4 WARMUP=1 EPOCHS=2 WORKERS=1
@@ -94,57 +111,57 @@ step() {
   echo "\$ $*" > "$log"
   timeout -k 10 "$limit" "$@" >> "$log" 2>&1; rc=$?
   dt=$(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  printf '%s\t%d\t%.1f\n' "$name" "$rc" "$dt" >> "$STEPS"
+  printf '%s\t%d\t%.1f\t%s\n' "$name" "$rc" "$dt" "$*" >> "$STEPS"
   echo "gpu_check: $name: exit $rc after ${dt%.*}s ($(basename "$log"))"
   [ "$rc" = 0 ] || tail -n 3 "$log" | sed 's/^/    /'
   return $rc
 }
 
 summary() {
-  local args=(--out "$OUT"); [ -n "$PEAK" ] && args+=(--peak-tflops "$PEAK"); [ "$DRY" = 1 ] && args+=(--cpu-dry-run)
+  local args=(--out "$OUT" --env "$LOGS/env.txt"); [ -n "$PEAK" ] && args+=(--peak-tflops "$PEAK"); [ "$DRY" = 1 ] && args+=(--cpu-dry-run)
   "$PY" -m medlib.gpu_check summary "${args[@]}" > "$WORK/summary.txt" 2>&1 || cat "$WORK/summary.txt" >&2
 }
 
 {
   echo "date: $(date -u +%FT%TZ)"; echo "host cores: $(nproc)"
-  "$PY" -c 'import torch, open_clip; print("torch", torch.__version__, "cuda", torch.version.cuda, "open_clip", open_clip.__version__); print("device:", torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
+  "$PY" -c 'import torch, open_clip; print("torch", torch.__version__, "cuda", torch.version.cuda, "open_clip", open_clip.__version__); print("torch sees:", torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv
-} > "$OUT/env.txt" 2>&1
+} > "$LOGS/env.txt" 2>&1
 
 # ---- (a) the two trainers, same images, same GPU ------------------------------------------------------------
 if [ "$ONLY_REH" = 0 ]; then
-  step data 60 "$OUT/data.log" "$PY" -m medlib.bench_openclip data --out "$WORK/data" --n "$N" --size "$SIZE"
-  step engine 150 "$OUT/engine.log" "$PY" -m medlib.bench train --arch "$ARCH" --device "$DEVICE" --mode contrastive \
+  step data 60 "$LOGS/data.log" "$PY" -m medlib.bench_openclip data --out "$WORK/data" --n "$N" --size "$SIZE"
+  step engine 150 "$LOGS/engine.log" "$PY" -m medlib.bench train --arch "$ARCH" --device "$DEVICE" --mode contrastive \
     --batch-size "$BATCH" --steps "$STEPS_N" --warmup "$WARMUP" --pool "$N" --size "$SIZE" --precision "$ENGINE_PREC" \
     --json "$OUT/engine.json"
   if [ "$OC_OK" = 1 ]; then
-    step openclip 180 "$OUT/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
+    step openclip 180 "$LOGS/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
       --arch "$ARCH" --batch-size "$BATCH" --epochs "$EPOCHS" --precision "$OC_PREC" --workers "$WORKERS" \
-      --timeout 165 --json "$OUT/openclip.json" --log "$OUT/openclip-train.log"
+      --timeout 165 --json "$OUT/openclip.json" --log "$LOGS/openclip-train.log"
   else
-    echo "gpu_check: $OC_FIX" | tee "$OUT/openclip.log" >&2; printf 'openclip\t2\t0\n' >> "$STEPS"
+    echo "gpu_check: $OC_FIX" | tee "$LOGS/openclip.log" >&2; printf 'openclip\t2\t0\n' >> "$STEPS"
   fi
-  summary  # (a)'s numbers are on disk before the rehearsal starts
+  summary; pack_logs  # (a)'s numbers are on disk before the rehearsal starts
 fi
 
 # ---- (b) the full-profile rehearsal on the GPU, with what is left ------------------------------------------
 if [ "$SKIP_REH" = 0 ]; then
   rm -f "$OUT/projection.csv"
   if [ "$REH_OK" = 0 ]; then
-    echo "gpu_check: $REH_FIX" | tee "$OUT/rehearsal.log" >&2; printf 'rehearsal\t2\t0\n' >> "$STEPS"
+    echo "gpu_check: $REH_FIX" | tee "$LOGS/rehearsal.log" >&2; printf 'rehearsal\t2\t0\n' >> "$STEPS"
   else
     touch "$WORK/rehearsal-start"
-    step rehearsal $(( $(left) - 40 )) "$OUT/rehearsal.log" ./run_all.sh --profile full --rehearse --device "$DEVICE"
+    step rehearsal $(( $(left) - 40 )) "$LOGS/rehearsal.log" ./run_all.sh --profile full --rehearse --device "$DEVICE"
     PROJ=reports/full-rehearsal/projection.csv
     if [ ! "$PROJ" -nt "$WORK/rehearsal-start" ] && [ "$(left)" -gt 25 ]; then
       # a rehearsal cut short: the projection of the notebooks it finished
-      step projection $(( $(left) - 10 )) "$OUT/projection.log" "$PY" -m medlib.projection --profile full
+      step projection $(( $(left) - 10 )) "$LOGS/projection.log" "$PY" -m medlib.projection --profile full
     fi
     [ "$PROJ" -nt "$WORK/rehearsal-start" ] && cp "$PROJ" "$OUT/projection.csv"
   fi
 fi
 
 printf 'total\t0\t%d\n' "$(elapsed)" >> "$STEPS"
-summary
+summary; pack_logs
 cat "$OUT/summary.md"
-echo "gpu_check: done in $(elapsed)s; everything is in $OUT"
+echo "gpu_check: done in $(elapsed)s; results in $OUT (logs: logs.tar.gz)"

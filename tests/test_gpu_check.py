@@ -97,9 +97,9 @@ def _write_outputs(out: Path, rehearsal_rc: int = 0) -> None:
     (out / "openclip.json").write_text(json.dumps({
         "img_s": 2500.0, "median_step_img_s": 2600.0, "steps_measured": 60, "measured_epochs": [1, 2, 3, 4],
         "data_wait_share": 0.2, "arch": "ViT-B-32", "batch_size": 128, "precision": "amp_bf16", "workers": 12}))
-    (out / "steps.tsv").write_text(f"data\t0\t4.0\nengine\t0\t40.2\nopenclip\t0\t70.5\nrehearsal\t{rehearsal_rc}\t300.0\n"
+    (out / "steps.tsv").write_text(f"data\t0\t4.0\nengine\t0\t40.2\nopenclip\t0\t70.5\n"
+                                   f"rehearsal\t{rehearsal_rc}\t300.0\t./run_all.sh --profile full --rehearse --device cuda\n"
                                    "total\t0\t421\n")
-    (out / "rehearsal.log").write_text("$ ./run_all.sh --profile full --rehearse --device cuda\n[12:00:00] 01_data_prep ...\n")
     (out / "projection.csv").write_text(
         "rehearsal,notebook,rehearsal_s,trained_runs,evaluations,train_images,eval_images,projected_s,projected_h,"
         "peak_memory_mb,memory_kind,device\n"
@@ -108,8 +108,8 @@ def _write_outputs(out: Path, rehearsal_rc: int = 0) -> None:
 
 def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_path):
     _write_outputs(tmp_path, rehearsal_rc=124)
-    text = summarize(tmp_path)
-    assert "NVIDIA H100 80GB HBM3" in text
+    text = summarize(tmp_path, env="torch 2.11.0 cuda 13.0 open_clip 3.3.0\n")
+    assert "NVIDIA H100 80GB HBM3" in text and "- torch 2.11.0 cuda 13.0 open_clip 3.3.0" in text
     assert "**3,000.0 images/s**" in text and "**2,500.0 images/s**" in text
     assert "**1.20x**" in text
     assert f"**{100 * 3000 * 43.6e9 / 989e12:.1f}%**" in text  # counted: 13.2%
@@ -121,6 +121,9 @@ def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_
     (tmp_path / "openclip.json").write_text(json.dumps({**ref, "img_s": 4000.0}))
     slower = summarize(tmp_path)
     assert "the engine is slower" in slower and "input preparation is not the limit" in slower  # 10% preparation
+    (tmp_path / "openclip.json").write_text(json.dumps({**ref, "img_s": 3100.0}))
+    par = summarize(tmp_path)
+    assert "**0.97x**" in par and "on par" in par and "the engine is slower" not in par
     assert "| 04_label_finetune | 36.1 | 1.48 | 8782 |" in text
     assert "DRY RUN" not in text
 
@@ -148,6 +151,9 @@ def test_cpu_dry_run_runs_both_trainers_end_to_end(tmp_path):
     out = tmp_path / "out"
     steps = dict(line.split("\t")[:2] for line in (out / "steps.tsv").read_text().splitlines())
     assert steps == {"data": "0", "engine": "0", "openclip": "0", "total": "0"}
+    # what a device call brings back: at most 8 files, the logs packed in one
+    assert sorted(p.name for p in out.iterdir()) == ["engine.json", "logs.tar.gz", "openclip.json", "steps.tsv",
+                                                     "summary.md"]
     assert json.loads((out / "engine.json").read_text())["img_s"] > 0
     assert json.loads((out / "openclip.json").read_text())["steps_measured"] >= 1
     summary = (out / "summary.md").read_text()
