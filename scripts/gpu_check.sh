@@ -6,6 +6,8 @@
 #   b. the full-profile rehearsal on the GPU (./run_all.sh --profile full --rehearse --device cuda), last, with
 #      what is left of the time budget, so a slow rehearsal cannot cost (a)'s numbers
 #   c. summary.md (GPU, both images/s, ratio, MFU, the rehearsal's exit code, wall time and projection)
+# A GPU machine without internet: run `bash scripts/gpu_wheels.sh` where pip works, bring .whl/ along (and
+# data/medmnist/pneumoniamnist.npz, for the rehearsal's real PneumoniaMNIST images); the check installs them.
 # Everything goes to $OUT if set, else reports/gpu-check/. Each step runs under its own `timeout`; the whole
 # check stays within --budget seconds (default 540: a 600 s device call with room to copy results back).
 #
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --rehearsal-only) ONLY_REH=1 ;;
     --peak-tflops) PEAK="$2"; shift ;;
     --budget) BUDGET="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $1. Fix: see bash scripts/gpu_check.sh --help" >&2; exit 2 ;;
   esac
   shift

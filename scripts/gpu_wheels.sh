@@ -12,7 +12,7 @@
 # pyproject.toml gains a dependency, scripts/gpu_check.sh names it as missing there: add it to PKGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${MEDLIB_PYTHON:-${PYTHON:-python3}}"
+if [ -n "${MEDLIB_PYTHON:-}" ]; then PY="$MEDLIB_PYTHON"; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 PYVER="${GPU_PYTHON_VERSION:-3.12}"   # the device image's python3
 PKGS=(
   open-clip-torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 braceexpand==0.1.7 webdataset==1.0.2
