@@ -147,6 +147,7 @@ summary() {
 {
   echo "date: $(date -u +%FT%TZ)"; echo "host cores: $(nproc)"
   "$PY" -c 'import torch, open_clip; print("torch", torch.__version__, "cuda", torch.version.cuda, "open_clip", open_clip.__version__); print("torch sees:", torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
+  echo "shared memory: $(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $2 " total, " $4 " free"}')"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv
 } > "$LOGS/env.txt" 2>&1
 
@@ -160,6 +161,13 @@ if [ "$ONLY_REH" = 0 ]; then
     step openclip 180 "$LOGS/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
       --arch "$ARCH" --batch-size "$BATCH" --epochs "$EPOCHS" --precision "$OC_PREC" --workers "$WORKERS" \
       --timeout 165 --json "$OUT/openclip.json" --log "$LOGS/openclip-train.log"
+    if [ ! -s "$OUT/openclip.json" ] && [ "$WORKERS" -gt 2 ] && [ "$(left)" -gt 300 ]; then
+      # e.g. data-loader workers killed for want of shared memory (/dev/shm, in env.txt): once more with 2
+      cp "$LOGS/openclip.log" "$LOGS/openclip-first-try.log"
+      step openclip 150 "$LOGS/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
+        --arch "$ARCH" --batch-size "$BATCH" --epochs "$EPOCHS" --precision "$OC_PREC" --workers 2 \
+        --timeout 135 --json "$OUT/openclip.json" --log "$LOGS/openclip-train.log"
+    fi
   else
     echo "gpu_check: $OC_FIX" | tee "$LOGS/openclip.log" >&2; printf 'openclip\t2\t0\n' >> "$STEPS"
   fi

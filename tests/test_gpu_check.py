@@ -135,8 +135,9 @@ def test_summary_says_what_is_missing_and_labels_a_cpu_dry_run(tmp_path):
     text = summarize(tmp_path)
     assert "open_clip's script: no result" in text and "ratio engine / open_clip" not in text
     assert "no projection.csv" in text
-    dry = summarize(tmp_path, cpu_dry_run=True)
-    assert "CPU DRY RUN" in dry and "not computed on CPU" in dry
+    _write_outputs(tmp_path / "dry")
+    dry = summarize(tmp_path / "dry", cpu_dry_run=True)
+    assert "CPU DRY RUN" in dry and "not computed on CPU" in dry and "no comparison" in dry
     assert "%" not in dry.split("## Engine MFU")[1].split("## Full")[0]  # no MFU from a CPU run
 
 
