@@ -3,7 +3,7 @@
 # make rehearse -- ./run_all.sh --profile full --rehearse (offline; full architectures at 224 px, random
 #                weights, fixture data, capped steps; writes reports/full-rehearsal/projection.csv)
 # make gpu-check -- on a CUDA machine: engine vs open_clip_train.main images/s, MFU, then the rehearsal on the GPU
-#                (scripts/gpu_check.sh; < 9 min; results in $OUT or reports/gpu-check/); ARGS="--cpu-dry-run" tests it on CPU;
+#                (scripts/gpu_check.sh; bounded to 540 s; results in $OUT or reports/gpu-check/); ARGS="--cpu-dry-run" tests it on CPU;
 #                offline GPU machine: bash scripts/gpu_wheels.sh first (where pip works) and bring .whl/ along
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
