@@ -121,9 +121,12 @@ else
 fi
 echo "gpu_check: output $OUT; budget ${BUDGET}s; python $PY"
 
-# step NAME SECONDS LOG CMD...: run CMD under `timeout`, its output in LOG; record "NAME rc seconds" in steps.tsv
+# step NAME SECONDS LOG CMD...: run CMD under `timeout` (SECONDS, or what is left of the budget if less), its output
+# in LOG; record "NAME rc seconds command" in steps.tsv
 step() {
   local name=$1 limit=$2 log=$3; shift 3
+  local budget_left=$(( $(left) - 5 ))
+  [ "$limit" -le "$budget_left" ] || limit=$budget_left   # never past the budget
   if [ "$limit" -lt 10 ]; then
     echo "gpu_check: $name skipped: ${limit}s left of the ${BUDGET}s budget"
     printf '%s\t%d\t%.1f\n' "$name" 124 0 >> "$STEPS"; return 124
