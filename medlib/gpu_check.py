@@ -97,10 +97,12 @@ def projection_table(path: Path) -> list[str]:
             rows = list(csv.DictReader(f))
     except OSError:
         return []
-    lines = ["| notebook | rehearsal s | projected h | peak memory MB | memory | device |", "|---|---:|---:|---:|---|---|"]
+    lines = ["| notebook | rehearsal s | projected h | runs GB | peak memory MB | memory | device |",
+             "|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
         lines.append(f"| {r.get('notebook', '')} | {r.get('rehearsal_s', '')} | {r.get('projected_h', '')} | "
-                     f"{r.get('peak_memory_mb', '')} | {r.get('memory_kind', '')} | {r.get('device', '')} |")
+                     f"{r.get('runs_gb', '')} | {r.get('peak_memory_mb', '')} | {r.get('memory_kind', '')} | "
+                     f"{r.get('device', '')} |")
     return lines
 
 

@@ -102,8 +102,8 @@ def _write_outputs(out: Path, rehearsal_rc: int = 0) -> None:
                                    "total\t0\t421\n")
     (out / "projection.csv").write_text(
         "rehearsal,notebook,rehearsal_s,trained_runs,evaluations,train_images,eval_images,projected_s,projected_h,"
-        "peak_memory_mb,memory_kind,device\n"
-        "R,04_label_finetune,36.1,85,97,4703520,91697,5337,1.48,8782,cuda max allocated,NVIDIA H100 80GB HBM3\n")
+        "runs_gb,peak_memory_mb,memory_kind,device\n"
+        "R,04_label_finetune,36.1,85,97,4703520,91697,5337,1.48,12.5,8782,cuda max allocated,NVIDIA H100 80GB HBM3\n")
 
 
 def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_path):
@@ -124,7 +124,7 @@ def test_summary_gives_both_throughputs_the_ratio_the_mfu_and_the_rehearsal(tmp_
     (tmp_path / "openclip.json").write_text(json.dumps({**ref, "img_s": 3100.0}))
     par = summarize(tmp_path)
     assert "**0.97x**" in par and "on par" in par and "the engine is slower" not in par
-    assert "| 04_label_finetune | 36.1 | 1.48 | 8782 |" in text
+    assert "| 04_label_finetune | 36.1 | 1.48 | 12.5 | 8782 |" in text
     assert "DRY RUN" not in text
 
 
