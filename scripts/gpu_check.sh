@@ -47,6 +47,7 @@ if [ -n "${MEDLIB_PYTHON:-}" ]; then PY="$MEDLIB_PYTHON"
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
 else PY="$(command -v python3 || command -v python)"; fi
 export MEDLIB_PYTHON="$PY" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1   # nothing here downloads; offline machines must not wait on the hub
 NEED='import open_clip, open_clip_train.main, braceexpand, webdataset, papermill, ipykernel, medmnist, datasets, typst'
 if ! "$PY" -c "$NEED" >/dev/null 2>&1 && ls .whl/*.whl >/dev/null 2>&1; then
   # the lent GPU machine has no internet: packages its image lacks travel as wheels (scripts/gpu_wheels.sh)
