@@ -2,6 +2,9 @@
 # make smoke  -- ./run_all.sh --profile smoke
 # make rehearse -- ./run_all.sh --profile full --rehearse (offline; full architectures at 224 px, random
 #                weights, fixture data, capped steps; writes reports/full-rehearsal/projection.csv)
+# make gpu-check -- on a CUDA machine: engine vs open_clip_train.main images/s, MFU, then the rehearsal on the GPU
+#                (scripts/gpu_check.sh; bounded to 540 s; results in $OUT or reports/gpu-check/); ARGS="--cpu-dry-run" tests it on CPU;
+#                offline GPU machine: bash scripts/gpu_wheels.sh first (where pip works) and bring .whl/ along
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
 #                as root, --allow-root is added (with a note)
@@ -13,7 +16,7 @@ SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse lab kernel report data readme-results clean-reports
+.PHONY: test smoke full rehearse gpu-check lab kernel report data readme-results clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -26,6 +29,9 @@ full:
 
 rehearse:
 	./run_all.sh --profile full --rehearse $(ARGS)
+
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
 
 kernel:
 	@source scripts/env.sh && "$$PY" -c "from medlib.runner import ensure_kernel; print('kernel:', ensure_kernel())"

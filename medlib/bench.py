@@ -8,12 +8,14 @@ on the same uint8 images, and their ratio.
 decoding and of the pooled reduced-size decoding on generated NIH-size PNGs and MIMIC-size JPEGs, and the time and
 peak RSS to open and iterate a memory-mapped prepared split (:mod:`medlib.bench_data`).
 
-``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20] [--nproc N]`` times
+``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20] [--nproc N]
+[--warmup 2] [--pool N] [--json FILE]`` times
 training steps of a randomly initialised model (label mode: image tower + linear head, cross-entropy; and
 contrastive mode: both towers, CLIP loss) with the engine's precision rule (bf16 autocast on CUDA), split into
 input preparation (uint8 -> normalised tensor on the device, augmentation) and compute, so it says which limits
 throughput. ``--nproc N`` runs it under torchrun with DistributedDataParallel (the global batch split over N GPUs):
-images/s on 1 and on N GPUs give the scaling efficiency.
+images/s on 1 and on N GPUs give the scaling efficiency. It also counts the training FLOPs per sample (torch's
+FlopCounterMode, forward x 3), from which :mod:`medlib.gpu_check` derives the MFU.
 """
 
 from __future__ import annotations
@@ -77,9 +79,27 @@ def bench_preprocess(n: int = 2048, size: int = 28, image_size: int = 224, batch
             "batched_img_s": n / t_b, "pil_img_s": n / t_p, "ratio": t_p / t_b}
 
 
+def train_flops_per_sample(model: torch.nn.Module, image_size: int, tokens: torch.Tensor | None,
+                           device: torch.device) -> float:
+    """Training FLOPs per sample, counted: torch's FlopCounterMode over one forward pass of one sample (the image
+    tower, plus the text tower when ``tokens`` is given), times 3 (backward ~ 2x forward). torch counts a
+    multiply-add as 2 FLOPs; open_clip's model table (4.4 "GFLOPs" for ViT-B-32's image tower) counts it as 1."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.encode_image(x)
+        if tokens is not None:
+            model.encode_text(tokens[:1])
+    return 3.0 * counter.get_total_flops()
+
+
 def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int = 128, steps: int = 10,
-                size: int = 224, precision: str = "auto", mode: str = "label", seed: int = 0) -> dict[str, float]:
-    """Images/s of ``steps`` training steps after 2 warm-up steps; seconds spent preparing inputs vs computing."""
+                size: int = 224, precision: str = "auto", mode: str = "label", seed: int = 0,
+                warmup: int = 2, pool: int = 0) -> dict[str, float]:
+    """Images/s of ``steps`` training steps after ``warmup`` warm-up steps; seconds spent preparing inputs vs
+    computing. ``pool`` images (default: one batch) are generated and cycled through batch by batch, so with
+    ``pool > batch_size`` every step copies new images to the device, as a real epoch does."""
     from .augment import augment_batch
     from .config import ModelSpec
     from .losses import clip_loss
@@ -105,7 +125,12 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
     bundle = load_model(ModelSpec(name="bench", arch=arch), dev, seed=seed)
     model = bundle.model.train()
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    images = torch.from_numpy(_images(local, size, seed + rank, rgb=False))
+    # the same generator as the files bench_openclip writes: its first ``pool`` images are these. Each step
+    # gathers its rows from the pool in a shuffled order (a copy), as the engine gathers from a prepared split.
+    pool_n = max(pool, local)
+    images = _images(pool_n, size, seed + rank, rgb=False)
+    order = np.random.default_rng(seed).permutation(pool_n)
+    n_batches = pool_n // local
     labels = torch.randint(0, 10, (local,), generator=gen).to(dev)
     head = torch.nn.Linear(model.visual.output_dim if hasattr(model.visual, "output_dim") else 512, 10).to(dev)
     tokens = bundle.tokenizer([f"a chest X-ray showing finding {i % 10}." for i in range(local)]).to(dev)
@@ -124,10 +149,12 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    for step in range(steps + 2):
+    flops = train_flops_per_sample(model, bundle.image_size, tokens if mode == "contrastive" else None, dev)
+    for step in range(steps + warmup):
         sync()
         t0 = time.perf_counter()
-        x = to_model_input(images, bundle.image_size, bundle.mean, bundle.std, dev)
+        b = step % n_batches
+        x = to_model_input(images[order[b * local:(b + 1) * local]], bundle.image_size, bundle.mean, bundle.std, dev)
         x = augment_batch(x, gen, bundle.mean, bundle.std)
         sync()
         t1 = time.perf_counter()
@@ -143,14 +170,15 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
         opt.step()
         sync()
         t2 = time.perf_counter()
-        if step >= 2:  # warm-up excluded
+        if step >= warmup:  # warm-up excluded
             prep_s += t1 - t0
             compute_s += t2 - t1
     total = prep_s + compute_s
     return {"arch": arch, "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "",
             "precision": resolve_precision(dev, precision), "mode": mode, "batch_size": batch_size, "steps": steps,
-            "processes": world, "rank": rank,
-            "image_size": bundle.image_size, "img_s": steps * batch_size / total,
+            "processes": world, "rank": rank, "warmup": warmup, "pool": pool_n * world,
+            "image_size": bundle.image_size, "img_s": steps * batch_size / total, "seconds": total,
+            "train_flops_per_sample": flops,
             "prep_share": prep_s / total, "compute_share": compute_s / total}
 
 
@@ -176,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--mode", default="label", choices=["label", "contrastive"])
     t.add_argument("--nproc", type=int, default=1, help="processes (GPUs) under torchrun + DDP; --batch-size is global")
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--warmup", type=int, default=2, help="warm-up steps, not timed")
+    t.add_argument("--pool", type=int, default=0,
+                   help="generated images cycled through batch by batch (default: one batch, reused every step)")
+    t.add_argument("--json", default=None, help="also write the result as JSON to this file")
     d = sub.add_parser("prepare", help="data preparation: sequential vs pooled reduced decoding; memory-mapped split")
     d.add_argument("--n", type=int, default=48, help="generated files per format")
     d.add_argument("--size", type=int, default=224, help="prepared image side (px)")
@@ -202,9 +234,14 @@ def main(argv: list[str] | None = None) -> int:
                "-m", "medlib.bench", *rest]
         return subprocess.call(cmd)
     if args.what == "train":
-        r = bench_train(args.arch, args.device, args.batch_size, args.steps, args.size, args.precision, args.mode)
+        r = bench_train(args.arch, args.device, args.batch_size, args.steps, args.size, args.precision, args.mode,
+                        warmup=args.warmup, pool=args.pool)
         if r["rank"] != 0:
             return 0
+        if args.json:
+            from .io import write_json
+
+            write_json(args.json, r)
         where = f"{r['device']} {r['gpu']}".strip() + (f" x {r['processes']} processes" if r["processes"] > 1 else "")
         print(f"train {r['mode']} {r['arch']} ({r['image_size']}px) global batch {r['batch_size']} on {where}, "
               f"{r['precision']}: {r['img_s']:,.1f} images/s")
