@@ -89,3 +89,28 @@ def test_a_damaged_packed_best_pt_is_a_one_line_error(bundle, tmp_path):
         engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     assert "\n" not in str(e.value)
+
+
+def test_a_finished_engine_is_freed_without_the_cycle_collector(bundle, tmp_path, monkeypatch):
+    """Nothing of a run outlives it by reference cycles: notebooks train dozens of runs in one kernel, and a cycle
+    (the optimizer's step hook holding the engine) kept every run's model copies until the collector ran."""
+    import gc
+    import weakref
+
+    seen = []
+    init = engine.Engine.__init__
+
+    def spy(self, *a, **k):
+        init(self, *a, **k)
+        seen.append(weakref.ref(self))
+
+    monkeypatch.setattr(engine.Engine, "__init__", spy)
+    gc.collect()
+    gc.disable()
+    try:
+        r = engine.train(bundle, make_data(n_train=128), mode="label", cfg=CFG, run_dir=tmp_path, seed=0,
+                         class_texts=CLASS_TEXTS, progress=False)
+        del r
+        assert seen and seen[0]() is None
+    finally:
+        gc.enable()

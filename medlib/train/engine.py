@@ -88,6 +88,10 @@ class ContrastiveForward(nn.Module):
         return img_f, txt_f, self.clip.logit_scale.exp().float()
 
 
+def _log_lr(lrs: list[float], opt: torch.optim.Optimizer, *_: Any) -> None:
+    lrs.append(float(opt.param_groups[-1]["lr"]))
+
+
 class Engine:
     """One training run's state; :func:`train` drives it (the public API is train())."""
 
@@ -177,7 +181,10 @@ class Engine:
         # each optimizer step, whose AdamW decay alone predicts the rows of an embedding table no batch touched
         self.base_state = self.model_state()
         self.step_lrs: list[float] = []
-        self.opt.register_step_post_hook(lambda opt, *_: self.step_lrs.append(float(opt.param_groups[-1]["lr"])))
+        # the hook holds the list, not the engine: an engine <-> optimizer cycle would keep every finished run's
+        # model, copies and optimizer state alive until the cycle collector ran (the full rehearsal's notebook 04
+        # grew to 23 GB and was killed)
+        self.opt.register_step_post_hook(functools.partial(_log_lr, self.step_lrs))
         self.embedding_tables = {f"{n}.weight" for n, m in self._state_module().named_modules()
                                  if isinstance(m, nn.Embedding)}
         self.signature = {"version": checkpoint.VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
