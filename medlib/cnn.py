@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .progress import enabled as progress_enabled
 from .data.base import DatasetBundle
 from .errors import fail
+from .io import write_text
 # The one checkpoint format, split checks and the validation metric are the training package's, so both
 # trainers checkpoint and select epochs the same way.
 from .train import checkpoint, delta
@@ -122,13 +123,13 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
             opt.load_state_dict(state["optimizer"])
             checkpoint.set_rng_state(state["rng"], {"shuffle": gen})
     else:
-        for stale in (ckpt, best_path):
+        for stale in (ckpt, best_path, run_dir / "log.csv"):
             stale.unlink(missing_ok=True)
     images = train.images  # numpy; a prepared split is a read-only memory map: batches are read by index
     labels = torch.as_tensor(train.labels)
     for epoch in range(start, epochs):
         model.train()
-        t0, losses = time.perf_counter(), []
+        t0, losses, seen = time.perf_counter(), [], 0
         order = torch.randperm(len(images), generator=gen)
         for b in tqdm(range(n_batches), desc=f"resnet18 epoch {epoch + 1}/{epochs}",
                       disable=not progress_enabled(progress),
@@ -143,9 +144,12 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            seen += len(idx)
+        t_train = time.perf_counter() - t0
         score = val_metric(val.labels, predict_cnn(model, val.images, task, device=device), task == "multilabel")
+        seconds = time.perf_counter() - t0
         rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_metric": score,
-                     "seconds": time.perf_counter() - t0})
+                     "seconds": seconds, "images_per_s": seen / max(t_train, 1e-9)})
         if score > best:  # strictly better: ties keep the earlier epoch
             best = score
             checkpoint.save(best_path, {"signature": signature, "model": delta.pack(model.state_dict(), base),
@@ -157,6 +161,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
             record.update(model=model.state_dict(), optimizer=opt.state_dict(),
                           rng=checkpoint.rng_state({"shuffle": gen}))
         checkpoint.save(ckpt, record)
+        write_text(run_dir / "log.csv", pd.DataFrame(rows).to_csv(index=False))  # as the engine's (projection reads it)
     if best_path.is_file():
         model.load_state_dict(delta.restore(checkpoint.load(best_path, signature)["model"], base))
     hist = pd.DataFrame(rows)

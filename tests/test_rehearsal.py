@@ -196,6 +196,16 @@ def test_projection_counts_seeds_per_method_and_the_weights_runs_keep(tmp_path):
     assert "GB" in projection.render(projection.project(P, full), full)
 
 
+def test_the_resnet_baseline_logs_its_epochs_for_the_projection(tmp_path):
+    from medlib import cnn
+    from tests.test_finetune import make_data
+
+    cnn.train_cnn(make_data(n_train=96), epochs=2, batch_size=32, lr=1e-3, seed=0, run_dir=tmp_path, weights="none",
+                  progress=False)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log["epoch"].tolist() == [1, 2] and (log["images_per_s"] > 0).all() and (log["seconds"] > 0).all()
+
+
 def test_projection_counts_every_real_retrieval_size_from_the_rehearsed_one(tmp_path):
     over = rehearsal.overlay(yaml.safe_load(profile_path("full").read_text()), tmp_path / "data")
     over.update(reports_dir=str(tmp_path / "reports"), runs_dir=str(tmp_path / "runs"))
