@@ -23,25 +23,30 @@ ROOT = Path(__file__).resolve().parents[1]
 NIH = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28, synthetic="always", fixture_n=300)
 
 # One preparation in its own process. Every decoded chunk is counted in <count file>; with a <gate file> given,
-# the preparation stops after its first chunk until the gate file exists (so the test can start a second one
-# while the first is surely in the middle of decoding). Prints a checksum of every prepared split.
+# the preparation stops before decoding chunk <gate after> + 1 until the gate file exists (so the test can start
+# a second one while the first is surely in the middle of decoding). Prints a checksum of every prepared split.
 PREPARE = r"""
 import json, sys, time
 from pathlib import Path
 import numpy as np
 from medlib.config import DatasetSpec, Profile
-from medlib.data import decode, get_dataset
+from medlib.data import decode, get_dataset, store
 data_dir, count, gate, spec = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+gate_after = int(sys.argv[5])
 decode.CHUNK = 16
+store.COMMIT_EVERY_S = 0.0  # record progress after every chunk
 real = decode._decode_chunk
+calls = [0]
 def counting(job):
-    with open(count, "a") as fh:
-        fh.write(f"{len(job[0])}\n")
-    if gate:
+    calls[0] += 1
+    if gate and calls[0] > gate_after:
         end = time.monotonic() + 120
         while not Path(gate).exists() and time.monotonic() < end:
             time.sleep(0.05)
-    return real(job)
+    out = real(job)
+    with open(count, "a") as fh:
+        fh.write(f"{len(job[0])}\n")
+    return out
 decode._decode_chunk = counting
 p = Profile(name="t", smoke=True, seed=0, data_dir=data_dir, data_workers=1, datasets=[DatasetSpec(**spec)])
 b = get_dataset(p, spec["name"])
@@ -49,9 +54,10 @@ print("CHECKSUMS " + json.dumps({k: [len(s), int(np.asarray(s.images, np.int64).
 """
 
 
-def _start(data_dir: Path, count: Path, gate: str, out: Path) -> subprocess.Popen:
+def _start(data_dir: Path, count: Path, gate: str, out: Path, gate_after: int = 0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", PREPARE, str(data_dir), str(count), gate, json.dumps(NIH)],
+    return subprocess.Popen([sys.executable, "-c", PREPARE, str(data_dir), str(count), gate, json.dumps(NIH),
+                             str(gate_after)],
                             stdout=out.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
 
@@ -75,7 +81,7 @@ def test_a_second_preparation_waits_for_the_first_and_reads_its_splits(tmp_path)
     data = tmp_path / "data"
     gate = tmp_path / "gate"
     a_count, b_count, a_out, b_out = (tmp_path / n for n in ("a.count", "b.count", "a.out", "b.out"))
-    a = _start(data, a_count, str(gate), a_out)
+    a = _start(data, a_count, str(gate), a_out, gate_after=1)
     try:
         _wait_for(lambda: a_count.exists() or a.poll() is not None)  # A holds the lock and is decoding
         assert a.poll() is None, a_out.read_text()
@@ -109,6 +115,37 @@ def test_a_second_preparation_waits_for_the_first_and_reads_its_splits(tmp_path)
                                 datasets=[DatasetSpec(**NIH)]), "chestxray14")
     assert {k: [len(s), int(np.asarray(s.images, np.int64).sum())] for k, s in fresh.splits.items()} == sums_a
     assert not list(folder.glob("*.partial"))
+
+
+def test_a_waiting_preparation_resumes_the_first_ones_work_when_it_is_killed(tmp_path):
+    data = tmp_path / "data"
+    gate = tmp_path / "gate"  # never created: A blocks before its 4th chunk until killed
+    a_count, b_count, a_out, b_out = (tmp_path / n for n in ("a.count", "b.count", "a.out", "b.out"))
+    a = _start(data, a_count, str(gate), a_out, gate_after=3)
+    try:
+        _wait_for(lambda: _decoded(a_count) >= 48 or a.poll() is not None)  # 3 chunks of 16 decoded and recorded
+        assert a.poll() is None, a_out.read_text()
+        b = _start(data, b_count, "", b_out)
+        try:
+            _wait_for(lambda: "waiting for another preparation" in b_out.read_text() or b_count.exists()
+                      or b.poll() is not None)
+            assert "waiting for another preparation" in b_out.read_text(), b_out.read_text()
+            a.kill()  # kill -9: the kernel drops A's lock, no stale lock is left
+            a.wait(30)
+            assert b.wait(180) == 0, b_out.read_text()
+        finally:
+            if b.poll() is None:
+                b.kill()
+    finally:
+        if a.poll() is None:
+            a.kill()
+    sums_b = _checksums(b_out)
+    total = sum(n for n, _ in sums_b.values())
+    assert _decoded(a_count) == 48 and _decoded(b_count) == total - 48  # B went on from A's 48 images
+    assert "resuming preparation at image 48" in b_out.read_text()
+    fresh = get_dataset(Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path / "fresh"), data_workers=1,
+                                datasets=[DatasetSpec(**NIH)]), "chestxray14")
+    assert {k: [len(s), int(np.asarray(s.images, np.int64).sum())] for k, s in fresh.splits.items()} == sums_b
 
 
 def test_a_preparation_stops_with_one_line_after_waiting_too_long(tmp_path, monkeypatch, capsys):
