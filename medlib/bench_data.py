@@ -66,9 +66,9 @@ def bench_decode(paths: list[Path], size: int, workers: int) -> dict[str, float]
     (seconds per worker, which a notebook kernel's workers do not pay).
     """
     _warm_forkserver()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     old = np.stack([decode.decode_file(p, size, rgb=False, reduced=False) for p in paths])
-    t_old = time.perf_counter() - t0
+    t_old, c_old = time.perf_counter() - t0, time.process_time() - c0
     keep = decode.PARALLEL_MIN
     decode.PARALLEL_MIN = 0  # the pool even for a small benchmark set (the workers' start-up is timed too)
     try:
@@ -77,9 +77,14 @@ def bench_decode(paths: list[Path], size: int, workers: int) -> dict[str, float]
         t_new = time.perf_counter() - t0
     finally:
         decode.PARALLEL_MIN = keep
+    # the CPU time each path spends per image, in this one process: what other processes' load does not change
+    c0 = time.process_time()
+    ImageFiles(paths, size, False, "bench", workers=1).decode()
+    c_new = time.process_time() - c0
     mad = float(np.abs(old.astype(np.int16) - new.astype(np.int16)).mean())
     return {"n": len(paths), "old_img_s": len(paths) / t_old, "new_img_s": len(paths) / t_new,
-            "ratio": t_old / t_new, "mean_abs_diff": mad, "workers": decode.worker_count(workers)}
+            "ratio": t_old / t_new, "mean_abs_diff": mad, "workers": decode.worker_count(workers),
+            "old_cpu_ms": 1000 * c_old / len(paths), "new_cpu_ms": 1000 * c_new / len(paths)}
 
 
 def _bench_decode_in_child(folder: Path, size: int, workers: int) -> dict[str, float]:
@@ -174,14 +179,17 @@ def run(n: int = 48, size: int = 224, workers: int = 0, split_n: int = 50_000, b
 
 def print_report(r: dict, size: int) -> None:
     print(f"prepare: {r['cores']} core(s) available; 1-minute load average {r['load_before']:.1f} before the "
-          f"decoding runs, {r['load_after']:.1f} after (above ~0.5, other processes share the cores: the pool's "
-          "ratio is below what a quiet machine gives)")
+          f"decoding runs, {r['load_after']:.1f} after (above ~0.5 other processes compete, and Linux shares the cores "
+          "per busy session: the pool then gets little more CPU than one process)")
     for fmt in ("png", "jpg"):
         d = r[fmt]
         print(f"  {d['what']}, {d['n']} files of {d['mb_per_file']:.2f} MB -> {size}px:")
         print(f"    today (1 process, full decode + resize): {d['old_img_s']:7.1f} images/s")
         print(f"    new ({d['workers']} workers, reduced decode):       {d['new_img_s']:7.1f} images/s")
         print(f"    ratio new/today: {d['ratio']:.2f}x   (mean |difference| {d['mean_abs_diff']:.2f} grey levels)")
+        work = d["old_cpu_ms"] / d["new_cpu_ms"]
+        print(f"    CPU per image: today {d['old_cpu_ms']:.1f} ms, reduced decode {d['new_cpu_ms']:.1f} ms "
+              f"({work:.2f}x less work; on {d['workers']} idle cores the pool's ceiling is {work * d['workers']:.1f}x)")
     if "split" in r:
         s = r["split"]
         print(f"  prepared split {s['n']:,} x {size} x {size} ({s['gb']:.2f} GB, written in {s['write_s']:.1f} s):")
