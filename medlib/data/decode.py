@@ -230,8 +230,10 @@ class ImageFiles:
             while pending:
                 s0, fut = pending.popleft()
                 self._put(out, s0, fut.result(), bar, on_chunk)
-        finally:
+        except BaseException:
             ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown(wait=False)  # every result is in: the idle workers exit on their own, nobody waits for them
 
 
 def materialize(images: Any) -> np.ndarray:
