@@ -151,14 +151,16 @@ def bench_split(folder: Path, n: int, size: int, batch_size: int) -> dict[str, f
 
 
 def _warm_forkserver() -> None:
-    """Start the decode pool's fork server and wait until it has preloaded its modules (once per Python process,
-    like a notebook kernel's first preparation), so the timing compares decoding, not a one-time start, and the
-    server's imports do not run beside the timed sequential path."""
+    """Start the decode pool's fork server and wait until it has preloaded its modules, and import what
+    :meth:`ImageFiles.decode` imports (once per Python process, like a notebook kernel's first preparation), so
+    the timing compares decoding, not one-time starts, and the server's imports do not run beside the timed
+    sequential path."""
     import os as _os
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=decode.pool_context()) as ex:
         ex.submit(_os.getpid).result()
+    ImageFiles([], 8, False, "bench").decode()  # its own imports (tqdm.auto: ~30 ms), loaded in a notebook already
 
 
 def run(n: int = 48, size: int = 224, workers: int = 0, split_n: int = 50_000, batch_size: int = 256,

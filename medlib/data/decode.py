@@ -35,6 +35,7 @@ JPEG_OVERSAMPLE = 1  # JPEG draft keeps >= 1x the target side (libjpeg's DCT sca
 OVERSAMPLE = 2  # Image.reduce keeps >= 2x the target side, then the antialiased resize does the rest
 TOLERANCE_MEAN_ABS = 1.0  # grey levels, reduced vs full decode (measured 0.2-0.3 on 1024 px PNG, 2544x3056 JPEG)
 CHUNK = 64  # images per pool task and per resume record (fewer for small sets, see chunk_plan)
+CHUNKS_PER_WORKER = 4  # a small set is cut into at least this many chunks per worker (they even out a busy core)
 PARALLEL_MIN = 256  # fewer images than this decode in-process (a pool's start-up costs more than it saves)
 
 
@@ -56,7 +57,7 @@ def chunk_plan(n: int, workers: int) -> tuple[int, int]:
     """
     if workers <= 1 or n < max(PARALLEL_MIN, 2):
         return 1, CHUNK
-    step = max(1, min(CHUNK, -(-n // (4 * workers))))  # >= 4 chunks per worker: they even out a busy core
+    step = max(1, min(CHUNK, -(-n // (CHUNKS_PER_WORKER * workers))))
     return min(workers, -(-n // step)), step
 
 
