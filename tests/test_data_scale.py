@@ -149,6 +149,8 @@ def test_prepare_benchmark_reports_both_paths_and_the_split(tmp_path):
     for fmt in ("png", "jpg"):
         assert r[fmt]["old_img_s"] > 0 and r[fmt]["new_img_s"] > 0 and r[fmt]["mean_abs_diff"] <= TOLERANCE_MEAN_ABS
         assert r[fmt]["ratio"] == pytest.approx(r[fmt]["new_img_s"] / r[fmt]["old_img_s"])
+        assert r[fmt]["old_cpu_ms"] > 0 and r[fmt]["new_cpu_ms"] > 0
+    assert r["jpg"]["new_cpu_ms"] < r["jpg"]["old_cpu_ms"]  # DCT-domain reduced decoding does less work
     s = r["split"]
     assert s["n"] == 300 and s["open_s"] < 1.0 and s["checksum"] >= 0
     assert s["open"]["rss_mb"] - s["base_rss_mb"] < 50  # opening maps the file, it does not read it

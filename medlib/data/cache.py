@@ -28,6 +28,7 @@ from ..config import Profile
 from . import store
 from .base import DatasetBundle, Split
 from .common import warn_synthetic
+from .prepare_lock import PrepareLock
 from .registry import load_index, source_module
 
 FORMAT_VERSION = 4  # 4: all_captions per split; 3: a folder of .npy files opened memory-mapped; 2: one stat per
@@ -111,21 +112,35 @@ def _with_cache_note(manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def get(profile: Profile, name: str, refresh: bool = False) -> DatasetBundle:
-    """Cached prepared splits of dataset ``name``; prepared (or resumed) when absent, stale or ``refresh``."""
+    """Cached prepared splits of dataset ``name``; prepared (or resumed) when absent, stale or ``refresh``.
+
+    One process prepares a dataset at a time (:mod:`medlib.data.prepare_lock`): a second one waits, then reads
+    what the first prepared instead of preparing it again.
+    """
     key = cache_key(profile, name)  # raises DatasetSkipped for unconfigured data, before any work
     if not refresh:
-        hit = read(profile, name, key)
+        hit = _hit(profile, name, key)
         if hit is not None:
-            if hit.synthetic:
-                warn_synthetic(name, hit.source)
             return hit
-    elif paths(profile, name)[0].is_dir():
-        shutil.rmtree(paths(profile, name)[0])  # refresh: no resume from what is there
-    bundle = load_index(profile, name)  # images not decoded yet: save() decodes them into the store
-    key = cache_key(profile, name)  # after loading: a fixture generated just now exists (and has an mtime)
-    save(profile, bundle, key)
-    out = read(profile, name, key)
+    folder = paths(profile, name)[0]
+    with PrepareLock(folder, name):
+        if not refresh:  # another process may have prepared it since the check above (or while this one waited)
+            hit = _hit(profile, name, cache_key(profile, name))
+            if hit is not None:
+                return hit
+        if refresh and folder.is_dir():
+            shutil.rmtree(folder)  # refresh: no resume from what is there
+        bundle = load_index(profile, name)  # images not decoded yet: save() decodes them into the store
+        key = cache_key(profile, name)  # after loading: a fixture generated just now exists (and has an mtime)
+        save(profile, bundle, key)
+        out = read(profile, name, key)
     if out is None:  # pragma: no cover - just written
-        raise RuntimeError(f"{paths(profile, name)[0]}: prepared split unreadable right after writing")
+        raise RuntimeError(f"{folder}: prepared split unreadable right after writing")
     return out
 
+
+def _hit(profile: Profile, name: str, key: str) -> DatasetBundle | None:
+    hit = read(profile, name, key)
+    if hit is not None and hit.synthetic:
+        warn_synthetic(name, hit.source)
+    return hit

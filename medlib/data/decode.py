@@ -34,7 +34,8 @@ REDUCE_FROM = 4  # reduced decoding only for images at least 4x the target side 
 JPEG_OVERSAMPLE = 1  # JPEG draft keeps >= 1x the target side (libjpeg's DCT scaling is itself an area filter)
 OVERSAMPLE = 2  # Image.reduce keeps >= 2x the target side, then the antialiased resize does the rest
 TOLERANCE_MEAN_ABS = 1.0  # grey levels, reduced vs full decode (measured 0.2-0.3 on 1024 px PNG, 2544x3056 JPEG)
-CHUNK = 64  # images per pool task and per resume record
+CHUNK = 64  # images per pool task and per resume record (fewer for small sets, see chunk_plan)
+CHUNKS_PER_WORKER = 4  # a small set is cut into at least this many chunks per worker (they even out a busy core)
 PARALLEL_MIN = 256  # fewer images than this decode in-process (a pool's start-up costs more than it saves)
 
 
@@ -48,6 +49,34 @@ def worker_count(workers: int = 0) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def chunk_plan(n: int, workers: int) -> tuple[int, int]:
+    """(processes, images per chunk) to decode ``n`` images with up to ``workers`` processes.
+
+    One process below :data:`PARALLEL_MIN` images. In a pool, chunks of :data:`CHUNK`, smaller when there are
+    few images, so that every worker gets several chunks (a pool of 2 given one chunk of 48 images used one).
+    """
+    if workers <= 1 or n < max(PARALLEL_MIN, 2):
+        return 1, CHUNK
+    step = max(1, min(CHUNK, -(-n // (CHUNKS_PER_WORKER * workers))))
+    return min(workers, -(-n // step)), step
+
+
+def pool_context() -> Any:
+    """The pool's ``forkserver`` context; its server preloads this module and PIL with its PNG/JPEG plugins once,
+    so that workers fork with them imported instead of each importing them on its first image.
+
+    multiprocessing also re-runs the caller's main module in every worker: cheap for a notebook kernel
+    (``ipykernel_launcher``) and ``python -m medlib``; a script that imports torch pays that import once per
+    worker and pool (Python 3.11's forkserver ignores a ``"__main__"`` preload for scripts).
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    # takes effect when the server starts (once per Python process)
+    ctx.set_forkserver_preload([__name__, "PIL.Image", "PIL.PngImagePlugin", "PIL.JpegImagePlugin"])
+    return ctx
+
+
 def decode_file(path: Path | str, size: int, rgb: bool, reduced: bool = True) -> np.ndarray:
     """One image file -> uint8 (size, size) or (size, size, 3); ``reduced=False`` is the full decode + resize."""
     from PIL import Image
@@ -59,11 +88,13 @@ def decode_file(path: Path | str, size: int, rgb: bool, reduced: bool = True) ->
             return pil_to_array(im, size, rgb)
         if im.format == "JPEG":  # DCT-domain scaling by 1/2, 1/4 or 1/8; the result stays >= size on both sides
             im.draft(im.mode, (JPEG_OVERSAMPLE * size, JPEG_OVERSAMPLE * size))
-        im = to_8bit(im).convert("RGB" if rgb else "L")
+        im = to_8bit(im)
+        if not rgb or im.mode != "L":  # to the target mode first when that drops channels (less to reduce)...
+            im = im.convert("RGB" if rgb else "L")
         factor = min(im.size) // (OVERSAMPLE * size)
         if factor >= 2:  # box-reduce by an integer factor, keeping >= OVERSAMPLE x the target side
             im = im.reduce(factor)
-        return pil_to_array(im, size, rgb)
+        return pil_to_array(im, size, rgb)  # ...after reducing when it adds them (grey -> RGB: same pixels)
 
 
 def _decode_one(path: Path, where: str, size: int, rgb: bool, index_file: str, reduced: bool) -> np.ndarray:
@@ -160,14 +191,14 @@ class ImageFiles:
 
         out = np.empty(self.shape, np.uint8) if out is None else out
         n = len(self.paths)
-        starts = list(range(start, n, CHUNK))
-        jobs = ((self.paths[s:s + CHUNK], self.wheres[s:s + CHUNK], self.size, self.rgb, str(self.index_file),
+        workers, step = chunk_plan(n - start, worker_count(self.workers))
+        starts = list(range(start, n, step))
+        jobs = ((self.paths[s:s + step], self.wheres[s:s + step], self.size, self.rgb, str(self.index_file),
                  self.reduced) for s in starts)
-        workers = min(worker_count(self.workers), max(1, len(starts)))
         bar = tqdm(total=n, initial=start, desc=self.desc or "decode images", leave=False,
                    disable=n - start < 500 or not progress_enabled())
         try:
-            if workers <= 1 or n - start < PARALLEL_MIN:
+            if workers <= 1:
                 results = map(_decode_chunk, jobs)
                 for s, arr in zip(starts, results):
                     self._put(out, s, arr, bar, on_chunk)
@@ -185,13 +216,10 @@ class ImageFiles:
 
     def _pool(self, out: np.ndarray, starts: Sequence[int], jobs: Any, workers: int, bar: Any,
               on_chunk: Callable[[int], None] | None) -> None:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         window = 4 * workers  # chunks in flight: bounded memory, results consumed in order
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])  # the server imports this module once; workers fork from it
-        ex = ProcessPoolExecutor(workers, mp_context=ctx)
+        ex = ProcessPoolExecutor(workers, mp_context=pool_context())
         pending: deque = deque()
         it = zip(starts, jobs)
         try:
@@ -203,8 +231,10 @@ class ImageFiles:
             while pending:
                 s0, fut = pending.popleft()
                 self._put(out, s0, fut.result(), bar, on_chunk)
-        finally:
+        except BaseException:
             ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown(wait=False)  # every result is in: the idle workers exit on their own, nobody waits for them
 
 
 def materialize(images: Any) -> np.ndarray:
