@@ -122,7 +122,7 @@ def _retrieval_sizes(trained: list[dict[str, Any]], rehearsal: Profile, full: Pr
         if t["notebook"].startswith("07") and m:
             for n in [n for n in full.retrieval_study.train_sizes if n not in have]:
                 out.append({**t, "method": f"ft-n{n}-{m.group(1)}", "run": f"{t['run']} (as n={n})",
-                            "bytes": t.get("log_bytes", 0)})
+                            "bytes": t.get("log_bytes", 0), "stand_in": True})
     return out
 
 
@@ -247,7 +247,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         wall = float(info.get("seconds", 0.0))
         nb_trained = [t for t in trained if t["notebook"] == stem]
         nb_evals = [e for e in evals if e["notebook"] == stem]
-        nb_evals += [{**t, "n": 0} for t in nb_trained if "(as n=" in t["run"]]  # a stand-in arm's test evaluation
+        nb_evals += [{**t, "n": 0} for t in nb_trained if t.get("stand_in")]  # a stand-in arm's test evaluation
         measured_compute, projected, train_images, eval_images, runs_bytes = 0.0, 0.0, 0, 0, 0.0
         for t in nb_trained:
             epochs, batch = _epochs(full, stem, t["dataset"], t["method"])
@@ -267,7 +267,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
             features = per_epoch * s_img if "probe" in t["method"] or "lp" in t["method"] else 0.0  # cached once
             seeds = t["repeats"]
             projected += seeds * ((images / ips if ips else 0.0) + n_val * epochs * s_img + features)
-            measured_compute += t["measured_s"] if "(as n=" not in t["run"] else 0.0
+            measured_compute += 0.0 if t.get("stand_in") else t["measured_s"]
             train_images += int(images * seeds)
             runs_bytes += t["bytes"] * seeds
         for e in nb_evals:
@@ -283,7 +283,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
         if not peak:
             peak, kind = info.get("peak_rss_mb"), "cpu peak RSS"
         rows.append({"notebook": stem, "rehearsal_s": round(wall, 1),
-                     "trained_runs": sum("(as n=" not in t["run"] for t in nb_trained),
+                     "trained_runs": sum(not t.get("stand_in") for t in nb_trained),
                      "evaluations": len(nb_evals), "train_images": train_images, "eval_images": eval_images,
                      "projected_s": round(total), "projected_h": round(total / 3600, 2),
                      "runs_gb": round(runs_bytes / 1e9, 2),

@@ -61,28 +61,25 @@ def _scale(base: torch.Tensor, value: torch.Tensor) -> float:
     return c if 0.5 < c < 2.0 else 1.0
 
 
-def _prediction(name: str, value: torch.Tensor, base: torch.Tensor | None, decay: dict | None,
-                replay: set[str]) -> tuple[str, float, torch.Tensor | None]:
+def _choose(name: str, value: torch.Tensor, base: torch.Tensor | None, decay: dict | None,
+            replay: set[str]) -> tuple[str, float]:
+    """How ``value`` is predicted: (kind, scale) with kind none | replay | scaled | base."""
     if base is None or base.shape != value.shape or base.dtype != value.dtype:
-        return "none", 1.0, None
+        return "none", 1.0
     if decay and name in replay and len(decay["lrs"]) * value.numel() <= MAX_REPLAY:
-        return "replay", 1.0, replay_decay(base, decay["lrs"], decay["weight_decay"])
+        return "replay", 1.0
     c = _scale(base, value)
-    return ("scaled", c, base.mul(c)) if c != 1.0 else ("base", 1.0, base)
+    return ("scaled", c) if c != 1.0 else ("base", 1.0)
 
 
 def _predict(kind: str, scale: float, name: str, base: dict[str, torch.Tensor], decay: dict | None) -> torch.Tensor | None:
+    """The prediction :func:`_choose` picked, built the same way when packing and unpacking."""
     if kind == "none":
         return None
     b = base[name]
     if kind == "replay":
         return replay_decay(b, decay["lrs"], decay["weight_decay"])
     return b.mul(scale) if kind == "scaled" else b
-
-
-def _bits(t: torch.Tensor) -> np.ndarray:
-    size = t.element_size()
-    return t.detach().cpu().contiguous().view(_INT[size]).numpy().view(_UINT[size]).reshape(-1)
 
 
 def _encode(value: torch.Tensor, pred: torch.Tensor | None) -> torch.Tensor:
@@ -98,8 +95,7 @@ def _decode(data: torch.Tensor, shape: list[int], dtype: torch.dtype, pred: torc
     size = torch.empty((), dtype=dtype).element_size()
     planes = np.frombuffer(zstandard.ZstdDecompressor().decompress(data.numpy().tobytes()),
                            dtype=np.uint8).reshape(size, -1)[::-1]
-    signed = np.dtype(str(_INT[size]).split(".")[-1])
-    bits = torch.from_numpy(np.ascontiguousarray(planes.T).view(signed).reshape(-1))  # a fresh, writable array
+    bits = torch.from_numpy(np.ascontiguousarray(planes.T)).view(_INT[size]).reshape(-1)  # a fresh, writable array
     if pred is not None:
         bits = torch.bitwise_xor(bits, pred.contiguous().view(_INT[size]).reshape(-1))
     return bits.view(dtype).reshape(shape)
@@ -114,11 +110,12 @@ def pack(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor], *, decay
     """
     state = {k: v.detach().cpu() for k, v in state.items()}
     floats = [k for k, v in state.items() if v.is_floating_point()]
+    replay = set(replay)
 
     def one(name: str) -> tuple[str, dict[str, Any]]:
         value = state[name]
-        kind, scale, pred = _prediction(name, value, base.get(name), decay, set(replay))
-        return name, {"data": _encode(value, pred), "shape": list(value.shape), "dtype": str(value.dtype).split(".")[-1],
+        kind, scale = _choose(name, value, base.get(name), decay, replay)
+        return name, {"data": _encode(value, _predict(kind, scale, name, base, decay)), "shape": list(value.shape), "dtype": str(value.dtype).split(".")[-1],
                       "pred": kind, "scale": scale}
 
     with ThreadPoolExecutor(max(1, threads)) as pool:  # the compressor and torch release the GIL
