@@ -430,8 +430,9 @@ def few_shot_run(P: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook:
     base_cfg = probe_config(P) if method == "linear-probe" else cfg.train
     k_cfg = few_shot_config(base_cfg, len(sub.splits["train"]), cfg.few_shot_min_steps)
     _, rec = finetune(P, clip, sub, notebook=notebook, method=f"{method}-{k}shot-d{draw}", mode="label", cfg=k_cfg,
-                      fresh=fresh, keep_weights=False, extra={"shots_per_class": k, "draw": draw, "n_train": len(sub.splits["train"]),
-                                          "n_val": len(sub.splits["val"])})
+                      fresh=fresh, keep_weights=False,
+                      extra={"shots_per_class": k, "draw": draw, "n_train": len(sub.splits["train"]),
+                             "n_val": len(sub.splits["val"])})
     return rec
 
 

@@ -64,8 +64,8 @@ def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
     return obj
 
 
-def drop_weights(run_dir: Path) -> int:
-    """Remove a finished run's ``best.pt`` (returns the bytes freed), after marking its small ``last.pt`` record
+def drop_weights(run_dir: Path) -> None:
+    """Remove a finished run's ``best.pt``, after marking its small ``last.pt`` record
     ``weights_dropped``: a re-run then returns at once without weights (its caller reads the saved metrics) instead
     of looking for them. The record is rewritten first, so a kill in between leaves a consistent run."""
     run_dir = Path(run_dir)
@@ -76,9 +76,7 @@ def drop_weights(run_dir: Path) -> int:
     if not record.get("weights_dropped"):
         record["weights_dropped"] = True
         save(last, {k: v for k, v in record.items() if k not in ("format", "version")})
-    freed = best.stat().st_size if best.exists() else 0
     best.unlink(missing_ok=True)
-    return freed
 
 
 # ---- what a run changed -------------------------------------------------------------------------------
