@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of issue 11, as one command:  bash scripts/gpu_check.sh   (make gpu-check)
-#   a. training throughput of the engine (python -m medlib.bench train, contrastive, ViT-B-32, random weights,
+#   a. training throughput of the engine (python -m tools.bench train, contrastive, ViT-B-32, random weights,
 #      bf16) and of open_clip's own script (python -m open_clip_train.main, CSV of the same images as JPEG
 #      files, same model, batch and precision) on the same GPU; their ratio; the engine's MFU
 #   b. the full-profile rehearsal on the GPU (./run_all.sh --profile full --rehearse --device cuda), last, with
@@ -16,7 +16,7 @@
 #                        no rehearsal; minutes. Its numbers are labelled CPU DRY RUN: they are not GPU results.
 #   --skip-rehearsal     only (a) and (c)
 #   --rehearsal-only     only (b) and (c) (e.g. a second device call after a first one that ran (a))
-#   --peak-tflops T      the GPU's dense bf16 peak for the MFU, where the table in medlib/gpu_check.py lacks it
+#   --peak-tflops T      the GPU's dense bf16 peak for the MFU, where the table in tools/gpu_check.py lacks it
 #   --budget S           total seconds (default 540)
 # Environment: MEDLIB_PYTHON (the Python to use), GPU_CHECK_BATCH (128), GPU_CHECK_STEPS (150),
 #   GPU_CHECK_EPOCHS (5), GPU_CHECK_WORKERS (min(cores - 2, 12)), GPU_CHECK_IMAGES (2048).
@@ -145,7 +145,7 @@ step() {
 
 summary() {
   local args=(--out "$OUT" --env "$LOGS/env.txt"); [ -n "$PEAK" ] && args+=(--peak-tflops "$PEAK"); [ "$DRY" = 1 ] && args+=(--cpu-dry-run)
-  "$PY" -m medlib.gpu_check summary "${args[@]}" > "$WORK/summary.txt" 2>&1 || cat "$WORK/summary.txt" >&2
+  "$PY" -m tools.gpu_check summary "${args[@]}" > "$WORK/summary.txt" 2>&1 || cat "$WORK/summary.txt" >&2
 }
 
 {
@@ -157,18 +157,18 @@ summary() {
 
 # ---- (a) the two trainers, same images, same GPU ------------------------------------------------------------
 if [ "$ONLY_REH" = 0 ]; then
-  step data 60 "$LOGS/data.log" "$PY" -m medlib.bench_openclip data --out "$WORK/data" --n "$N" --size "$SIZE"
-  step engine 150 "$LOGS/engine.log" "$PY" -m medlib.bench train --arch "$ARCH" --device "$DEVICE" --mode contrastive \
+  step data 60 "$LOGS/data.log" "$PY" -m tools.bench_openclip data --out "$WORK/data" --n "$N" --size "$SIZE"
+  step engine 150 "$LOGS/engine.log" "$PY" -m tools.bench train --arch "$ARCH" --device "$DEVICE" --mode contrastive \
     --batch-size "$BATCH" --steps "$STEPS_N" --warmup "$WARMUP" --pool "$N" --size "$SIZE" --precision "$ENGINE_PREC" \
     --json "$OUT/engine.json"
   if [ "$OC_OK" = 1 ]; then
-    step openclip 180 "$LOGS/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
+    step openclip 180 "$LOGS/openclip.log" "$PY" -m tools.bench_openclip run --csv "$WORK/data/train.csv" \
       --arch "$ARCH" --batch-size "$BATCH" --epochs "$EPOCHS" --precision "$OC_PREC" --workers "$WORKERS" \
       --timeout 165 --json "$OUT/openclip.json" --log "$LOGS/openclip-train.log"
     if [ ! -s "$OUT/openclip.json" ] && [ "$WORKERS" -gt 2 ] && [ "$(left)" -gt 300 ]; then
       # e.g. data-loader workers killed for want of shared memory (/dev/shm, in env.txt): once more with 2
       cp "$LOGS/openclip.log" "$LOGS/openclip-first-try.log"
-      step openclip 150 "$LOGS/openclip.log" "$PY" -m medlib.bench_openclip run --csv "$WORK/data/train.csv" \
+      step openclip 150 "$LOGS/openclip.log" "$PY" -m tools.bench_openclip run --csv "$WORK/data/train.csv" \
         --arch "$ARCH" --batch-size "$BATCH" --epochs "$EPOCHS" --precision "$OC_PREC" --workers 2 \
         --timeout 135 --json "$OUT/openclip.json" --log "$LOGS/openclip-train.log"
     fi

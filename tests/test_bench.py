@@ -1,6 +1,6 @@
 import pytest
 
-from medlib.bench import bench_train
+from tools.bench import bench_train
 
 
 @pytest.mark.parametrize("mode", ["label", "contrastive"])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medlib import pipeline
+from medlib.studies import setup
 from medlib.config import DatasetSpec, Profile
 from medlib.data import get_dataset, load_dataset, source_plan, synthetic
 from medlib.data.common import read_image
@@ -125,8 +125,8 @@ def test_one_line_per_generated_dataset_no_warning_echo(tmp_path, capsys):
     p = profile(tmp_path, PNEU)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        got = list(pipeline.datasets(p, ["pneumoniamnist"], "01_data_prep"))
-        got += list(pipeline.datasets(p, ["pneumoniamnist"], "01_data_prep"))  # cache hit
+        got = list(setup.datasets(p, ["pneumoniamnist"], "01_data_prep"))
+        got += list(setup.datasets(p, ["pneumoniamnist"], "01_data_prep"))  # cache hit
     assert len(got) == 2 and got[0].synthetic
     assert not [w for w in rec if "GENERATED" in str(w.message) or "generated" in str(w.message)]
     cap = capsys.readouterr()
@@ -230,8 +230,8 @@ def test_notebook01_figure_for_credentialed_data_has_no_text_and_no_images(tmp_p
     from matplotlib.image import AxesImage
     from matplotlib.text import Text
 
-    from medlib import plots
     from medlib.data import preview
+    from medlib.outputs import plots
 
     b = load_dataset(profile(tmp_path, MIMIC), "mimic_cxr")
     stats = preview.text_statistics(b)

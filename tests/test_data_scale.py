@@ -143,7 +143,7 @@ def test_load_dataset_decodes_into_memory(tmp_path):
 
 @pytest.mark.slow  # generates MIMIC-size JPEGs (~1 min on a loaded 2-core machine)
 def test_prepare_benchmark_reports_both_paths_and_the_split(tmp_path):
-    from medlib.bench_data import run
+    from tools.bench_data import run
 
     r = run(n=2, size=64, workers=2, split_n=300, batch_size=64, workdir=str(tmp_path))
     for fmt in ("png", "jpg"):

@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medlib import losses, train as training
+from medlib import train as training
+
+from medlib.train import losses
 from medlib.train import engine
 from medlib.augment import AugmentConfig, augment_batch
 from medlib.config import ModelSpec, TrainConfig

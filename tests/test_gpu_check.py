@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from medlib.bench_openclip import parse_log, write_image_csv
+from tools.bench_openclip import parse_log, write_image_csv
 from medlib.errors import MedlibError
-from medlib.gpu_check import mfu, peak_tflops, summarize
+from tools.gpu_check import mfu, peak_tflops, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_counted_flops_of_vit_b_32_are_twice_open_clips_table_value():
     import open_clip
     import torch
 
-    from medlib.bench import train_flops_per_sample
+    from tools.bench import train_flops_per_sample
 
     model = open_clip.create_model("ViT-B-32")
     image = train_flops_per_sample(model, 224, None, torch.device("cpu")) / 3
@@ -69,7 +69,7 @@ def test_counted_flops_of_vit_b_32_are_twice_open_clips_table_value():
 
 
 def test_bench_train_cycles_a_pool_of_the_written_images_and_counts_the_text_tower_in_contrastive_mode(tmp_path):
-    from medlib.bench import bench_train
+    from tools.bench import bench_train
 
     label = bench_train("medclip-tiny", "cpu", batch_size=4, steps=2, size=28, mode="label", warmup=1, pool=12)
     con = bench_train("medclip-tiny", "cpu", batch_size=4, steps=2, size=28, mode="contrastive", warmup=1, pool=12)
@@ -79,7 +79,7 @@ def test_bench_train_cycles_a_pool_of_the_written_images_and_counts_the_text_tow
     import numpy as np
     from PIL import Image
 
-    from medlib.bench import _images
+    from tools.bench import _images
 
     csv_path = write_image_csv(tmp_path, n=3, size=28)
     lines = csv_path.read_text().splitlines()

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from medlib import pipeline
+from medlib.studies import runs
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 from medlib.train import checkpoint, engine
@@ -24,7 +24,7 @@ def _profile(tmp_path, keep):
 def test_a_sweep_run_keeps_weights_only_where_the_profile_says(bundle, tmp_path, keep, monkeypatch):
     P = _profile(tmp_path, keep)
     data = make_data(n_train=128)
-    res, rec = pipeline.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-1shot-d0",
+    res, rec = runs.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-1shot-d0",
                                  mode="label", cfg=ONE, class_texts=CLASS_TEXTS, keep_weights=False)
     folder = res.run_dir
     assert (folder / "best.pt").exists() == (keep == "all")
@@ -32,8 +32,8 @@ def test_a_sweep_run_keeps_weights_only_where_the_profile_says(bundle, tmp_path,
     # the re-run trains nothing (and without weights evaluates nothing: it returns the saved record)
     monkeypatch.setattr(engine.Engine, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
     if keep == "reused":
-        monkeypatch.setattr(pipeline, "save_scores", lambda *a, **k: pytest.fail("evaluated again"))
-    again, rec2 = pipeline.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-1shot-d0",
+        monkeypatch.setattr(runs, "save_scores", lambda *a, **k: pytest.fail("evaluated again"))
+    again, rec2 = runs.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-1shot-d0",
                                     mode="label", cfg=ONE, class_texts=CLASS_TEXTS, keep_weights=False)
     assert rec2["metrics"] == rec["metrics"] and rec2["run"] == rec["run"]
     assert (again.model is None) == (keep == "reused")
@@ -42,7 +42,7 @@ def test_a_sweep_run_keeps_weights_only_where_the_profile_says(bundle, tmp_path,
 
 def test_a_headline_run_keeps_its_weights(bundle, tmp_path):
     P = _profile(tmp_path, "reused")
-    res, _ = pipeline.finetune(P, bundle, make_data(n_train=128), notebook="04_label_finetune", method="label-ft",
+    res, _ = runs.finetune(P, bundle, make_data(n_train=128), notebook="04_label_finetune", method="label-ft",
                                mode="label", cfg=ONE, class_texts=CLASS_TEXTS)
     assert (res.run_dir / "best.pt").exists()
 
@@ -50,11 +50,11 @@ def test_a_headline_run_keeps_its_weights(bundle, tmp_path):
 def test_dropped_weights_without_metrics_is_a_one_line_error(bundle, tmp_path):
     P = _profile(tmp_path, "reused")
     data = make_data(n_train=128)
-    res, rec = pipeline.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-4shot-d1",
+    res, rec = runs.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-4shot-d1",
                                  mode="label", cfg=ONE, class_texts=CLASS_TEXTS, keep_weights=False)
     (P.reports_path / "metrics" / f"{rec['run']}.json").unlink()
     with pytest.raises(MedlibError, match="fresh=True") as e:
-        pipeline.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-4shot-d1", mode="label",
+        runs.finetune(P, bundle, data, notebook="04_label_finetune", method="label-ft-4shot-d1", mode="label",
                           cfg=ONE, class_texts=CLASS_TEXTS, keep_weights=False)
     assert "\n" not in str(e.value)
 
@@ -73,7 +73,7 @@ def test_weights_of_an_unfinished_run_are_not_dropped(bundle, tmp_path):
 
 
 def test_the_retrieval_study_keeps_only_the_wise_ft_base(tmp_path):
-    from medlib.retrieval_study import Arm, arms, reused
+    from medlib.studies.general_retrieval import Arm, arms, reused
 
     P = _profile(tmp_path, "reused")  # smoke: sizes 16 and all, four augmentations, WiSE-FT on all/both
     kept = [a for a in arms(P) if reused(P, a)]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from medlib import imbalance, losses
+from medlib.train import class_weights, losses
 from medlib.errors import MedlibError
-from medlib.pipeline import remedy_kwargs
+from medlib.studies.remedies import remedy_kwargs
 from medlib.config import load_profile
 
 
@@ -30,9 +30,9 @@ def test_multilabel_inverse_freq_and_effective_number_give_different_losses():
     assert values["none"] != pytest.approx(values["inverse_freq"], rel=1e-4)
     # the per-label positive weights are the schemes' w_pos / w_neg
     pos, neg = labels.sum(0), len(labels) - labels.sum(0)
-    np.testing.assert_allclose(imbalance.pos_weights(labels, "inverse_freq"), neg / pos)
+    np.testing.assert_allclose(class_weights.pos_weights(labels, "inverse_freq"), neg / pos)
     b = P.imbalance.cb_beta
-    np.testing.assert_allclose(imbalance.pos_weights(labels, "effective_number", b), (1 - b ** neg) / (1 - b ** pos))
+    np.testing.assert_allclose(class_weights.pos_weights(labels, "effective_number", b), (1 - b ** neg) / (1 - b ** pos))
 
 
 @pytest.mark.parametrize("mode,loss,kw", [("label", "ce", {"gamma": 2.0}),

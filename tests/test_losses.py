@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medlib import losses
+from medlib.train import class_weights, losses
 from medlib.errors import MedlibError
 
 
@@ -45,14 +45,14 @@ def test_logit_adjust_tau0_is_cross_entropy(batch):
 
 def test_class_balanced_weights_formula():
     counts = np.array([1000, 100, 10])
-    w = losses.class_balanced_weights(counts, beta=0.99)
+    w = class_weights.class_balanced_weights(counts, beta=0.99)
     raw = (1 - 0.99) / (1 - 0.99 ** counts)
     np.testing.assert_allclose(w, raw / raw.sum() * 3)
     assert w.sum() == pytest.approx(3.0)
     assert w[2] > w[1] > w[0]
-    np.testing.assert_allclose(losses.class_balanced_weights(counts, beta=0.0), np.ones(3))  # beta 0: no reweighting
+    np.testing.assert_allclose(class_weights.class_balanced_weights(counts, beta=0.0), np.ones(3))  # beta 0: no reweighting
     with pytest.raises(MedlibError, match="cb_beta"):  # a profile value: one-line error naming the key
-        losses.class_balanced_weights(counts, beta=1.0)
+        class_weights.class_balanced_weights(counts, beta=1.0)
 
 
 def test_label_aware_targets_hand_made():

@@ -16,14 +16,8 @@ from sklearn.metrics import (
 )
 
 from medlib.errors import MedlibError
-from medlib.metrics import (
-    _boot_multiclass,
-    _boot_multilabel,
-    evaluate,
-    expected_calibration_error,
-    retrieval_recall,
-    topk_accuracy,
-)
+from medlib.metrics import evaluate, expected_calibration_error, retrieval_recall, topk_accuracy
+from medlib.metrics.replicates import _boot_multiclass, _boot_multilabel
 
 
 def _multiclass(n, c, seed=0):

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medlib import pipeline, results, tables
+from medlib.outputs import records
+
+from medlib.studies import comparisons, runs, setup
 from medlib.config import load_profile
 from medlib.metrics import paired_bootstrap
 
-NB = pipeline.NOTEBOOKS
+NB = setup.NOTEBOOKS
 N = 150
 
 
@@ -32,7 +34,7 @@ def _scores(y, signal, seed):
 def _save(P, notebook, method, signal, seed=None, val=None, y=None):
     y = np.random.default_rng(0).integers(0, 2, N) if y is None else y
     extra = {"val_metrics": {"balanced_acc": val}} if val is not None else {}
-    return results.save_run(P, notebook=notebook, dataset="pneumoniamnist", model="tiny", method=method,
+    return records.save_run(P, notebook=notebook, dataset="pneumoniamnist", model="tiny", method=method,
                             task="multiclass", split="test", y_true=y,
                             y_score=_scores(y, signal, zlib.crc32(f"{method}{seed}".encode())),
                             class_names=["normal", "pneumonia"], seed=seed, extra=extra)
@@ -55,18 +57,20 @@ def test_seed_runs_are_named_and_recorded_per_seed(profile):
     assert rec1["run"] == rec0["run"] + "__s1" and rec1["seed"] == 1
     on_disk = json.loads((profile.reports_path / "metrics" / f"{rec1['run']}.json").read_text())
     assert on_disk["seed"] == 1 and on_disk["predictions"] == f"predictions/{rec1['run']}.npz"
-    assert [r["seed"] for r in pipeline.seed_runs(profile, NB["04"], "pneumoniamnist", "tiny", "label-ft")] == [0, 1]
+    assert [r["seed"] for r in runs.seed_runs(profile, NB["04"], "pneumoniamnist", "tiny", "label-ft")] == [0, 1]
     # each seed's interval is its own: recomputable from its own predictions with its seed
-    z = results.load_predictions(profile, rec1["run"])
+    z = records.load_predictions(profile, rec1["run"])
     from medlib.metrics import evaluate
     again = evaluate(z["y_true"], z["y_score"], "multiclass", ["normal", "pneumonia"], n_boot=60, seed=1)
     assert again["ci95"]["acc"] == pytest.approx(rec1["ci95"]["acc"])
-    assert set(results.load_runs(profile)["seed"]) == {0, 1}
+    assert set(records.load_runs(profile)["seed"]) == {0, 1}
 
 
 def test_paired_differences_table_is_complete_and_recomputable_from_predictions(profile):
     _study(profile)
-    df = pipeline.paired_differences(profile)
+    df = comparisons.paired_differences(profile, comparisons.headline_comparisons(profile),
+                                        n_boot=profile.zero_shot.n_boot, seed=profile.seed)
+    records.save_table(profile, "paired_differences", df)
     on_disk = pd.read_csv(profile.reports_path / "tables" / "paired_differences.csv")
     assert list(on_disk.columns[:9]) == ["method_a", "method_b", "dataset", "metric", "seed", "diff", "ci_low",
                                          "ci_high", "n"]
@@ -101,12 +105,12 @@ def test_paired_difference_refuses_runs_on_different_rows(profile):
     a = _save(profile, NB["02"], "zero-shot", 0.1)
     b = _save(profile, NB["04"], "label-ft", 1.0, 0, y=1 - np.random.default_rng(0).integers(0, 2, N))
     with pytest.raises(MedlibError, match="same test rows"):
-        results.paired_difference(profile, [a["run"]], [b["run"]], "acc", n_boot=10, seed=0)
+        comparisons.paired_difference(profile, [a["run"]], [b["run"]], "acc", n_boot=10, seed=0)
 
 
 def test_comparison_pairs_runs_by_seed_or_repeats_a_seed_free_baseline():
     a = [{"seed": 0, "run": "a0"}, {"seed": 1, "run": "a1"}]
-    c = tables.Comparison("x", "d", "m", a, [{"seed": 1, "run": "b1"}], ["acc"])
+    c = comparisons.Comparison("x", "d", "m", a, [{"seed": 1, "run": "b1"}], ["acc"])
     assert [(s, x["run"], y["run"]) for s, x, y in c.pairs()] == [(1, "a1", "b1")]
-    z = tables.Comparison("x", "d", "m", a, [{"seed": 0, "run": "zs"}], ["acc"], fixed_b=True)
+    z = comparisons.Comparison("x", "d", "m", a, [{"seed": 0, "run": "zs"}], ["acc"], fixed_b=True)
     assert [(s, y["run"]) for s, _, y in z.pairs()] == [(0, "zs"), (1, "zs")]

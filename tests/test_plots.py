@@ -4,9 +4,7 @@ matplotlib.use("Agg")
 import numpy as np
 from sklearn.metrics import multilabel_confusion_matrix, recall_score
 
-from medlib import plots
-
-
+from medlib.outputs import plots
 def test_multilabel_confusion_shows_sklearn_recall_per_label():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (200, 3))

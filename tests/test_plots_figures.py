@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from medlib import plots  # noqa: E402
+from medlib.outputs import plots  # noqa: E402
 from medlib.config import load_profile  # noqa: E402
 
 CHEST = ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia", "pneumothorax",

@@ -6,9 +6,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from medlib import plots
-
-
+from medlib.outputs import plots
 def test_seed_bars_draw_the_mean_with_min_max_whiskers_and_the_majority_rate():
     summary = pd.DataFrame({"method": ["zero-shot", "label-ft"], "metric": ["acc", "acc"], "mean": [0.6, 0.8],
                             "min": [0.6, 0.75], "max": [0.6, 0.85], "n_seeds": [1, 2], "sd": [np.nan, 0.07]})

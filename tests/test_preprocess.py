@@ -1,4 +1,4 @@
-"""medlib.preprocess: batched preprocessing matches open_clip's PIL preprocess; medlib.bench runs."""
+"""medlib.preprocess: batched preprocessing matches open_clip's PIL preprocess; tools.bench runs."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_rejects_bad_input():
 
 
 def test_bench_preprocess_cli_prints_ratio():
-    out = subprocess.run([sys.executable, "-m", "medlib.bench", "preprocess", "--n", "64", "--repeats", "1"],
+    out = subprocess.run([sys.executable, "-m", "tools.bench", "preprocess", "--n", "64", "--repeats", "1"],
                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr
     assert "images/s" in out.stdout and "open_clip PIL" in out.stdout

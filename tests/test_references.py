@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from medlib.references import DATASET_FACTS, REFERENCES, published
+from medlib.outputs.references import DATASET_FACTS, REFERENCES, published
 
 REFERENCES_MD = Path(__file__).resolve().parents[2] / "shared" / "REFERENCES.md"
 

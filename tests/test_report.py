@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from medlib import plots  # noqa: E402
+from medlib.outputs import plots  # noqa: E402
 from medlib.config import load_profile  # noqa: E402
 from medlib.errors import MedlibError  # noqa: E402
 from medlib.report import build_report, fmt, main  # noqa: E402

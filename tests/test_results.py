@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score, top_k_accuracy_score
 
-from medlib import results
+from medlib.outputs import records
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 
@@ -29,7 +29,7 @@ def _probs(n, c, seed=0):
 
 
 def _save(profile, y, s, names, method="zero-shot", **kw):
-    return results.save_run(profile, notebook="02_zero_shot_baseline", dataset="pneumoniamnist", model="tiny",
+    return records.save_run(profile, notebook="02_zero_shot_baseline", dataset="pneumoniamnist", model="tiny",
                             method=method, task="multiclass", split="test", y_true=y, y_score=s, class_names=names,
                             n_boot=50, **kw)
 
@@ -60,18 +60,18 @@ def test_save_run_writes_contract_and_metrics_recompute_with_sklearn(profile):
     assert m["macro_f1"] == pytest.approx(f1_score(yt, pred, average="macro"))
     assert m["auroc"] == pytest.approx(roc_auc_score(yt, ys, multi_class="ovr"))
     assert m["top3"] == pytest.approx(top_k_accuracy_score(yt, ys, k=3))
-    assert results.load_predictions(profile, run)["y_score"].shape == (120, 4)
-    assert results.load_run(profile, run) == rec
+    assert records.load_predictions(profile, run)["y_score"].shape == (120, 4)
+    assert records.load_run(profile, run) == rec
 
 
 def test_multilabel_run_stores_threshold(profile):
     rng = np.random.default_rng(0)
     y = (rng.random((80, 3)) < 0.4).astype(int)
     s = rng.random((80, 3))
-    rec = results.save_run(profile, notebook="04_label_finetune", dataset="chestxray14", model="tiny",
+    rec = records.save_run(profile, notebook="04_label_finetune", dataset="chestxray14", model="tiny",
                            method="multilabel", task="multilabel", split="test", y_true=y, y_score=s,
                            class_names=["x", "y", "z"], threshold=[0.3, 0.5, 0.7], n_boot=20)
-    z = results.load_predictions(profile, rec["run"])
+    z = records.load_predictions(profile, rec["run"])
     assert list(z["threshold"]) == [0.3, 0.5, 0.7] == rec["threshold"]
     pred = z["y_score"] > z["threshold"]
     assert rec["metrics"]["acc"] == pytest.approx((pred == z["y_true"]).mean())
@@ -108,10 +108,10 @@ def test_undefined_metric_written_as_null(profile):
 def test_retrieval_run(profile):
     rng = np.random.default_rng(0)
     img = rng.normal(size=(20, 8))
-    rec = results.save_retrieval_run(profile, notebook="06_sota_comparison", dataset="flickr30k", model="tiny",
+    rec = records.save_retrieval_run(profile, notebook="06_sota_comparison", dataset="flickr30k", model="tiny",
                                      method="zero-shot", image_emb=img, text_emb=img + 0.01 * rng.normal(size=(20, 8)))
     assert rec["task"] == "retrieval" and rec["metrics"]["i2t_R@1"] == 1.0
-    z = results.load_predictions(profile, rec["run"])
+    z = records.load_predictions(profile, rec["run"])
     assert z["image_emb"].shape == (20, 8) and list(z["text_to_image"]) == list(range(20))
 
 
@@ -119,7 +119,7 @@ def test_predictions_file_holds_the_arrays_as_evaluated(profile):
     # MedMNIST-style (N, 1) float labels: stored as the (N,) int64 labels the metrics were computed from
     y, s = _probs(50, 3)
     rec = _save(profile, y[:, None].astype(np.float32), s.astype(np.float32), ["a", "b", "c"])
-    z = results.load_predictions(profile, rec["run"])
+    z = records.load_predictions(profile, rec["run"])
     assert z["y_true"].shape == (50,) and z["y_true"].dtype == np.int64 and z["y_score"].dtype == np.float64
     assert rec["metrics"]["acc"] == accuracy_score(z["y_true"], z["y_score"].argmax(axis=1))
 
@@ -128,9 +128,9 @@ def test_retrieval_metrics_recompute_exactly_from_stored_float32(profile):
     rng = np.random.default_rng(1)
     img = rng.normal(size=(30, 8))
     txt = img + 0.5 * rng.normal(size=(30, 8))
-    rec = results.save_retrieval_run(profile, notebook="03_caption_finetune", dataset="pubmedvision", model="tiny",
+    rec = records.save_retrieval_run(profile, notebook="03_caption_finetune", dataset="pubmedvision", model="tiny",
                                      method="zero-shot-retrieval", image_emb=img, text_emb=txt, ks=(1, 5))
-    z = results.load_predictions(profile, rec["run"])
+    z = records.load_predictions(profile, rec["run"])
     assert z["image_emb"].dtype == np.float32
     sim = z["image_emb"].astype(np.float64) @ z["text_emb"].astype(np.float64).T
     sim /= np.linalg.norm(z["image_emb"].astype(np.float64), axis=1)[:, None]
@@ -143,18 +143,18 @@ def test_load_runs_and_tables(profile, tmp_path):
     y, s = _probs(90, 2)
     _save(profile, y, s, ["normal", "pneumonia"], method="zero-shot")
     _save(profile, y, s[:, ::-1], ["normal", "pneumonia"], method="full")
-    df = results.load_runs(profile)
+    df = records.load_runs(profile)
     assert len(df) == 2 and {"run", "notebook", "dataset", "model", "method", "task", "n", "acc", "acc_lo",
                              "acc_hi", "auroc"} <= set(df.columns)
     assert (df["acc_lo"] <= df["acc"]).all() and (df["acc"] <= df["acc_hi"]).all()
-    assert results.load_runs(profile.reports_path).equals(df)
-    empty = results.load_runs(tmp_path / "nothing")
+    assert records.load_runs(profile.reports_path).equals(df)
+    empty = records.load_runs(tmp_path / "nothing")
     assert len(empty) == 0 and "run" in empty.columns
-    path = results.save_table(profile, "zs_summary", df[["run", "acc"]])
+    path = records.save_table(profile, "zs_summary", df[["run", "acc"]])
     assert path == profile.reports_path / "tables" / "zs_summary.csv"
     assert pd.read_csv(path)["acc"].tolist() == pytest.approx(df["acc"].tolist())
     with pytest.raises(MedlibError):
-        results.save_table(profile, "Bad Name", df)
+        records.save_table(profile, "Bad Name", df)
 
 
 def test_broken_files_raise_one_line_error(profile):
@@ -162,9 +162,9 @@ def test_broken_files_raise_one_line_error(profile):
     rec = _save(profile, y, s, ["normal", "pneumonia"])
     (profile.reports_path / "metrics" / "broken.json").write_text("{not json")
     with pytest.raises(MedlibError, match="broken.json"):
-        results.load_runs(profile)
+        records.load_runs(profile)
     (profile.reports_path / "predictions" / f"{rec['run']}.npz").write_bytes(b"truncated")
     with pytest.raises(MedlibError, match="npz"):
-        results.load_predictions(profile, rec["run"])
+        records.load_predictions(profile, rec["run"])
     with pytest.raises(MedlibError, match="no such run"):
-        results.load_run(profile, "nope")
+        records.load_run(profile, "nope")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from medlib import metrics, retrieval_study as study
+from medlib import metrics
+from medlib.studies import general_retrieval as study
 from medlib.config import DatasetSpec, Profile, RetrievalStudyConfig, TrainConfig
 from medlib.data import load_dataset
 from medlib.data.base import Split, caption_index
@@ -136,7 +137,7 @@ def test_chunked_ranks_equal_one_block(monkeypatch):
     img, txt = rng.normal(size=(23, 4)), rng.normal(size=(69, 4))
     t2i = np.repeat(np.arange(23), 3)
     whole = retrieval_ranks(img, txt, t2i)
-    monkeypatch.setattr(metrics, "_SIM_CHUNK", 4)
+    monkeypatch.setattr(metrics.retrieval, "_SIM_CHUNK", 4)
     chunked = retrieval_ranks(img, txt, t2i)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_array_equal(whole[1], chunked[1])
@@ -208,13 +209,16 @@ def test_caption_perturbations_keep_the_original_first_and_are_seeded():
 def test_paired_interval_is_the_mean_difference_over_the_same_queries():
     a = np.array([1, 1, 0, 1, 0, 1, 1, 1.0])
     b = np.array([0, 1, 0, 1, 0, 0, 1, 0.0])
-    diff, lo, hi = study.paired_interval([a], [b], 500, 0)
-    assert diff == pytest.approx(3 / 8) and 0 <= lo <= diff <= hi <= 0.75  # b never beats a on a query
-    assert study.paired_interval([a], [a], 100, 0) == (0.0, 0.0, 0.0)
+    from medlib.metrics import mean_statistic, paired_interval
+
+    lo, hi = paired_interval([(mean_statistic(a), mean_statistic(b))], len(a), 500, 0)
+    assert 0 <= lo <= 3 / 8 <= hi <= 0.75  # b never beats a on a query
+    assert paired_interval([(mean_statistic(a), mean_statistic(a))], len(a), 100, 0) == (0.0, 0.0)
     # pooled over seeds: the mean of the per-seed differences, queries resampled jointly
     a2 = np.array([1, 1, 1, 1, 0, 1, 1, 1.0])
-    diff2 = study.paired_interval([a, a2], [b, b], 500, 0)[0]
-    assert diff2 == pytest.approx((3 / 8 + 4 / 8) / 2)
+    lo2, hi2 = paired_interval([(mean_statistic(a), mean_statistic(b)), (mean_statistic(a2), mean_statistic(b))],
+                               len(a), 500, 0)
+    assert lo2 <= (3 / 8 + 4 / 8) / 2 <= hi2 and lo2 >= 0
 
 
 def test_arms_cover_sizes_by_augmentation_then_variants(tmp_path):
@@ -224,18 +228,19 @@ def test_arms_cover_sizes_by_augmentation_then_variants(tmp_path):
 
 
 def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
-    from medlib import pipeline
     from medlib.config import ModelSpec
-    from medlib.results import load_predictions
+    from medlib.outputs.records import load_predictions
+    from medlib.studies import setup
 
     P = _profile(tmp_path, train_sizes=[0], augmentations=["none"], variants=["wise_ft"])
     P = dataclasses.replace(P, models=[ModelSpec(name="tiny", arch="medclip-tiny", pretrained="", role="clip")],
                             seeds=[0, 1], seeded_methods=["retrieval_ft"])
-    clip = pipeline.load_clip(P, "tiny")
+    clip = setup.load_clip(P, "tiny")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = load_dataset(P, "flickr30k")
-    recs = list(study.run_all(P, clip, data, "07_general_retrieval"))
+    recs = [study.zero_shot(P, clip, data, "07_general_retrieval")]
+    recs += [study.fine_tune(P, clip, data, arm, s, "07_general_retrieval") for s in study.seeds(P) for arm in study.arms(P)]
     assert [(r["method"], r["seed"]) for r in recs] == [
         ("zero-shot-retrieval", 0), ("ft-nall-none-retrieval", 0), ("ft-nall-both-wise_ft-retrieval", 0),
         ("ft-nall-none-retrieval", 1), ("ft-nall-both-wise_ft-retrieval", 1)]
@@ -246,10 +251,12 @@ def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
     assert pred["i2t_rank"].shape == (len(test),) and pred["t2i_rank"].shape == (5 * len(test),)
     again = retrieval_recall(pred["image_emb"], pred["text_emb"], text_to_image=pred["text_to_image"])
     assert again == recs[1]["metrics"]
-    diffs = study.paired_differences(P, recs)
+    from medlib.studies import comparisons
+
+    diffs = comparisons.paired_differences(P, study.comparisons(recs), n_boot=P.retrieval_study.n_boot, seed=P.seed)
     assert set(diffs["method_a"]) == {"ft-nall-none", "ft-nall-both-wise_ft"} and len(diffs) == 2 * 6 * 3
     zs = load_predictions(P, recs[0]["run"])
-    row = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed == 0)].iloc[0]
+    row = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed == "0")].iloc[0]
     assert row["diff"] == pytest.approx(np.mean(pred["t2i_rank"] < 5) - np.mean(zs["t2i_rank"] < 5))
     assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n"] == 5 * len(test)
     per_seed = diffs[(diffs.method_a == "ft-nall-none") & (diffs.metric == "t2i_R@5") & (diffs.seed != "pooled")]
@@ -317,10 +324,10 @@ def test_text_augmentation_samples_among_every_caption_of_an_image(tiny, tmp_pat
 
 
 def test_published_anchors_are_clip_benchmark_vit_b_32_openai():
-    from medlib.references import published
+    from medlib.outputs.references import published, published_recall
 
-    assert study.anchors("flickr30k") == {"i2t_R@5": 0.9490, "t2i_R@5": 0.8338}  # 0.949 / 0.834 rounded
-    assert study.anchors("coco") == {"i2t_R@5": 0.7482, "t2i_R@5": 0.5585}
+    assert published_recall("flickr30k") == {"i2t_R@5": 0.9490, "t2i_R@5": 0.8338}  # 0.949 / 0.834 rounded
+    assert published_recall("coco") == {"i2t_R@5": 0.7482, "t2i_R@5": 0.5585}
     rows = published(dataset="coco")
     assert set(rows["model"]) == {"ViT-B-32:openai"} and rows["source"].str.contains("CLIP_benchmark").all()
     assert rows["note"].str.startswith("published").all()

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from medlib import tables
+from medlib.outputs import tables
 
-
+from medlib.studies import few_shot, remedies, sota
 def rec(dataset, model, method, metrics, ci=None, extra=None, task="multiclass"):
     return {"dataset": dataset, "model": model, "method": method, "task": task, "n": 10, "metrics": metrics,
             "ci95": ci or {}, "extra": extra or {}}
@@ -52,15 +52,15 @@ def test_remedy_table_chooses_on_validation_and_summarises_seeds():
     recs = {"none": [r("none", 0.5, 0.9, 0.60), r("none", 0.7, 0.9, 0.62, 1)],
             "focal": [r("focal", 0.9, 0.8, 0.55), r("focal", 0.9, 0.8, 0.57, 1)],  # best on test, worse on val
             "logit_adjust": [r("logit_adjust", 0.6, 0.7, 0.70), r("logit_adjust", 0.8, 0.7, 0.72, 1)]}
-    assert tables.best_remedy(recs, "balanced_acc") == "logit_adjust"
-    t = tables.remedy_table(recs, ["f1", "acc"], select_metric="balanced_acc")
+    assert remedies.best_remedy(recs, "balanced_acc") == "logit_adjust"
+    t = remedies.remedy_table(recs, ["f1", "acc"], select_metric="balanced_acc")
     assert list(t["remedy"]) == ["none", "focal", "logit_adjust"]
     assert list(t["chosen"]) == [False, False, True]
     assert t.loc[0, "f1"] == pytest.approx(0.6) and t.loc[0, "f1_min"] == 0.5 and t.loc[0, "f1_max"] == 0.7
     assert t.loc[2, "val_balanced_acc"] == pytest.approx(0.71) and t.loc[0, "n_seeds"] == 2
-    shown = tables.mark_best(t, ["f1", "acc"])
+    shown = remedies.mark_best(t, ["f1", "acc"])
     assert shown.loc[1, "f1"].startswith("★ 0.900") and shown.loc[2, "remedy"] == "logit_adjust (chosen on validation)"
-    lines = tables.remedy_conclusions("d", t, ["f1", "acc"])
+    lines = remedies.remedy_conclusions("d", t, ["f1", "acc"])
     assert lines[0].startswith("- **d**: chosen on validation balanced_acc (0.710): `logit_adjust`")
     assert "`focal` (0.900" in lines[1] and "descriptive" in lines[1]
 
@@ -68,17 +68,17 @@ def test_remedy_table_chooses_on_validation_and_summarises_seeds():
 def test_best_remedy_never_reads_test_scores():
     a = rec("d", "m", "remedy-a", {"balanced_acc": 0.99}, extra={"val_metrics": {"balanced_acc": 0.5}})
     b = rec("d", "m", "remedy-b", {"balanced_acc": 0.10}, extra={"val_metrics": {"balanced_acc": 0.6}})
-    assert tables.best_remedy({"none": [a], "a": [a], "b": [b]}, "balanced_acc") == "b"
-    assert tables.best_remedy({"a": [rec("d", "m", "a", {"balanced_acc": 1.0})]}, "balanced_acc") is None
+    assert remedies.best_remedy({"none": [a], "a": [a], "b": [b]}, "balanced_acc") == "b"
+    assert remedies.best_remedy({"a": [rec("d", "m", "a", {"balanced_acc": 1.0})]}, "balanced_acc") is None
 
 
 def test_sota_table_separates_measured_and_published_and_flags_incomparable_rows():
     measured = [rec("pneumoniamnist", "tiny", "label-ft", {"acc": 0.8, "auroc": 0.9}),
                 rec("pneumoniamnist", "resnet18", "supervised", {"acc": 0.7}, extra={"weights": "none"})]
-    t = tables.sota_table(measured, tasks={"pneumoniamnist": "multiclass", "chestxray14": "multilabel"},
+    t = sota.sota_table(measured, tasks={"pneumoniamnist": "multiclass", "chestxray14": "multilabel"},
                           synthetic={"pneumoniamnist": False, "chestxray14": True}, display={"resnet18": "ResNet-18"},
                           neighbours={"chestxray14": ["chestmnist"]})
-    assert list(t.columns) == tables.SOTA_COLUMNS
+    assert list(t.columns) == sota.SOTA_COLUMNS
     ours = t[t.source == "measured"]
     assert len(ours) == 3 and set(ours.model) == {"tiny", "ResNet-18"}
     assert ours[ours.model == "ResNet-18"].note.item() == "weights: none"
@@ -96,7 +96,7 @@ def test_sota_table_has_resolution_split_and_majority_and_marks_other_resolution
     measured = [dict(rec("pneumoniamnist", "tiny", "label-ft", {"acc": a, "auroc": 0.9}, {"acc": [0.7, 0.9]}),
                      seed=s, per_class={"normal": {"support": 3}, "pneumonia": {"support": 7}})
                 for s, a in [(0, 0.8), (1, 0.9)]]
-    t = tables.sota_table(measured, tasks={"pneumoniamnist": "multiclass", "pubmedvision": "multiclass"},
+    t = sota.sota_table(measured, tasks={"pneumoniamnist": "multiclass", "pubmedvision": "multiclass"},
                           synthetic={"pneumoniamnist": False, "pubmedvision": False},
                           sizes={"pneumoniamnist": 28, "pubmedvision": 28},
                           splits={"pneumoniamnist": "official MedMNIST test split"})
@@ -120,8 +120,8 @@ def test_label_efficiency_summary_over_draws():
 
     runs = [few("label-ft", 1, d, a) for d, a in enumerate([0.5, 0.6, 0.7])] + [few("label-ft", 4, 0, 0.8)]
     full = [dict(rec("d", "m", "label-ft", {"acc": 0.9}), seed=0)]
-    eff = tables.label_efficiency(runs, full)
+    eff = few_shot.label_efficiency(runs, full)
     assert set(eff.method) == {"label-ft"} and list(eff.shots_per_class) == ["1", "1", "1", "4", "all"]
-    s = tables.label_efficiency_summary(eff).set_index("shots_per_class")
+    s = few_shot.label_efficiency_summary(eff).set_index("shots_per_class")
     assert s.loc["1", "mean"] == pytest.approx(0.6) and s.loc["1", "sd"] == pytest.approx(0.1)
     assert s.loc["1", "n_runs"] == 3 and list(s.index) == ["1", "4", "all"]

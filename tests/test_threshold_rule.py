@@ -6,18 +6,20 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from medlib import imbalance, metrics
+from medlib import metrics
+
+from medlib.metrics import thresholds
 from medlib.config import load_profile
-from medlib.results import save_run
+from medlib.outputs.records import save_run
 
 
 def test_score_equal_to_threshold_is_positive_everywhere():
     y = np.array([0, 1, 1, 0])
     p1 = np.array([0.2, 0.5, 0.8, 0.4])
     scores = np.stack([1 - p1, p1], 1)
-    thr = imbalance.tune_thresholds(y, scores, metric="balanced_acc")
+    thr = thresholds.tune_thresholds(y, scores, metric="balanced_acc")
     assert thr[0] == 0.5  # a score value: the boundary case
-    pred = imbalance.apply_thresholds(scores, thr, "multiclass")
+    pred = thresholds.apply_thresholds(scores, thr, "multiclass")
     assert pred.tolist() == [0, 1, 1, 0]
     res = metrics.evaluate(y, scores, "multiclass", ["a", "b"], n_boot=20, threshold=thr)
     assert res["metrics"]["balanced_acc"] == 1.0 == balanced_accuracy_score(y, pred)  # not 0.75 (strict >)
@@ -26,7 +28,7 @@ def test_score_equal_to_threshold_is_positive_everywhere():
     yl = np.array([[1, 0], [0, 1], [1, 1]])
     sl = np.array([[0.3, 0.1], [0.2, 0.7], [0.3, 0.7]])
     t = np.array([0.3, 0.7])
-    assert imbalance.apply_thresholds(sl, t, "multilabel").tolist() == yl.tolist()
+    assert thresholds.apply_thresholds(sl, t, "multilabel").tolist() == yl.tolist()
     ml = metrics.evaluate(yl, sl, "multilabel", ["a", "b"], n_boot=20, threshold=t)
     assert ml["metrics"]["macro_f1"] == 1.0 and ml["metrics"]["acc"] == 1.0
 
@@ -37,8 +39,8 @@ def test_binary_threshold_remedy_tunes_the_named_metric_not_class1_f1():
     y = (rng.random(400) < 0.75).astype(int)
     p1 = np.clip(0.6 + 0.25 * (y - 0.5) + rng.normal(0, 0.15, 400), 0, 1)
     s = np.stack([1 - p1, p1], 1)
-    t_f1 = imbalance.tune_thresholds(y, s, metric="f1")[0]
-    t_ba = imbalance.tune_thresholds(y, s)[0]  # default: balanced accuracy
+    t_f1 = thresholds.tune_thresholds(y, s, metric="f1")[0]
+    t_ba = thresholds.tune_thresholds(y, s)[0]  # default: balanced accuracy
     ba = lambda t: balanced_accuracy_score(y, (p1 >= t).astype(int))  # noqa: E731
     assert ba(t_ba) > ba(t_f1)
     assert ba(t_ba) == max(ba(t) for t in np.unique(p1))

@@ -3,7 +3,7 @@ thresholds are scored on validation rows that did not tune them (in-sample scori
 
 import numpy as np
 
-from medlib.imbalance import cross_fitted_threshold_metrics, tune_thresholds
+from medlib.metrics.thresholds import cross_fitted_threshold_metrics, tune_thresholds
 from medlib.metrics import evaluate
 
 

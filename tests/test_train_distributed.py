@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from medlib import losses
+from medlib.train import losses
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model
@@ -154,7 +154,7 @@ def test_gpus_flag_reaches_the_profile(monkeypatch):
 def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkeypatch):
     """What the notebooks call: with 2 processes LP-FT runs under torchrun, the result is loaded and evaluated in
     this process, and the test split's metrics are written as with one process."""
-    from medlib import pipeline
+    from medlib.studies import runs
     from medlib.config import load_profile
     from medlib.train import lp_ft
 
@@ -163,7 +163,7 @@ def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkey
     data = make_data(n_train=64, n_val=32)
     clip = load_model(P.model("tiny"))
     cfg = dataclasses.replace(CFG, epochs=1)
-    result, rec = pipeline.finetune(P, clip, data, notebook="04_label_finetune", method="lp-ft", mode="label",
+    result, rec = runs.finetune(P, clip, data, notebook="04_label_finetune", method="lp-ft", mode="label",
                                     cfg=cfg, trainer=lp_ft, probe_epochs=1, class_texts=CLASS_TEXTS)
     assert result.resumed_from == 1 and list(result.history["stage"]) == ["probe", "probe", "ft", "ft"]
     assert rec["n"] == 64 and 0 <= rec["metrics"]["acc"] <= 1
@@ -174,7 +174,7 @@ def test_pipeline_second_seed_trains_the_notebooks_model_under_torchrun(tmp_path
     """A later seed's run (``__s1``) trains the model the notebook loaded (built with the profile's seed): the
     ranks rebuild it with the profile's seed, not the training seed. Row 0 of the log (before any update) is
     therefore the same as with one process."""
-    from medlib import pipeline
+    from medlib.studies import runs
     from medlib.config import load_profile
 
     data = make_data(n_train=64, n_val=32)
@@ -184,7 +184,7 @@ def test_pipeline_second_seed_trains_the_notebooks_model_under_torchrun(tmp_path
         P = load_profile("smoke", {"reports_dir": str(tmp_path / f"r{nproc}"), "runs_dir": str(tmp_path / f"u{nproc}"),
                                    "distributed.nproc_per_node": nproc})
         clip = load_model(P.model("tiny"), seed=P.seed)
-        result, _ = pipeline.finetune(P, clip, data, notebook="04_label_finetune", method="label-ft", mode="label",
+        result, _ = runs.finetune(P, clip, data, notebook="04_label_finetune", method="label-ft", mode="label",
                                       cfg=cfg, seed=1, evaluate=False, class_texts=CLASS_TEXTS)
         assert result.run_dir.name.endswith("__s1")
         rows.append(float(result.history["val_metric"].iloc[0]))

@@ -1,8 +1,8 @@
 """The GPU check's numbers: MFU from a peak-throughput table, and ``summary.md`` (``scripts/gpu_check.sh``).
 
-``python -m medlib.gpu_check summary --out DIR [--peak-tflops T] [--cpu-dry-run] [--env FILE]`` reads what the
-check wrote to ``DIR`` (``engine.json`` from ``python -m medlib.bench train --json``, ``openclip.json`` from
-``python -m medlib.bench_openclip run``, ``steps.tsv`` with each step's exit code, seconds and command,
+``python -m tools.gpu_check summary --out DIR [--peak-tflops T] [--cpu-dry-run] [--env FILE]`` reads what the
+check wrote to ``DIR`` (``engine.json`` from ``python -m tools.bench train --json``, ``openclip.json`` from
+``python -m tools.bench_openclip run``, ``steps.tsv`` with each step's exit code, seconds and command,
 ``projection.csv`` from the rehearsal) and writes ``DIR/summary.md``: the GPU, both trainers' images/s, their
 ratio, the engine's MFU, the rehearsal's exit code and wall time and its projection. Missing pieces are
 written as missing, never guessed.
@@ -125,7 +125,7 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
     e_s = engine["img_s"] if engine else None
     r_s = ref["img_s"] if ref else None
     if engine:
-        lines.append(f"- engine (`python -m medlib.bench train`): **{e_s:,.1f} images/s** — {engine['arch']} "
+        lines.append(f"- engine (`python -m tools.bench train`): **{e_s:,.1f} images/s** — {engine['arch']} "
                      f"{engine['image_size']} px, {engine['mode']}, batch {engine['batch_size']}, "
                      f"{engine['precision']}, {engine['steps']} timed steps after {engine.get('warmup', 2)} warm-up; "
                      f"input preparation {100 * engine['prep_share']:.0f}% of step time "
@@ -193,7 +193,7 @@ def summarize(out: Path, peak_override: float | None = None, cpu_dry_run: bool =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medlib.gpu_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     s = sub.add_parser("summary", help="write DIR/summary.md from the check's outputs")
     s.add_argument("--out", required=True)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--cpu-dry-run", action="store_true")
     s.add_argument("--env", default=None, help="a text file about the machine (versions, nvidia-smi), quoted as is")
     args = ap.parse_args(argv)
-    from .io import write_text
+    from medlib.io import write_text
 
     out = Path(args.out)
     env = Path(args.env).read_text(errors="replace") if args.env and Path(args.env).is_file() else ""

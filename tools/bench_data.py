@@ -1,12 +1,12 @@
-"""``python -m medlib.bench prepare``: the data layer at scale, on generated files (nothing is downloaded).
+"""``python -m tools.bench prepare``: the data layer at scale, on generated files (nothing is downloaded).
 
 1. Decoding: writes ``--n`` 1024x1024 8-bit PNGs (as NIH ChestX-ray14 ships them) and ``--n`` 2544x3056 JPEGs of
    about 1 MB (as MIMIC-CXR-JPG ships them), then prepares each set at ``--size`` px twice in one run: today's
    path (one process, full decode + resize) and the new one (reduced-size decoding in a process pool of
    ``--workers``; the workers' start-up is timed, the fork server's one-time start per process is not), and
-   prints images/s of both and their ratio. Both are timed in one fresh ``python -m medlib.bench_data``
+   prints images/s of both and their ratio. Both are timed in one fresh ``python -m tools.bench_data``
    process, whose main module is light like a notebook kernel's (multiprocessing re-imports the main module
-   in every worker, and ``medlib.bench`` imports torch).
+   in every worker, and ``tools.bench`` imports torch).
 2. A prepared split of ``--split-n`` x size x size (50,000 x 224 x 224 = 2.5 GB by default) is written in the
    store's format; a fresh process opens it (time, peak RSS) and iterates it once in batches of
    ``--batch-size`` (time, peak and final RSS). The file is likely in the page cache after writing: the pass
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import decode
-from .data.decode import ImageFiles
+from medlib.data import decode
+from medlib.data.decode import ImageFiles
 
 
 def _film(rng: np.random.Generator, h: int, w: int, noise: float) -> np.ndarray:
@@ -62,7 +62,7 @@ def bench_decode(paths: list[Path], size: int, workers: int) -> dict[str, float]
     """images/s of today's sequential full decode and of the new pooled reduced decode, same files, same run.
 
     Run it in a process whose main module is light (:func:`_bench_decode_in_child`): multiprocessing re-imports
-    the caller's ``python -m`` main module in every pool worker, and ``medlib.bench`` imports torch and open_clip
+    the caller's ``python -m`` main module in every pool worker, and ``tools.bench`` imports torch and open_clip
     (seconds per worker, which a notebook kernel's workers do not pay).
     """
     _warm_forkserver()
@@ -88,7 +88,7 @@ def bench_decode(paths: list[Path], size: int, workers: int) -> dict[str, float]
 
 
 def _bench_decode_in_child(folder: Path, size: int, workers: int) -> dict[str, float]:
-    """:func:`bench_decode` on the files in ``folder``, in a fresh ``python -m medlib.bench_data`` process."""
+    """:func:`bench_decode` on the files in ``folder``, in a fresh ``python -m tools.bench_data`` process."""
     out = subprocess.run([sys.executable, "-m", __name__, "decode", str(folder), str(size), str(workers)],
                          env=_env(), capture_output=True, text=True)
     if out.returncode:
@@ -202,7 +202,7 @@ def print_report(r: dict, size: int) -> None:
               f"RSS after the pass {s['pass_end_rss_mb']:.0f} MB")
 
 
-if __name__ == "__main__":  # python -m medlib.bench_data decode FOLDER SIZE WORKERS (run by run(); prints JSON)
+if __name__ == "__main__":  # python -m tools.bench_data decode FOLDER SIZE WORKERS (run by run(); prints JSON)
     _, what, folder, size, workers = sys.argv
     assert what == "decode", what
     print(json.dumps(bench_decode(sorted(Path(folder).iterdir()), int(size), int(workers))))

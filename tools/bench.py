@@ -1,21 +1,21 @@
 """Small benchmarks.
 
-``python -m medlib.bench preprocess [--n 2048] [--size 28] [--image-size 224]`` prints the throughput
+``python -m tools.bench preprocess [--n 2048] [--size 28] [--image-size 224]`` prints the throughput
 (images/s) of the batched :func:`medlib.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
 on the same uint8 images, and their ratio.
 
-``python -m medlib.bench prepare [--n 48] [--workers 0] [--split-n 50000]``: images/s of today's sequential
+``python -m tools.bench prepare [--n 48] [--workers 0] [--split-n 50000]``: images/s of today's sequential
 decoding and of the pooled reduced-size decoding on generated NIH-size PNGs and MIMIC-size JPEGs, and the time and
-peak RSS to open and iterate a memory-mapped prepared split (:mod:`medlib.bench_data`).
+peak RSS to open and iterate a memory-mapped prepared split (:mod:`tools.bench_data`).
 
-``python -m medlib.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20] [--nproc N]
+``python -m tools.bench train [--arch ViT-B-32] [--device cuda] [--batch-size 256] [--steps 20] [--nproc N]
 [--warmup 2] [--pool N] [--json FILE]`` times
 training steps of a randomly initialised model (label mode: image tower + linear head, cross-entropy; and
 contrastive mode: both towers, CLIP loss) with the engine's precision rule (bf16 autocast on CUDA), split into
 input preparation (uint8 -> normalised tensor on the device, augmentation) and compute, so it says which limits
 throughput. ``--nproc N`` runs it under torchrun with DistributedDataParallel (the global batch split over N GPUs):
 images/s on 1 and on N GPUs give the scaling efficiency. It also counts the training FLOPs per sample (torch's
-FlopCounterMode, forward x 3), from which :mod:`medlib.gpu_check` derives the MFU.
+FlopCounterMode, forward x 3), from which :mod:`tools.gpu_check` derives the MFU.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import open_clip
 import torch
 
-from .preprocess import open_clip_preprocess, pil_reference, to_model_input
+from medlib.preprocess import open_clip_preprocess, pil_reference, to_model_input
 
 
 def _images(n: int, size: int, seed: int, rgb: bool) -> np.ndarray:
@@ -100,14 +100,14 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
     """Images/s of ``steps`` training steps after ``warmup`` warm-up steps; seconds spent preparing inputs vs
     computing. ``pool`` images (default: one batch) are generated and cycled through batch by batch, so with
     ``pool > batch_size`` every step copies new images to the device, as a real epoch does."""
-    from .augment import augment_batch
-    from .config import ModelSpec
-    from .losses import clip_loss
-    from .models import load_model
-    from .zeroshot import autocast, resolve_precision
+    from medlib.augment import augment_batch
+    from medlib.config import ModelSpec
+    from medlib.train.losses import clip_loss
+    from medlib.models import load_model
+    from medlib.zeroshot import autocast, resolve_precision
 
     dev = torch.device(device)
-    # under torchrun (python -m medlib.bench train --nproc N): DDP over N processes, batch_size is the global batch
+    # under torchrun (python -m tools.bench train --nproc N): DDP over N processes, batch_size is the global batch
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if world > 1:
         import torch.distributed as dist
@@ -183,7 +183,7 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medlib.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("preprocess", help="batched tensor preprocess vs open_clip's PIL preprocess")
     p.add_argument("--n", type=int, default=2048, help="number of images")
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         i = rest.index("--nproc")
         rest = rest[:i] + rest[i + 2:]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               "-m", "medlib.bench", *rest]
+               "-m", "tools.bench", *rest]
         return subprocess.call(cmd)
     if args.what == "train":
         r = bench_train(args.arch, args.device, args.batch_size, args.steps, args.size, args.precision, args.mode,
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["rank"] != 0:
             return 0
         if args.json:
-            from .io import write_json
+            from medlib.io import write_json
 
             write_json(args.json, r)
         where = f"{r['device']} {r['gpu']}".strip() + (f" x {r['processes']} processes" if r["processes"] > 1 else "")

@@ -1,14 +1,14 @@
 """open_clip's own training script as the reference for the engine's training throughput.
 
-``python -m medlib.bench_openclip data --out DIR [--n 2048] [--size 224]`` writes the images
-:func:`medlib.bench.bench_train` trains on (the same generator, same seed) as JPEG files and a CSV
+``python -m tools.bench_openclip data --out DIR [--n 2048] [--size 224]`` writes the images
+:func:`tools.bench.bench_train` trains on (the same generator, same seed) as JPEG files and a CSV
 (``filepath``, ``title``) in open_clip's CSV layout.
 
-``python -m medlib.bench_openclip run --csv DIR/train.csv --arch ViT-B-32 --batch-size 128 --epochs 4
+``python -m tools.bench_openclip run --csv DIR/train.csv --arch ViT-B-32 --batch-size 128 --epochs 4
 --precision amp_bf16 --workers 12 --json FILE --log FILE`` runs ``python -m open_clip_train.main`` on it (random
 weights, no ``--pretrained``, logging every step), parses the images/s it logs and writes them as JSON. For
 medlib's registered tiny configs (``medclip-tiny``, open_clip cannot build them by name) the same
-``open_clip_train.main.main`` runs through ``python -m medlib.bench_openclip train ARGS`` after the configs are
+``open_clip_train.main.main`` runs through ``python -m tools.bench_openclip train ARGS`` after the configs are
 registered; every other architecture runs open_clip's script unchanged.
 """
 
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import MedlibError
+from medlib.errors import MedlibError
 
 # open_clip_train/train.py logs, per logged step:
 # "Train Epoch: 0 [ 256/2048 (12%)] Data (t): 0.101 Batch (t): 0.512, 250.123/s, 250.123/s/gpu LR: ..."
@@ -41,7 +41,7 @@ def write_image_csv(folder: str | Path, n: int = 2048, size: int = 224, seed: in
     from PIL import Image
 
     from .bench import _images
-    from .io import atomic_path
+    from medlib.io import atomic_path
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def write_image_csv(folder: str | Path, n: int = 2048, size: int = 224, seed: in
 
 def needs_wrapper(arch: str) -> bool:
     """True for medlib's registered configs, which open_clip_train.main cannot build by name on its own."""
-    from .models import TINY_ARCHS
+    from medlib.models import TINY_ARCHS
 
     return arch in TINY_ARCHS
 
@@ -69,7 +69,7 @@ def openclip_command(csv_path: str | Path, arch: str, batch_size: int, epochs: i
                      logs: str | Path, name: str = "openclip-ref", python: str = sys.executable,
                      seed: int = 0) -> list[str]:
     """The command line of open_clip's training script on the CSV (random init, log every step)."""
-    entry = ["-m", "medlib.bench_openclip", "train"] if needs_wrapper(arch) else ["-m", "open_clip_train.main"]
+    entry = ["-m", "tools.bench_openclip", "train"] if needs_wrapper(arch) else ["-m", "open_clip_train.main"]
     return [python, *entry,
             "--train-data", str(csv_path), "--dataset-type", "csv", "--csv-separator", ",",
             "--csv-img-key", "filepath", "--csv-caption-key", "title",
@@ -107,7 +107,7 @@ def parse_log(text: str, batch_size: int, warmup_epochs: int = 1) -> dict[str, f
 def run(csv_path: str | Path, arch: str, batch_size: int, epochs: int, precision: str, workers: int,
         log_path: str | Path, timeout: float | None = None, warmup_epochs: int = 1) -> dict:
     """Run open_clip's training script, keep its log at ``log_path``, return the parsed throughput."""
-    from .io import write_text
+    from medlib.io import write_text
 
     work = Path(tempfile.mkdtemp(prefix="openclip-ref-"))
     cmd = openclip_command(csv_path, arch, batch_size, epochs, precision, workers, work / "logs")
@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train"]:  # open_clip_train.main with medlib's configs registered
         from open_clip_train.main import main as openclip_main
 
-        from . import models  # noqa: F401  (registers medlib/model_configs with open_clip)
+        from medlib import models  # noqa: F401  (registers medlib/model_configs with open_clip)
 
         return openclip_main(argv[1:]) or 0
-    ap = argparse.ArgumentParser(prog="python -m medlib.bench_openclip", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.bench_openclip", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     d = sub.add_parser("data", help="write the bench images as JPEG files and a CSV")
     d.add_argument("--out", required=True)
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "data":
             print(write_image_csv(args.out, args.n, args.size, args.seed))
             return 0
-        from .io import write_json
+        from medlib.io import write_json
 
         res = run(args.csv, args.arch, args.batch_size, args.epochs, args.precision, args.workers, args.log,
                   args.timeout, args.warmup_epochs)

@@ -2,12 +2,12 @@
 
 All values are stored as FRACTIONS in [0, 1] (a published "83.81 %" is stored as 0.8381), the same scale as
 our metrics files. ``metric`` uses our metric names (``acc``, ``top3``, ``auroc``) so rows join with
-``medlib.results.load_runs``; ``label`` is set for per-class numbers (e.g. CheXNet per pathology) and empty for
+``medlib.outputs.records.load_runs``; ``label`` is set for per-class numbers (e.g. CheXNet per pathology) and empty for
 whole-dataset numbers. ``dataset`` uses our dataset ids where we run the set (``pneumoniamnist``,
 ``chestmnist``, ``chestxray14``, ``pubmedvision``). These are quotes, never our results: compare only where
 ``split``, ``resolution`` and metric match ours. ``note`` starts with ``NOT COMPARABLE`` where the published number
 is on another sample or split than any run of ours can be (the PubMedVision study's own 4,096 sample, CheXNet's
-patient split); :func:`medlib.tables.sota_table` adds the mark where resolution or data differ from a given run.
+patient split); :func:`medlib.studies.sota.sota_table` adds the mark where resolution or data differ from a given run.
 """
 
 from __future__ import annotations
@@ -173,3 +173,10 @@ def published(dataset: str | None = None, metric: str | None = None) -> pd.DataF
     if metric is not None:
         df = df[df["metric"] == metric]
     return df.reset_index(drop=True)
+
+
+def published_recall(dataset: str) -> dict[str, float]:
+    """Published zero-shot Recall@K of ViT-B-32 openai on ``dataset`` (CLIP_benchmark), by metric name."""
+    df = published(dataset=dataset)
+    df = df[df["metric"].str.match(r"^(i2t|t2i)_R@\d+$")]
+    return dict(zip(df["metric"], df["value"].astype(float)))

@@ -1,0 +1,187 @@
+"""Evaluated runs: score a split, train with the one engine and evaluate once, save per the output contract, and
+find the runs earlier notebooks wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Profile, TrainConfig
+from ..data.base import DatasetBundle, caption_index
+from ..errors import MedlibError
+from ..metrics import evaluate
+from ..models import ClipBundle
+from ..outputs.records import load_run, load_runs, run_dir, save_retrieval_run, save_run, seeded_run_name
+from ..outputs.tables import best_by_validation
+from ..train import lp_ft, predict, train
+from ..train.checkpoint import drop_weights
+from ..train.launch import run_distributed
+from ..zeroshot import encode_images, encode_texts, zero_shot_scores
+from .setup import NOTEBOOKS, class_texts, templates
+
+
+def save_scores(profile: Profile, *, notebook: str, data: DatasetBundle, model: str, method: str, y_score: np.ndarray,
+                split: str = "test", extra: dict | None = None, threshold: Any = None, seed: int | None = None) -> dict:
+    """Write metrics + predictions for one run (the output contract) and return the metrics record.
+    ``seed``: the run's training seed (default the profile's; other seeds get ``__s<seed>`` in the run name)."""
+    return save_run(profile, notebook=notebook, dataset=data.name, model=model, method=method, task=data.task,
+                    split=split, y_true=data.splits[split].labels, y_score=y_score, class_names=data.class_names,
+                    extra=extra, threshold=threshold, seed=seed)
+
+
+def validation_metrics(data: DatasetBundle, y_score_val: np.ndarray, threshold: Any = None) -> dict:
+    """Every metric of the validation split's predictions (no intervals): stored in a run's metrics file as
+    ``extra.val_metrics`` so that choices between runs (the best imbalance remedy) are made on validation."""
+    val = data.splits["val"]
+    return evaluate(val.labels, y_score_val, data.task, data.class_names, n_boot=0, threshold=threshold)["metrics"]
+
+
+def zero_shot_y_score(profile: Profile, clip: ClipBundle, data: DatasetBundle, split: str = "test",
+                      progress: bool = True) -> np.ndarray:
+    """Class probabilities of ``split`` from the profile's prompt ensemble (multi-label: positive-vs-negative
+    prompt pairs), for a pretrained or a contrastively fine-tuned model alike."""
+    return zero_shot_scores(clip, data.splits[split].images, data.class_names, data.task, templates(profile, data),
+                            batch_size=profile.zero_shot.batch_size, domain=data.domain, progress=progress)
+
+
+def zero_shot(profile: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str = NOTEBOOKS["02"],
+              split: str = "test", method: str = "zero-shot") -> dict:
+    """Zero-shot classification of ``split`` with the profile's prompt ensemble; saved per the contract."""
+    y_score = zero_shot_y_score(profile, clip, data, split)
+    return save_scores(profile, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
+                       split=split, extra={"templates": templates(profile, data), "model_display": clip.display})
+
+
+def retrieval(profile: Profile, clip: ClipBundle, data: DatasetBundle, notebook: str, method: str,
+              split: str = "test", extra: dict | None = None, seed: int | None = None) -> dict:
+    """Image->text and text->image Recall@1/5/10 on the held-out pairs, every caption of each image (Flickr30K/COCO:
+    five; the standard protocol, :func:`medlib.metrics.retrieval_recall`).
+
+    Saved as method ``<method>-retrieval`` so it never overwrites the classification run of the same model;
+    ``seed``: the training seed of a fine-tuned model (``__s<seed>`` in the run name unless the first).
+    """
+    s = data.splits[split]
+    if s.captions is None:
+        raise ValueError(f"{data.name} has no captions for retrieval")
+    texts, text_to_image = caption_index(s)
+    img = encode_images(clip, s.images, batch_size=profile.zero_shot.batch_size, progress=False)
+    txt = encode_texts(clip, texts, batch_size=profile.zero_shot.batch_size)
+    return save_retrieval_run(profile, notebook=notebook, dataset=data.name, model=clip.name,
+                              method=f"{method}-retrieval", image_emb=img, text_emb=txt,
+                              text_to_image=text_to_image, split=split, extra=extra, seed=seed)
+
+
+def finetune(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,
+             cfg: TrainConfig, fresh: bool = False, evaluate: bool = True, trainer: Any = None,
+             seed: int | None = None, extra: dict | None = None, keep_weights: bool = True, **train_kwargs: Any):
+    """Train with the one engine (resumable under runs/<profile>/<run>/), evaluate the test split once, save.
+
+    ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
+    ``seed``: the training seed (default the profile's); the run of any seed but the profile's first is named
+    ``...__s<seed>``. The metrics file also stores the validation split's metrics (``extra.val_metrics``) and
+    ``extra``. ``keep_weights=False``: a sweep's run whose weights nothing loads again; under the profile's
+    ``keep_weights: reused`` its ``best.pt`` is removed once the test split is evaluated, and a re-run returns the
+    saved metrics record (with ``TrainResult.model`` None) at once.
+    Returns ``(TrainResult, metrics record or None)``.
+    """
+    seed = profile.seed if seed is None else int(seed)
+    run = seeded_run_name(profile, notebook, data.name, clip.name, method, seed)
+    texts = train_kwargs.pop("class_texts", None) or class_texts(profile, data)
+    dist = profile.distributed
+    if dist.nproc_per_node * dist.nnodes > 1:  # several processes: torchrun runs the training, then resume it here
+        kind = {train: "train", lp_ft: "lp_ft"}.get(trainer or train)
+        run_distributed(profile.model(clip.name), data, trainer=kind or repr(trainer), run_dir=run_dir(profile, run),
+                        kwargs={"mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed, "class_texts": texts,
+                                "fresh": fresh, **train_kwargs},
+                        nproc_per_node=dist.nproc_per_node, nnodes=dist.nnodes, node_rank=dist.node_rank,
+                        rdzv_backend=dist.rdzv_backend, rdzv_endpoint=dist.rdzv_endpoint, rdzv_id=dist.rdzv_id,
+                        backend=dist.backend, device=profile.device,
+                        seed=profile.seed)  # the MODEL's seed: each rank rebuilds `clip` as load_clip did; kwargs["seed"] trains
+        fresh = False  # the finished run is loaded, not trained again
+    result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(profile, run), seed=seed,
+                                class_texts=texts, fresh=fresh, **train_kwargs)
+    if result.model is None:  # finished earlier, evaluated, weights not kept: its saved metrics are the result
+        return result, saved_result(profile, run)
+    rec = None
+    if evaluate:
+        if mode == "contrastive":
+            # Classify zero-shot style with the fine-tuned towers, exactly as notebook 02 does.
+            y_val = zero_shot_y_score(profile, result.model, data, "val", progress=False)
+            y_score = zero_shot_y_score(profile, result.model, data, "test", progress=False)
+        else:
+            y_val = predict(result, data.splits["val"].images, mode=mode)
+            y_score = predict(result, data.splits["test"].images, mode=mode)
+        extra = {**train_extra(result, cfg), "val_metrics": validation_metrics(data, y_val), **(extra or {})}
+        rec = save_scores(profile, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
+                          extra=extra, seed=seed)
+        if not keep_weights:
+            release_weights(profile, run_dir(profile, run))
+    return result, rec
+
+
+def release_weights(profile: Profile, folder: Path) -> None:
+    """Drop a finished, evaluated sweep run's ``best.pt`` where the profile keeps only reused weights."""
+    if profile.keep_weights == "reused":
+        drop_weights(folder)
+
+
+def saved_result(profile: Profile, run: str) -> dict:
+    """The metrics record of ``run`` whose weights were dropped; a one-line error when it is missing."""
+    try:
+        return load_run(profile, run)
+    except Exception:  # noqa: BLE001 - any unreadable record means the same fix
+        raise MedlibError(f"{run_dir(profile, run)}: the run finished without keeping its weights and its metrics record "
+                          f"is missing. Fix: re-run it with fresh=True") from None
+
+
+def train_extra(result: Any, cfg: TrainConfig) -> dict:
+    hist = result.history
+    return {"best_epoch": int(result.best_epoch), "best_val_metric": float(result.best_metric),
+            "val_metric_name": result.metric_name, "epochs_run": int((hist["epoch"] > 0).sum()),  # row 0: before training
+            "train_seconds": float(hist["seconds"].sum()) if "seconds" in hist else None,
+            "train_config": dataclasses.asdict(cfg), "run_dir": str(result.run_dir)}
+
+
+def runs(profile: Profile, notebook: str | None = None, task: str | None = None) -> pd.DataFrame:
+    """The metrics files written so far (optionally one notebook's / one task's) as a table."""
+    df = load_runs(profile)
+    if df.empty:
+        return df
+    if notebook:
+        df = df[df["notebook"] == notebook]
+    if task:
+        df = df[df["task"] == task]
+    return df.reset_index(drop=True)
+
+
+def earlier_run(profile: Profile, notebook: str, data: DatasetBundle | str, model: str, method: str,
+                seed: int | None = None) -> dict | None:
+    """The metrics record an earlier notebook wrote for this dataset/model/method (and seed; default the
+    profile's first), or None if it has not run."""
+    name = data if isinstance(data, str) else data.name
+    try:
+        return load_run(profile, seeded_run_name(profile, notebook, name, model, method, seed))
+    except Exception:
+        return None
+
+
+def seed_runs(profile: Profile, notebook: str, data: DatasetBundle | str, model: str, method: str) -> list[dict]:
+    """The metrics records of one method, one per profile seed that has run (first seed first)."""
+    recs = [earlier_run(profile, notebook, data, model, method, s) for s in profile.seed_list]
+    return [r for r in recs if r]
+
+
+def best_finetuned(profile: Profile, data: DatasetBundle | str) -> dict | None:
+    """The 03/04 run on ``data`` (first seed; sweeps, few-shot and WiSE-FT runs excluded) with the best validation
+    score (:func:`medlib.outputs.tables.best_by_validation`); None when none has run."""
+    name = data if isinstance(data, str) else data.name
+    done = runs(profile)
+    if done.empty:
+        return None
+    done = done[(done["dataset"] == name) & done["notebook"].isin([NOTEBOOKS["03"], NOTEBOOKS["04"]])
+                & ~done["method"].str.contains("shot|wise", regex=True) & (done["seed"] == profile.seed)]
+    return best_by_validation([earlier_run(profile, r.notebook, name, r.model, r.method) for r in done.itertuples()])
