@@ -52,7 +52,7 @@ def update_readme(readme: Path, reports_dir: Path, profile: str) -> Path:
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
         raise fail(readme, f"no results block ({BEGIN} ... {END})",
-                   f"put the two marker lines where the results belong, then re-run make readme-results")
+                   "put the two marker lines where the results belong, then re-run make readme-results")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return write_text(readme, f"{head}{BEGIN}\n{results_block(reports_dir, profile)}\n{END}{tail}")

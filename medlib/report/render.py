@@ -83,11 +83,3 @@ def render_pdf(model: dict[str, Any], base: Path) -> bytes:
     except RuntimeError as exc:  # typst.TypstError: a template or figure problem, named in the message
         raise fail(base / "report.pdf", f"typst could not typeset the report ({str(exc).splitlines()[0]})",
                    "check medlib/report/templates/report.typ and the figures folder") from None
-
-
-def write_group(files: dict[Path, bytes]) -> list[Path]:
-    """Write several files as a group, all or none (:func:`medlib.io.write_files`: every file to a temporary
-    name first, then the renames; a failed rename puts back the files already replaced)."""
-    from ..io import write_files
-
-    return write_files(files)
