@@ -196,3 +196,26 @@ def test_write_set_error_while_writing_keeps_the_old_set(tmp_path):
     with pytest.raises(MedlibError, match="real folder"):
         (tmp_path / "q" / "report").mkdir(parents=True)
         write_set(tmp_path / "q" / "report", NEW)
+
+
+def test_write_set_keeps_a_regular_file_written_over_its_link_until_the_swap(tmp_path, monkeypatch):
+    """A writer that replaced an exposed link with a regular file (the view a reader has then: that file and the
+    set's other files) is adopted: at every step a reader sees that view or the new set."""
+    import medlib.io as mio
+
+    base = tmp_path / "p"
+    _start(base, "set")
+    (base / "report.md").unlink()
+    (base / "report.md").write_text("edited md")
+    before = {**_as_bytes(OLD), "report.md": b"edited md"}
+    views = []
+
+    def look(step):
+        seen = {n: (base / n).read_bytes() if (base / n).is_file() else None for n in NEW}
+        assert seen in (before, _as_bytes(NEW)), (step, seen)
+        views.append(step)
+
+    monkeypatch.setattr(mio, "_step", look)
+    write_set(base / "report", NEW, links=LINKS)
+    assert "adopt swap" in views and seen_by_reader(base, NEW) == _as_bytes(NEW)
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [os.readlink(base / "report")]

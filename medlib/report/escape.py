@@ -52,17 +52,18 @@ def from_data(value: Any) -> Any:
     return value
 
 
-def markdown(text: Any) -> Markup:
+def markdown(text: Any, line_start: bool = True) -> Markup:
     """Plain text with `code` spans -> Markdown that any renderer (python-markdown, CommonMark, GitHub) shows as
-    exactly that text: no raw HTML, link, image, emphasis, heading or list can come out of it."""
+    exactly that text: no raw HTML, link, image, emphasis, heading or list can come out of it. ``line_start``:
+    the text may open a line (escape what would start a block there)."""
     parts = str(text).split("`")
-    out = [_code(p) if i % 2 else _plain(p, first=i == 0) for i, p in enumerate(parts)]
+    out = [_code(p) if i % 2 else _plain(p, first=line_start and i == 0) for i, p in enumerate(parts)]
     return Markup("".join(out))
 
 
 def markdown_cell(text: Any) -> Markup:
-    """:func:`markdown` for a table cell: one line, ``|`` escaped."""
-    return Markup(markdown(text).replace("|", "\\|"))
+    """:func:`markdown` for a table cell (inline only: no block starts there), ``|`` escaped."""
+    return Markup(markdown(text, line_start=False).replace("|", "\\|"))
 
 
 def markdown_code(text: Any) -> Markup:
