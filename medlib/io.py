@@ -165,7 +165,7 @@ def write_set(folder: str | Path, files: Mapping[str, str | bytes], *, links: Ma
     if folder.exists() and not folder.is_symlink():
         from .errors import fail
 
-        raise fail(folder, "is a real folder, where the link to the current set of files belongs",
+        raise fail(folder, "is a real file or folder, where the link to the current set of files belongs",
                    f"move it away (the files live in hidden {parent}/.{name}.*/ folders behind the link)")
     with _folder_lock(parent):
         _clean(folder)
@@ -173,18 +173,23 @@ def write_set(folder: str | Path, files: Mapping[str, str | bytes], *, links: Ma
         if expose:
             _adopt(folder, list(files), links or {})
         new = _new_version(folder)
-        for fname, data in files.items():
-            _write_synced(new / fname, data)
-            _step(f"write {fname}")
-        for lname, target in (links or {}).items():
-            os.symlink(target, new / lname)
-        _fsync(new)
-        _step("synced")
-        if expose:  # before the swap: a link to a file the old set lacks shows nothing until then, as before
-            for fname in files:
-                _link(parent / fname, f"{name}/{fname}", folder)
-                _step(f"expose {fname}")
-        _point(folder, new.name)
+        try:
+            for fname, data in files.items():
+                _write_synced(new / fname, data)
+                _step(f"write {fname}")
+            for lname, target in (links or {}).items():
+                os.symlink(target, new / lname)
+            _fsync(new)
+            _step("synced")
+            if expose:  # before the swap: a link to a file the old set lacks shows nothing until then, as before
+                for fname in files:
+                    _link(parent / fname, f"{name}/{fname}", folder)
+                    _step(f"expose {fname}")
+            _point(folder, new.name)
+        except BaseException:  # an error (a full disk, a bad content): the old set stays, the new one goes
+            if not (folder.is_symlink() and os.readlink(folder) == new.name):
+                shutil.rmtree(new, ignore_errors=True)
+            raise
         _step("swap")
         if expose:
             for stale in parent.iterdir():  # exposed files the new set no longer has

@@ -193,7 +193,8 @@ def test_write_set_error_while_writing_keeps_the_old_set(tmp_path):
     with pytest.raises(TypeError):
         write_set(base / "report", {"report.md": "new", "report.html": 12345}, links=LINKS)
     assert seen_by_reader(base, OLD) == old
-    with pytest.raises(MedlibError, match="real folder"):
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [os.readlink(base / "report")]
+    with pytest.raises(MedlibError, match="real file or folder"):
         (tmp_path / "q" / "report").mkdir(parents=True)
         write_set(tmp_path / "q" / "report", NEW)
 
