@@ -1,10 +1,12 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from medlib.io import write_files, write_json, write_npz, write_text, write_with
+from medlib.errors import MedlibError
+from medlib.io import write_files, write_json, write_npz, write_set, write_text, write_with
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -72,3 +74,149 @@ def test_write_files_writes_every_file(tmp_path):
     paths = write_files({tmp_path / "a.md": "A", tmp_path / "sub" / "b.bin": b"\x00B"})
     assert [p.read_bytes() for p in paths] == [b"A", b"\x00B"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.md", "b.bin", "sub"]
+
+
+# ---- write_set: a set of files that changes as one, even under kill -9 -------------------------------------------
+
+OLD = {"report.md": "old md", "report.html": "old html", "report.pdf": b"old pdf"}
+NEW = {"report.md": "new md", "report.html": "new html", "report.pdf": b"new pdf \x00"}
+LINKS = {"figures": "../figures"}
+KILLER = """
+import os, pickle, signal, sys
+import medlib.io as mio
+args = pickle.loads(open(sys.argv[1], "rb").read())
+mio._step = lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == args["at"] else None
+mio.write_set(args["folder"], args["files"], links=args["links"], expose=args["expose"])
+"""
+
+
+def killed_write(folder, files, links, at, expose=True):
+    """Run write_set in a new process that SIGKILLs itself right after step ``at``."""
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    job = Path(folder).parent.parent / f"kill-{os.getpid()}.pkl"
+    job.write_bytes(pickle.dumps({"folder": str(folder), "files": files, "links": links, "at": at,
+                                  "expose": expose}))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(job)], env=env, capture_output=True, text=True)
+    job.unlink()
+    assert proc.returncode == -signal.SIGKILL, (at, proc.returncode, proc.stderr[-2000:])
+
+
+def steps_of(folder, files, links, monkeypatch):
+    """The step names of one write_set call on ``folder`` (run here, in this process)."""
+    import medlib.io as mio
+
+    seen = []
+    monkeypatch.setattr(mio, "_step", seen.append)
+    write_set(folder, files, links=links)
+    monkeypatch.undo()
+    return seen
+
+
+def seen_by_reader(base, names, via="report"):
+    """What a reader finds: each file's bytes at base/<name> and at base/report/<name> (None: absent; the old
+    layout had no report/)."""
+    out = {}
+    for n in names:
+        a, b = base / n, base / via / n
+        got = [p.read_bytes() if p.is_file() else None for p in (a, b)]
+        assert got[0] == got[1] or not (base / via).exists(), (n, got)  # the two ways in agree
+        out[n] = got[0]
+    return out
+
+
+def _as_bytes(files):
+    return {n: v.encode() if isinstance(v, str) else v for n, v in files.items()}
+
+
+def _start(base, state):
+    """reports/<p>/ in one of three states: no report yet, a set written by write_set, loose files of the old
+    layout (with the temporary and backup files its interrupted writes left)."""
+    (base / "figures").mkdir(parents=True)
+    (base / "figures" / "f.png").write_bytes(b"png")
+    if state == "set":
+        write_set(base / "report", OLD, links=LINKS)
+    elif state == "loose":
+        for n, v in _as_bytes(OLD).items():
+            (base / n).write_bytes(v)
+        (base / ".report.pdf.k2j3h4.tmp").write_bytes(b"x" * 1000)
+        (base / ".report.pdf.k2j3h4.tmp.old").write_bytes(b"y" * 1000)
+    return {n: None for n in OLD} if state == "none" else _as_bytes(OLD)
+
+
+@pytest.mark.parametrize("state", ["none", "set", "loose"])
+def test_write_set_killed_at_any_step_leaves_old_or_new_and_the_next_write_cleans_up(tmp_path, state,
+                                                                                    monkeypatch):
+    _start(tmp_path / "probe", state)  # the steps depend on the starting state: list them on a copy of it
+    steps = steps_of(tmp_path / "probe" / "report", NEW, LINKS, monkeypatch)
+    assert steps[0] == "clean" and "swap" in steps and steps[-1] == "clean old"
+    assert ("adopt swap" in steps) == (state == "loose")
+    for i, at in enumerate(steps):
+        base = tmp_path / f"k{i}"
+        old = _start(base, state)
+        killed_write(base / "report", NEW, LINKS, at)
+        seen = seen_by_reader(base, NEW)
+        assert seen in (old, _as_bytes(NEW)), (at, seen)  # never a mix
+        assert seen == (_as_bytes(NEW) if steps.index(at) >= steps.index("swap") else old), at
+        paths = write_set(base / "report", {"report.md": "next", "report.html": "next", "report.pdf": b"next"},
+                          links=LINKS)
+        assert [p.read_bytes() for p in paths] == [b"next"] * 3
+        hidden = [p.name for p in base.iterdir() if p.name.startswith(".")]
+        assert hidden == [os.readlink(base / "report")], (at, hidden)  # every leftover is gone
+        assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == \
+            ["figures", "report", "report.html", "report.md", "report.pdf"]
+        assert (base / "report" / "figures" / "f.png").read_bytes() == b"png"  # relative figure paths resolve
+
+
+def test_write_set_replaces_links_only_and_drops_a_file_the_new_set_lacks(tmp_path):
+    base = tmp_path / "p"
+    _start(base, "set")
+    extra = write_set(base / "report", {**OLD, "appendix.md": "A"}, links=LINKS)
+    assert (base / "appendix.md").read_text() == "A" and len(extra) == 4
+    for n in extra:
+        assert n.is_symlink() and os.readlink(n) == f"report/{n.name}"  # relative: the folder can move
+    write_set(base / "report", NEW, links=LINKS)
+    assert not (base / "appendix.md").is_symlink() and not (base / "appendix.md").exists()
+    moved = tmp_path / "moved"
+    base.rename(moved)
+    assert seen_by_reader(moved, NEW) == _as_bytes(NEW)
+
+
+def test_write_set_error_while_writing_keeps_the_old_set(tmp_path):
+    base = tmp_path / "p"
+    old = _start(base, "set")
+    with pytest.raises(TypeError):
+        write_set(base / "report", {"report.md": "new", "report.html": 12345}, links=LINKS)
+    assert seen_by_reader(base, OLD) == old
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [os.readlink(base / "report")]
+    with pytest.raises(MedlibError, match="real file or folder"):
+        (tmp_path / "q" / "report").mkdir(parents=True)
+        write_set(tmp_path / "q" / "report", NEW)
+
+
+def test_write_set_keeps_a_regular_file_written_over_its_link_until_the_swap(tmp_path, monkeypatch):
+    """A writer that replaced an exposed link with a regular file (the view a reader has then: that file and the
+    set's other files) is adopted: at every step a reader sees that view or the new set."""
+    import medlib.io as mio
+
+    base = tmp_path / "p"
+    _start(base, "set")
+    (base / "report.md").unlink()
+    (base / "report.md").write_text("edited md")
+    before = {**_as_bytes(OLD), "report.md": b"edited md"}
+    views = []
+
+    def look(step):
+        seen = {n: (base / n).read_bytes() if (base / n).is_file() else None for n in NEW}
+        assert seen in (before, _as_bytes(NEW)), (step, seen)
+        views.append(step)
+
+    monkeypatch.setattr(mio, "_step", look)
+    write_set(base / "report", NEW, links=LINKS)
+    assert "adopt swap" in views and seen_by_reader(base, NEW) == _as_bytes(NEW)
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [os.readlink(base / "report")]

@@ -2,7 +2,8 @@
 
 Reads ``reports/<p>/`` alone (manifest.json, metrics/*.json, predictions/*.npz, tables/*.csv, figures/*.png),
 builds one data model (:mod:`.model`) and renders it through templates (:mod:`.render`, ``templates/``) into
-``report.md``, ``report.html`` (self-contained, print stylesheet) and ``report.pdf`` (Typst), written as a group.
+``report.md``, ``report.html`` (self-contained, print stylesheet) and ``report.pdf`` (Typst), written as one set
+into ``report/`` (all old or all new, whenever the writer stops) and reachable as ``reports/<p>/report.*``.
 The fixed writing lives in ``text.yaml``, the bibliography in ``bibliography.yaml``.
 """
 
@@ -14,10 +15,12 @@ import time
 from pathlib import Path
 
 from ..errors import MedlibError
+from ..io import write_set
 from .model import build_model, fmt, fmt_diff
-from .render import render_html, render_markdown, render_pdf, write_group
+from .render import render_html, render_markdown, render_pdf
 
-__all__ = ["build_model", "build_report", "write_report", "main", "fmt", "fmt_diff"]
+__all__ = ["build_model", "build_report", "write_report", "write_report_files", "main", "fmt", "fmt_diff"]
+REPORT_FOLDER = "report"  # reports/<profile>/report/ holds the current set; report.md etc. beside it link into it
 
 
 def build_report(reports_dir: Path, profile_name: str, pdf: bool = False) -> tuple[str, ...]:
@@ -29,11 +32,18 @@ def build_report(reports_dir: Path, profile_name: str, pdf: bool = False) -> tup
 
 
 def write_report(reports_dir: Path, profile_name: str) -> list[Path]:
-    """Build the report and write report.md, report.html and report.pdf as a group; returns their paths."""
+    """Build the report and write report.md, report.html and report.pdf as one set; returns their paths."""
     md_text, html_text, pdf = build_report(reports_dir, profile_name, pdf=True)
-    base = Path(reports_dir) / profile_name
-    return write_group({base / "report.md": md_text.encode("utf-8"), base / "report.html": html_text.encode("utf-8"),
-                        base / "report.pdf": pdf})
+    return write_report_files(Path(reports_dir) / profile_name,
+                              {"report.md": md_text, "report.html": html_text, "report.pdf": pdf})
+
+
+def write_report_files(base: Path, files: dict[str, str | bytes]) -> list[Path]:
+    """Write the report's files (name -> content) into ``base/report/`` as one set (:func:`medlib.io.write_set`:
+    a reader, even after a ``kill -9``, finds the whole old or the whole new set), each also at ``base/<name>``
+    (a link into report/). report/figures links to ``base/figures``, so the Markdown's relative figure links
+    resolve from either place. Returns ``base/<name>`` for each file."""
+    return write_set(Path(base) / REPORT_FOLDER, files, links={"figures": "../figures"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import yaml
 
+from .escape import from_data
 from .formatting import _missing, _value
 from .inputs import Inputs
 
@@ -146,12 +147,13 @@ class Builder:
 
     def figure(self, path: Path) -> dict[str, Any]:
         if not _png_ok(path):
-            return {"kind": "text", "text": f"Figure `figures/{path.name}` could not be read (a broken PNG): re-run "
+            name = from_data(path.name)
+            return {"kind": "text", "text": f"Figure `figures/{name}` could not be read (a broken PNG): re-run "
                                             f"notebook {self.inp.nn_of(path.stem) or ''} to redraw it."}
         self.n_figure += 1
         self.shown_figures.add(path.name)
         return {"kind": "figure", "number": self.n_figure, "path": f"figures/{path.name}",
-                "caption": self._figure_caption(path.stem), "width_in": _png_width_in(path)}
+                "caption": self._figure_caption(from_data(path.stem)), "width_in": _png_width_in(path)}
 
     def _figure_caption(self, stem: str) -> str:
         nn = self.inp.nn_of(stem)

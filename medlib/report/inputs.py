@@ -1,5 +1,7 @@
 """Reading ``reports/<profile>/`` for the report: manifest, metrics files, tables, figures, the test labels of the
-predictions files (majority-class rate), and which datasets are generated stand-ins. Reads only."""
+predictions files (majority-class rate), and which datasets are generated stand-ins. Reads only.
+
+Every string read here is data: it passes :func:`~.escape.from_data` on its way in, so it is shown as text."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pandas as pd
 
 from ..errors import MedlibError, fail
 from ..results import read_metrics
+from .escape import from_data
 from .formatting import _truthy
 
 NOTEBOOKS = {"01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_caption_finetune",
@@ -30,7 +33,7 @@ class Inputs:
         if not base.is_dir():
             raise fail(base, "no reports folder for this profile",
                        f"run ./run_all.sh --profile {profile_name} first (or pass --reports-dir)")
-        self.base, self.profile = base, profile_name
+        self.base, self.profile = base, from_data(profile_name)
         self.manifest = self._manifest()
         self.runs = [self._run(p) for p in sorted((base / "metrics").glob("*.json"))]
         self.tables = {p.stem: self._csv(p) for p in sorted((base / "tables").glob("*.csv"))}
@@ -55,7 +58,7 @@ class Inputs:
             raise fail(path, "unreadable manifest", "delete it and re-run ./run_all.sh") from None
         if not isinstance(data, dict):
             raise fail(path, "manifest is not a JSON object", "delete it and re-run ./run_all.sh")
-        return data
+        return from_data(data)
 
     @staticmethod
     def _run(path: Path) -> dict[str, Any]:
@@ -63,12 +66,12 @@ class Inputs:
         missing = [k for k in RUN_FIELDS if k not in rec]
         if missing:
             raise fail(path, f"metrics file lacks {missing}", "delete it and re-run the notebook that wrote it")
-        return rec
+        return from_data(rec)
 
     @staticmethod
     def _csv(path: Path) -> pd.DataFrame:
         try:
-            return pd.read_csv(path)
+            return from_data(pd.read_csv(path))
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise fail(path, f"unreadable table ({type(exc).__name__})",
                        "delete it and re-run the notebook that wrote it") from None
@@ -109,7 +112,7 @@ class Inputs:
     def _notebook_names(self) -> dict[str, str]:
         names = dict(NOTEBOOKS)
         found = [r.get("notebook", "") for r in self.runs] + list((self.manifest.get("notebooks") or {}))
-        found += [p.stem for p in (self.base / "executed").glob("*.ipynb")]
+        found += [from_data(p.stem) for p in (self.base / "executed").glob("*.ipynb")]
         for nb in found:
             nb = Path(str(nb)).stem
             if re.match(r"^\d{2}_", nb):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import MedlibError, fail
 from ..io import write_text
+from .escape import from_data
 from .model import build_model
 from .render import _env
 
@@ -21,9 +22,9 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 def results_block(reports_dir: Path, profile: str) -> str:
     model = build_model(Path(reports_dir), profile)
-    tpl = _env().from_string(
+    tpl = _env().from_string(  # every {{ value }} is shown as text (escaped for Markdown)
         '{% from "macros.md.j2" import table %}'
-        "{{ banner_line }}\n\n"
+        "*{{ banner }}* {{ line }}\n\n"
         "{% for t in tables %}{{ table(t) }}\n{% endfor %}"
         "{% for p in points %}- {{ p }}\n{% endfor %}")
     sha = ""
@@ -33,12 +34,14 @@ def results_block(reports_dir: Path, profile: str) -> str:
 
         man = json.loads((base / "manifest.json").read_text(encoding="utf-8"))
         git = man.get("git") or {}
-        sha = f", commit `{str(git.get('commit', ''))[:7]}`{' (dirty)' if git.get('dirty') else ''}"
+        sha = f", commit `{from_data(str(git.get('commit', ''))[:7])}`{' (dirty)' if git.get('dirty') else ''}"
     except (OSError, ValueError):
         pass
-    line = (f"*{model['banner']}* From `reports/{profile}/`{sha}; regenerate with `make readme-results "
-            f"PROFILE={profile}` after a run. The full write-up is `reports/{profile}/report.pdf`.")
-    body = tpl.render(banner_line=line, tables=model["abstract"]["tables"], points=model["abstract"]["points"])
+    name = from_data(profile)
+    line = (f"From `reports/{name}/`{sha}; regenerate with `make readme-results PROFILE={name}` after a run. "
+            f"The full write-up is `reports/{name}/report.pdf`.")
+    body = tpl.render(banner=model["banner"], line=line, tables=model["abstract"]["tables"],
+                      points=model["abstract"]["points"])
     while "\n\n\n" in body:
         body = body.replace("\n\n\n", "\n\n")
     return body.strip()
@@ -49,7 +52,7 @@ def update_readme(readme: Path, reports_dir: Path, profile: str) -> Path:
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
         raise fail(readme, f"no results block ({BEGIN} ... {END})",
-                   f"put the two marker lines where the results belong, then re-run make readme-results")
+                   "put the two marker lines where the results belong, then re-run make readme-results")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return write_text(readme, f"{head}{BEGIN}\n{results_block(reports_dir, profile)}\n{END}{tail}")
