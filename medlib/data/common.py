@@ -14,6 +14,7 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
+from . import image_errors
 from .base import SPLITS, TASKS, DatasetBundle, Split
 
 GENERATED_LICENSE = "generated (no licence needed)"
@@ -46,20 +47,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def read_image(path: Path, size: int, rgb: bool, index_file: str | Path, where: str = "") -> np.ndarray:
     """One image file -> uint8 (size, size) grayscale or (size, size, 3) RGB; MedlibError naming both files.
 
-    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image.
+    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image (messages: :mod:`.image_errors`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    at = f"{Path(index_file).name}{' ' + where if where else ''}"
     if not Path(path).is_file():
-        raise fail(path, f"image listed in {at} is missing",
-                   f"restore the image or remove its row from {index_file}")
+        raise image_errors.missing(path, index_file, where)
     try:
         with Image.open(path) as im:
             return pil_to_array(im, size, rgb)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise fail(path, f"unreadable image listed in {at} ({type(exc).__name__})",
-                   f"replace the file or remove its row from {index_file}") from None
+    except image_errors.read_errors() as exc:
+        raise image_errors.unreadable(path, exc, index_file, where) from None
 
 
 #: PIL modes with more than 8 bits per grey value (16-bit PNG, 32-bit integer, 32-bit float).

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import synthetic
+from . import image_errors, synthetic
 from .base import SPLITS, DatasetBundle, Split
 from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, read_table_file,
                      resolve_path, rng_for, stratified_parts, take)
@@ -73,7 +73,7 @@ def _is_rgb(paths: list[Path]) -> bool:
             with Image.open(p) as im:
                 if im.mode not in _GRAY_MODES:
                     return True
-        except (OSError, ValueError):
+        except image_errors.read_errors():
             continue  # decoding reports it with the row and the fix
     return False
 
