@@ -95,3 +95,113 @@ def test_bomb_reads_the_same_in_the_pool_and_in_one_process(tmp_path, monkeypatc
     msgs.append(one_line(e))
     assert msgs[0] == msgs[1] == msgs[2]
     assert_bomb_message(msgs[0], paths[9], "index.csv line 11")
+
+
+# ---- image paths that leave the dataset folder: one rule for every source that reads them from a file ------
+
+
+def outside_warnings(rec) -> list[str]:
+    return [str(w.message) for w in rec if "outside the dataset folder" in str(w.message)]
+
+
+def load_recording(p, name):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        b = load_dataset(p, name)
+    return b, outside_warnings(rec)
+
+
+def test_csv_absolute_paths_into_its_own_folder_are_inside(tmp_path):
+    csv = synthetic.write_csv_pairs(tmp_path / "mine", 12)
+    df = pd.read_csv(csv)
+    df["image_path"] = [str(csv.parent / p) for p in df["image_path"]]
+    df.to_csv(csv, index=False)
+    b, said = load_recording(profile(tmp_path, dict(name="mine", source="csv_pairs", path=str(csv), size=16)), "mine")
+    assert said == [] and b.manifest["images_outside_folder"] == {"folder": str(csv.parent), "n": 0, "examples": []}
+
+
+def test_karpathy_paths_leaving_the_dataset_folder_are_read_warned_and_recorded(tmp_path):
+    dst = tmp_path / "local" / "flickr30k"
+    synthetic.write_retrieval(dst, 40, "flickr30k")
+    spec = dict(name="flickr30k", source="retrieval", flag="flickr30k", size=28, synthetic="never", path=str(dst))
+    before, said = load_recording(profile(tmp_path, spec), "flickr30k")
+    assert said == [] and before.manifest["images_outside_folder"]["n"] == 0
+    path = dst / "dataset_flickr30k.json"
+    doc = json.loads(path.read_text())
+    (tmp_path / "shared").mkdir()
+    up, absolute = doc["images"][5], doc["images"][6]
+    os.replace(dst / "images" / up["filename"], tmp_path / "shared" / up["filename"])
+    os.replace(dst / "images" / absolute["filename"], tmp_path / "shared" / absolute["filename"])
+    up["filename"] = f"../../../shared/{up['filename']}"  # from local/flickr30k/images/: three folders up
+    absolute["filepath"] = str(tmp_path / "shared")
+    path.write_text(json.dumps(doc))
+    b, said = load_recording(profile(tmp_path, spec), "flickr30k")
+    assert len(said) == 1 and said[0].startswith(f"{path}: 2 image path(s) point outside the dataset folder {dst} ")
+    assert f"images[5] ({up['filename']}): {tmp_path / 'shared'}" in said[0]
+    rec = b.manifest["images_outside_folder"]
+    assert rec["folder"] == str(dst) and rec["n"] == 2
+    assert sorted(rec["examples"]) == sorted(str(tmp_path / "shared" / e["filename"].split("/")[-1])
+                                             for e in (up, absolute))
+    for s in b.splits:  # still read: the same pixels as before the move
+        np.testing.assert_array_equal(b.splits[s].images, before.splits[s].images)
+    with pytest.warns(UserWarning, match="2 image path"):  # prepared: the record is kept in the cache
+        assert get_dataset(profile(tmp_path, spec), "flickr30k").manifest["images_outside_folder"]["n"] == 2
+
+
+def test_pubmedvision_record_paths_leaving_the_folder_are_read_warned_and_recorded(tmp_path):
+    pmv = dict(name="pubmedvision", source="pubmedvision", path="pubmedvision", size=28, synthetic="never")
+    root = synthetic.ensure_pubmedvision(tmp_path / "pubmedvision", 60)
+    recs = [json.loads(x) for x in (root / "records.jsonl").read_text().splitlines()]
+    (tmp_path / "shared").mkdir()
+    os.replace(root / recs[2]["image"], tmp_path / "shared" / "x.png")
+    recs[2]["image"] = "../shared/x.png"
+    (root / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    b, said = load_recording(profile(tmp_path, pmv), "pubmedvision")
+    assert len(said) == 1 and said[0].startswith(f"{root / 'records.jsonl'}: 1 image path(s) point outside the "
+                                                 f"dataset folder {root} (first: line 3: {tmp_path / 'shared'}/x.png)")
+    assert b.manifest["images_outside_folder"] == {"folder": str(root), "n": 1,
+                                                   "examples": [str(tmp_path / "shared" / "x.png")]}
+    assert sum(len(s) for s in b.splits.values()) == 60
+
+
+def test_mimic_dicom_ids_leaving_the_folder_are_read_warned_and_recorded(tmp_path):
+    root = tmp_path / "mimic"
+    synthetic.ensure_mimic_cxr(root, 40)
+    spec = dict(name="mimic_cxr", source="mimic_cxr", path="mimic", size=28, synthetic="never")
+    before, said = load_recording(profile(tmp_path, spec), "mimic_cxr")
+    assert said == [] and before.manifest["images_outside_folder"] == {"folder": str(root), "n": 0, "examples": []}
+    dicom = before.splits["train"].ids[0]
+    split = pd.read_csv(root / "mimic-cxr-2.0.0-split.csv.gz")
+    meta = pd.read_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz")
+    line = int(np.flatnonzero(split["dicom_id"] == dicom)[0]) + 2
+    subject, study = (int(v) for v in split.loc[split["dicom_id"] == dicom, ["subject_id", "study_id"]].iloc[0])
+    (tmp_path / "shared").mkdir()
+    os.replace(root / "files" / f"p{str(subject)[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg",
+               tmp_path / "shared" / "x.jpg")
+    new = "../../../../../shared/x"  # from files/pNN/pX/sY/: five folders up is the MIMIC folder's parent
+    for df, name in ((split, "split"), (meta, "metadata")):
+        df.loc[df["dicom_id"] == dicom, "dicom_id"] = new
+        df.to_csv(root / f"mimic-cxr-2.0.0-{name}.csv.gz", index=False, compression="gzip")
+    b, said = load_recording(profile(tmp_path, spec), "mimic_cxr")
+    assert len(said) == 1 and said[0].startswith(
+        f"{root / 'mimic-cxr-2.0.0-split.csv.gz'}: 1 image path(s) point outside the dataset folder {root} "
+        f"(first: line {line}: {tmp_path / 'shared'}/x.jpg)")
+    assert b.manifest["images_outside_folder"]["n"] == 1
+    np.testing.assert_array_equal(b.splits["train"].images[b.splits["train"].ids.index(new)],
+                                  before.splits["train"].images[0])
+
+
+def test_chestxray14_reads_images_by_name_inside_its_folder_and_records_so(tmp_path):
+    root = synthetic.ensure_chestxray14(tmp_path / "chestxray14", 120)
+    spec = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28, synthetic="never")
+    b, said = load_recording(profile(tmp_path, spec), "chestxray14")
+    assert said == [] and b.manifest["images_outside_folder"] == {"folder": str(root), "n": 0, "examples": []}
+    # An Image Index that climbs out names a file it never finds: images are looked up by name in the folder.
+    csv = root / "Data_Entry_2017.csv"
+    df = pd.read_csv(csv)
+    first = df["Image Index"][0]
+    Image.new("L", (8, 8)).save(tmp_path / first)
+    for f in (csv, root / "train_val_list.txt", root / "test_list.txt"):
+        f.write_text(f.read_text().replace(first, f"../{first}"))
+    with pytest.raises(MedlibError, match=rf"image\(s\) of the \w+ split are missing \(first: \.\./{first}\)"):
+        load_dataset(profile(tmp_path, spec), "chestxray14")
