@@ -3,6 +3,7 @@ that reads image paths from a file), and same-size replacements of input files t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -15,7 +16,8 @@ import pytest
 from PIL import Image
 
 from medlib.config import DatasetSpec, Profile
-from medlib.data import decode, get_dataset, load_dataset, synthetic
+import medlib.data.cache as cache
+from medlib.data import decode, digests, get_dataset, load_dataset, synthetic
 from medlib.data.common import read_image
 from medlib.data.decode import ImageFiles
 from medlib.errors import MedlibError
@@ -205,3 +207,80 @@ def test_chestxray14_reads_images_by_name_inside_its_folder_and_records_so(tmp_p
         f.write_text(f.read_text().replace(first, f"../{first}"))
     with pytest.raises(MedlibError, match=rf"image\(s\) of the \w+ split are missing \(first: \.\./{first}\)"):
         load_dataset(profile(tmp_path, spec), "chestxray14")
+
+
+# ---- an input replaced by one of the same size, keeping the old mtime (cp -p, rsync -a -I, os.utime) --------
+
+
+def replace_keeping_size_and_mtime(path, data: bytes) -> None:
+    st = os.stat(path)
+    assert len(data) == st.st_size
+    path.write_bytes(data)  # in place, as cp -p does
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def rebuilt(p, name, monkeypatch) -> bool:
+    calls = []
+    real = cache.load_index
+    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
+    get_dataset(p, name)
+    monkeypatch.setattr(cache, "load_index", real)
+    return bool(calls)
+
+
+PNEU = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", size=28, synthetic="never")
+
+
+@pytest.mark.parametrize("racy_s", [digests.RACY_S, 0.0])  # a fresh file is hashed each time / memoized
+def test_same_size_npz_replacement_keeping_the_mtime_rebuilds_the_cache(tmp_path, monkeypatch, racy_s):
+    monkeypatch.setattr(digests, "RACY_S", racy_s)
+    arrays = synthetic.medmnist_arrays(0, 60, 28, 2, False, 1)
+    npz = tmp_path / "medmnist" / "pneumoniamnist.npz"
+    npz.parent.mkdir()
+    np.savez(npz, **arrays)
+    p = profile(tmp_path, PNEU)
+    old = np.array(get_dataset(p, "pneumoniamnist").splits["train"].images[0])
+    assert not rebuilt(p, "pneumoniamnist", monkeypatch)
+    arrays["train_images"][0] = 255 - arrays["train_images"][0]
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    replace_keeping_size_and_mtime(npz, buf.getvalue())
+    assert rebuilt(p, "pneumoniamnist", monkeypatch)
+    np.testing.assert_array_equal(get_dataset(p, "pneumoniamnist").splits["train"].images[0], 255 - old)
+
+
+def test_same_size_image_replacement_keeping_the_mtime_rebuilds_csv_pairs(tmp_path, monkeypatch):
+    root = tmp_path / "bmp"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):  # uncompressed: a different image of the same shape has the same size
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / f"{i}.bmp")
+    pd.DataFrame({"image_path": [f"{i}.bmp" for i in range(10)], "caption": [f"image {i}" for i in range(10)],
+                  "label": ["ab"[i % 2] for i in range(10)]}).to_csv(root / "pairs.csv", index=False)
+    p = profile(tmp_path, dict(name="bmp", source="csv_pairs", path=str(root / "pairs.csv"), size=16))
+    first = get_dataset(p, "bmp")
+    split, k = next((s, sp.ids.index("3.bmp")) for s, sp in first.splits.items() if "3.bmp" in sp.ids)
+    new = 255 - np.asarray(Image.open(root / "3.bmp"))
+    buf = io.BytesIO()
+    Image.fromarray(new).save(buf, format="BMP")
+    replace_keeping_size_and_mtime(root / "3.bmp", buf.getvalue())
+    assert rebuilt(p, "bmp", monkeypatch)
+    np.testing.assert_array_equal(get_dataset(p, "bmp").splits[split].images[k], new)
+
+
+def test_a_cache_hit_reads_no_file_content_and_a_touch_does_not_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(digests, "RACY_S", 0.0)  # the files were written just now: memoize them anyway
+    csv = synthetic.write_csv_pairs(tmp_path / "mine", 12)
+    p = profile(tmp_path, dict(name="mine", source="csv_pairs", path=str(csv), size=16))
+    get_dataset(p, "mine")
+    read = []
+    real = digests.sha256_file
+    monkeypatch.setattr(digests, "sha256_file", lambda path: read.append(path) or real(path))
+    assert not rebuilt(p, "mine", monkeypatch) and read == []  # a hit: one stat per file, no content read
+    img = csv.parent / pd.read_csv(csv)["image_path"][0]
+    st = os.stat(img)
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched: same bytes, a new mtime
+    assert not rebuilt(p, "mine", monkeypatch) and read == [str(img)]  # read once, the same digest: no rebuild
+    assert not rebuilt(p, "mine", monkeypatch) and read == [str(img)]  # and memoized again

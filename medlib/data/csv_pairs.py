@@ -55,8 +55,8 @@ def _files(csv: Path) -> list[Path]:
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    """The CSV, classes.txt and every image the CSV lists: the cache key holds each one's size and mtime, so a
-    replaced image rebuilds the prepared splits even when the CSV is unchanged."""
+    """The CSV, classes.txt and every image the CSV lists: the cache key holds each one's size and content digest,
+    so a replaced image rebuilds the prepared splits even when the CSV is unchanged."""
     csv = _csv(profile, spec, make=False)[0]
     if not csv.is_file():
         return _files(csv)
