@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medlib.config import DatasetSpec, Profile
 import medlib.data.cache as cache
+from medlib.config import DatasetSpec, Profile
 from medlib.data import decode, digests, get_dataset, load_dataset, synthetic
 from medlib.data.common import read_image
 from medlib.data.decode import ImageFiles
