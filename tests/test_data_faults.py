@@ -171,13 +171,13 @@ def test_csv_image_paths_outside_the_csv_folder_are_allowed_recorded_and_warned_
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         b = load_dataset(p, "pairs")
-    outside = [w for w in rec if "outside the CSV's folder" in str(w.message)]
+    outside = [w for w in rec if "outside the dataset folder" in str(w.message)]
     assert len(outside) == 1 and "20 image path(s)" in str(outside[0].message)
-    assert b.manifest["images_outside_csv_folder"]["n"] == 20
+    assert b.manifest["images_outside_folder"]["n"] == 20
     assert sum(len(s) for s in b.splits.values()) == 20  # still read
     inside = load_dataset(profile(tmp_path, dict(name="pairs", source="csv_pairs", path=str(root / "pairs.csv"),
                                                  size=16)), "pairs")
-    assert inside.manifest["images_outside_csv_folder"]["n"] == 0
+    assert inside.manifest["images_outside_folder"]["n"] == 0
 
 
 # ---- MedMNIST: an empty split -----------------------------------------------------------------------------

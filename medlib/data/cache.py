@@ -4,9 +4,11 @@ Each split is an uncompressed ``<split>_images.npy`` (opened memory-mapped: a ca
 and the JSON, never every image, and never a source image file) and ``<split>_labels.npy``. ``meta.json`` holds
 class names, task, domain, source, synthetic, credentialed, license, manifest, captions, ids and all captions per
 split, and ``key``: a hash of the DatasetSpec (and of its fallback's spec), the profile seed, this cache's format version and
-the (path, size, mtime) of the files the loader reads (for CSV pairs: every image too). The cache is reused when
-the key matches, so editing the spec, changing the seed, replacing an image or dropping the real file into the
-data dir rebuilds it. ``meta.json`` is the commit record: removed before any split is replaced and written after
+the (path, size, sha256) of the files the loader reads (for CSV pairs: every image too; the digests are memoized
+under each file's stat, so a hit reads no file's content: :mod:`medlib.data.digests`). The cache is reused when
+the key matches, so editing the spec, changing the seed, replacing an input file (also by one of the same size and
+mtime, as ``cp -p`` leaves it) or dropping the real file into the data dir rebuilds it; touching a file without
+changing its bytes does not. ``meta.json`` is the commit record: removed before any split is replaced and written after
 all of them, so an interrupted preparation is never read as complete (and resumes where it stopped).
 """
 
@@ -14,25 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import io as mio
 from ..config import Profile
-from . import store
+from . import digests, store
 from .base import DatasetBundle, Split
 from .common import warn_synthetic
 from .prepare_lock import PrepareLock
 from .registry import load_index, source_module
 
-FORMAT_VERSION = 4  # 4: all_captions per split; 3: a folder of .npy files opened memory-mapped; 2: one stat per
-# input file; credentialed
+FORMAT_VERSION = 5  # 5: a content digest per input file instead of its mtime; 4: all_captions per split; 3: a folder
+# of .npy files opened memory-mapped; 2: one stat per input file; credentialed
 META = "meta.json"
 
 
@@ -42,23 +41,19 @@ def paths(profile: Profile, name: str) -> tuple[Path, Path]:
     return folder, folder / META
 
 
+def digest_memo(profile: Profile, name: str) -> Path:
+    """The input files' memoized digests, beside the folder (which ``refresh`` removes)."""
+    folder = paths(profile, name)[0]
+    return folder.with_name(folder.name + ".digests.json")
+
+
 def cache_key(profile: Profile, name: str) -> str:
     """Hash of everything that decides the prepared splits (see the module docstring)."""
     spec = profile.dataset(name)
     specs = [asdict(spec)] + ([asdict(profile.dataset(spec.fallback))] if spec.fallback else [])
-    files = [_stat(p) for p in source_module(spec).inputs(profile, spec)]
+    files = digests.file_digests(source_module(spec).inputs(profile, spec), digest_memo(profile, name))
     blob = json.dumps({"v": FORMAT_VERSION, "seed": profile.seed, "specs": specs, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _stat(path: str | Path) -> list:
-    """[absolute path, size, mtime_ns] with one ``stat`` (None, None when absent): cheap for 100k images."""
-    path = os.path.abspath(path)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return [path, None, None]
-    return [path, st.st_size, st.st_mtime_ns]
 
 
 def save(profile: Profile, bundle: DatasetBundle, key: str) -> None:
@@ -131,7 +126,7 @@ def get(profile: Profile, name: str, refresh: bool = False) -> DatasetBundle:
         if refresh and folder.is_dir():
             shutil.rmtree(folder)  # refresh: no resume from what is there
         bundle = load_index(profile, name)  # images not decoded yet: save() decodes them into the store
-        key = cache_key(profile, name)  # after loading: a fixture generated just now exists (and has an mtime)
+        key = cache_key(profile, name)  # after loading: a fixture generated just now exists (and has a digest)
         save(profile, bundle, key)
         out = read(profile, name, key)
     if out is None:  # pragma: no cover - just written

@@ -144,7 +144,6 @@ def _read_list(path: Path) -> list[str]:
 
 
 def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> DatasetBundle:
-    import pandas as pd
     from sklearn.model_selection import GroupShuffleSplit
 
     csv = root / CSV_NAME
@@ -183,7 +182,7 @@ def _read(profile: Profile, spec: DatasetSpec, root: Path, synthetic: bool) -> D
         splits[k] = Split(images=imgs, labels=labels[r], captions=None, ids=[names[i] for i in r])
     return finish(
         profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),
-        synthetic=synthetic, license=LICENSE, domain="chest_xray", files=_files(root),
+        synthetic=synthetic, license=LICENSE, domain="chest_xray", files=_files(root), image_folder=root,
         extra={"patients": {k: int(len(np.unique(patients[r]))) for k, r in rows.items()},
                "val_from": f"train_val by patient (GroupShuffleSplit, {VAL_FRACTION:.0%}, seed {profile.seed})"},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import warnings
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
+from . import image_errors
 from .base import SPLITS, TASKS, DatasetBundle, Split
 
 GENERATED_LICENSE = "generated (no licence needed)"
@@ -46,20 +48,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def read_image(path: Path, size: int, rgb: bool, index_file: str | Path, where: str = "") -> np.ndarray:
     """One image file -> uint8 (size, size) grayscale or (size, size, 3) RGB; MedlibError naming both files.
 
-    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image.
+    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image (messages: :mod:`.image_errors`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    at = f"{Path(index_file).name}{' ' + where if where else ''}"
     if not Path(path).is_file():
-        raise fail(path, f"image listed in {at} is missing",
-                   f"restore the image or remove its row from {index_file}")
+        raise image_errors.missing(path, index_file, where)
     try:
         with Image.open(path) as im:
             return pil_to_array(im, size, rgb)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise fail(path, f"unreadable image listed in {at} ({type(exc).__name__})",
-                   f"replace the file or remove its row from {index_file}") from None
+    except image_errors.read_errors() as exc:
+        raise image_errors.unreadable(path, exc, index_file, where) from None
 
 
 #: PIL modes with more than 8 bits per grey value (16-bit PNG, 32-bit integer, 32-bit float).
@@ -248,8 +247,12 @@ def finish(
     files: Sequence[str | Path],
     extra: dict[str, Any] | None = None,
     credentialed: bool = False,
+    image_folder: str | Path | None = None,
 ) -> DatasetBundle:
     """Check the splits, apply ``spec.max_per_split``, build the manifest, warn loudly when synthetic.
+
+    ``image_folder``: the dataset folder of a source that reads image paths from an index file; the images it
+    would read outside that folder are warned about and recorded (:func:`images_outside`).
 
     ``source``/``license`` describe the real data; for a generated fixture (``synthetic``) the source gets
     " (generated fixture)" appended and the licence becomes :data:`GENERATED_LICENSE`.
@@ -287,6 +290,8 @@ def finish(
         "sha256": {Path(f).name: sha256_file(f) for f in files},
         "spec": asdict(spec),
     }
+    if image_folder is not None:
+        manifest[OUTSIDE_KEY] = images_outside(image_folder, out)
     if task == "multilabel":
         manifest["all_negative"] = {k: int((v.labels.sum(axis=1) == 0).sum()) for k, v in out.items()}
     if synthetic:
@@ -351,13 +356,36 @@ def choose_source(spec: DatasetSpec, *, present: bool, missing: MedlibError, rem
     raise missing
 
 
-def paths_outside(folder: Path, rel_paths: Sequence[str]) -> list[str]:
-    """The entries of ``rel_paths`` (relative to ``folder`` unless absolute) that point outside ``folder``
-    (absolute paths, ``../``), compared lexically: no file-system access."""
+#: The manifest entry of every source that reads image paths from an index file: the images outside its folder.
+OUTSIDE_KEY = "images_outside_folder"
+
+
+def paths_outside(folder: str | Path, paths: Sequence[str | Path]) -> list[int]:
+    """Indices of ``paths`` (absolute, or relative to the working directory) outside ``folder`` once ``..`` is
+    resolved, compared lexically: no file-system access (an image reached through a symlinked folder is inside)."""
     base = os.path.normpath(os.path.abspath(folder))
-    out = []
-    for r in rel_paths:
-        full = os.path.normpath(os.path.join(base, r))
-        if os.path.isabs(r) or os.path.commonpath([base, full]) != base:
-            out.append(r)
-    return out
+    return [i for i, p in enumerate(paths)
+            if os.path.commonpath([base, os.path.normpath(os.path.abspath(p))]) != base]
+
+
+def images_outside(folder: str | Path, splits: dict[str, Split]) -> dict[str, Any]:
+    """The images the splits will read that lie outside the dataset ``folder`` (``../`` or absolute paths in the
+    index file): allowed (a shared image folder is common), said once as a UserWarning naming the index file and
+    the first such entry, and returned as the manifest record ``{"folder", "n", "examples"}``.
+
+    Reads the paths of the splits' not-yet-decoded image columns (:class:`~medlib.data.decode.ImageFiles`, duck-
+    typed: ``paths``, ``wheres``, ``index_file``); images already in memory have no path and are not counted.
+    """
+    hits: list[tuple[str, str, str]] = []  # (index file, where it lists the image, the image)
+    for s in splits.values():
+        paths = getattr(s.images, "paths", None)
+        if paths is None:
+            continue
+        for i in paths_outside(folder, paths):
+            hits.append((str(s.images.index_file), s.images.wheres[i], os.path.normpath(os.path.abspath(paths[i]))))
+    if hits:
+        index_file, where, image = hits[0]
+        warnings.warn(f"{index_file}: {len(hits)} image path(s) point outside the dataset folder {folder} (first: "
+                      f"{where + ': ' if where else ''}{image}); read anyway, recorded in the manifest as "
+                      f"{OUTSIDE_KEY}", UserWarning, stacklevel=3)
+    return {"folder": str(folder), "n": len(hits), "examples": [h[2] for h in hits[:5]]}

@@ -12,17 +12,16 @@ read once, ``Split.captions`` holds its first caption and ``Split.all_captions``
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..config import DatasetSpec, Profile
 from ..errors import MedlibError, fail
-from . import synthetic
+from . import image_errors, synthetic
 from .base import SPLITS, DatasetBundle, Split
-from .common import (check_kind, choose_source, finish, fixture_dir, image_files, paths_outside, read_table_file,
-                     resolve_path, rng_for, stratified_parts, take)
+from .common import (check_kind, choose_source, finish, fixture_dir, image_files, read_table_file, resolve_path,
+                     rng_for, stratified_parts, take)
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -56,8 +55,8 @@ def _files(csv: Path) -> list[Path]:
 
 
 def inputs(profile: Profile, spec: DatasetSpec) -> list[Path]:
-    """The CSV, classes.txt and every image the CSV lists: the cache key holds each one's size and mtime, so a
-    replaced image rebuilds the prepared splits even when the CSV is unchanged."""
+    """The CSV, classes.txt and every image the CSV lists: the cache key holds each one's size and content digest,
+    so a replaced image rebuilds the prepared splits even when the CSV is unchanged."""
     csv = _csv(profile, spec, make=False)[0]
     if not csv.is_file():
         return _files(csv)
@@ -73,7 +72,7 @@ def _is_rgb(paths: list[Path]) -> bool:
             with Image.open(p) as im:
                 if im.mode not in _GRAY_MODES:
                     return True
-        except (OSError, ValueError):
+        except image_errors.read_errors():
             continue  # decoding reports it with the row and the fix
     return False
 
@@ -137,10 +136,6 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     labels = np.array([index[x] for x in labels_raw], np.int64)
     rel = [p.strip() for p in df["image_path"]]
     paths = [csv.parent / p for p in rel]
-    outside = paths_outside(csv.parent, rel)
-    if outside:  # allowed (shared image folders are common), but recorded and said once
-        warnings.warn(f"{csv}: {len(outside)} image path(s) point outside the CSV's folder (first: {outside[0]!r}); "
-                      "recorded in the manifest", UserWarning, stacklevel=2)
     for i, p in enumerate(paths):
         if not p.is_file():
             raise fail(csv, f"line {i + 2}: image {df['image_path'][i]!r} not found",
@@ -161,6 +156,5 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
         profile, spec, task="multiclass", class_names=names,
         splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},
         source=str(csv), synthetic=is_syn, license="user-provided (see the data's own terms)", domain="medical",
-        files=_files(csv),
-        extra={"images_outside_csv_folder": {"n": len(outside), "examples": outside[:5]}},
+        files=_files(csv), image_folder=csv.parent,
     )

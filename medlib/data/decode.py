@@ -30,6 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import image_errors
+
 REDUCE_FROM = 4  # reduced decoding only for images at least 4x the target side (small ones: the old path exactly)
 JPEG_OVERSAMPLE = 1  # JPEG draft keeps >= 1x the target side (libjpeg's DCT scaling is itself an area filter)
 OVERSAMPLE = 2  # Image.reduce keeps >= 2x the target side, then the antialiased resize does the rest
@@ -98,18 +100,12 @@ def decode_file(path: Path | str, size: int, rgb: bool, reduced: bool = True) ->
 
 
 def _decode_one(path: Path, where: str, size: int, rgb: bool, index_file: str, reduced: bool) -> np.ndarray:
-    from PIL import UnidentifiedImageError
-
-    from ..errors import fail
-
-    at = f"{Path(index_file).name}{' ' + where if where else ''}"
     if not Path(path).is_file():
-        raise fail(path, f"image listed in {at} is missing", f"restore the image or remove its row from {index_file}")
+        raise image_errors.missing(path, index_file, where)
     try:
         return decode_file(path, size, rgb, reduced)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise fail(path, f"unreadable image listed in {at} ({type(exc).__name__})",
-                   f"replace the file or remove its row from {index_file}") from None
+    except image_errors.read_errors() as exc:
+        raise image_errors.unreadable(path, exc, index_file, where) from None
 
 
 def _decode_chunk(job: tuple) -> np.ndarray:

@@ -146,6 +146,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     return finish(
         profile, spec, task="multilabel", class_names=CLASS_NAMES, splits=splits, source=str(root),
         synthetic=is_syn, license=LICENSE, domain="chest_xray", files=list(files.values()), credentialed=CREDENTIALED,
+        image_folder=root,
         extra={"skipped_no_sections": skipped,
                "uncertain_policy": spec.uncertain,
                "uncertain": {c: int(v) for c, v in zip(CLASS_NAMES, uncertain)},

@@ -139,7 +139,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     return finish(
         profile, spec, task="multiclass", class_names=names,
         splits={k: take(every, ix) for k, ix in zip(SPLITS, parts)},
-        source=str(root), synthetic=is_syn, license=LICENSE, domain="medical", files=[rec_path],
+        source=str(root), synthetic=is_syn, license=LICENSE, domain="medical", files=[rec_path], image_folder=root,
         extra={"other_parts": rare, "rare_min": RARE_MIN,
                "modalities": {str(k): int(v) for k, v in df["modality"].value_counts().items()}},
     )

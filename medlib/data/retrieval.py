@@ -230,14 +230,16 @@ def read_hub(profile: Profile, spec: DatasetSpec) -> dict[str, Split]:
 
 def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     kind, json_path = _choose(profile, spec, make=True)
-    if kind == "hub":
+    if kind == "hub":  # images from the hub, or from <path>/<filepath>/<filename> on disk
         splits, files, src = read_hub(profile, spec), [], spec.hf_id
+        folder = resolve_path(profile, spec, default=_flag(spec))
     else:
         splits, files, src = load_karpathy(profile, spec, json_path), [json_path], str(json_path)
+        folder = json_path.parent
     flag = _flag(spec)
     return finish(
         profile, spec, task="retrieval", class_names=[], splits=splits, source=src, synthetic=kind == "fixture",
-        license=LICENSES.get(flag, "see the dataset card"), domain="general", files=files,
+        license=LICENSES.get(flag, "see the dataset card"), domain="general", files=files, image_folder=folder,
         extra={"flag": flag, "n_captions": {s: int(sum(len(c) for c in sp.all_captions or []))
                                             for s, sp in splits.items()}},
     )
