@@ -59,7 +59,7 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
     if spec.synthetic == "always":
         return None
     if spec.source == "medmnist" and spec.download:
-        from .data.medmnist import file_name
+        from .data.sources.medmnist import file_name
 
         fname = file_name(spec.flag, spec.size)
         if not (data / "medmnist" / fname).is_file():
@@ -69,7 +69,7 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
         if not any((local / f).is_file() for f in ("records.jsonl", "records.parquet")):
             return f"PubMedVision sample from {spec.hf_id} (would be saved under {local})"
     if spec.source == "retrieval" and spec.download and spec.hf_id:
-        from .data.retrieval import local_json
+        from .data.sources.karpathy import local_json
 
         if not (spec.path and local_json(profile, spec).is_file()) and not _hf_dataset_cached(spec.hf_id):
             return f"retrieval set {spec.hf_id} (Hugging Face datasets cache)"

@@ -11,7 +11,7 @@ import pytest
 
 from medlib.config import DatasetSpec, Profile
 from medlib.data import DatasetSkipped, load_dataset
-from medlib.data.mimic_cxr import apply_policy, report_sections
+from medlib.data.sources.mimic_cxr import apply_policy, report_sections
 from medlib.errors import MedlibError
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from medlib.studies import setup
 from medlib.config import DatasetSpec, Profile
-from medlib.data import get_dataset, load_dataset, source_plan, synthetic
-from medlib.data.common import read_image
+from medlib.data import get_dataset, load_dataset, source_plan, fixtures
+from medlib.data.decode import read_image
 from medlib.errors import MedlibError
 
 PNEU = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", size=28, synthetic="auto", fixture_n=60)
@@ -139,7 +139,7 @@ def test_one_line_per_generated_dataset_no_warning_echo(tmp_path, capsys):
 
 def _pairs(tmp_path, n=20):
     root = tmp_path / "pairs"
-    synthetic.write_csv_pairs(root, n)
+    fixtures.write_csv_pairs(root, n)
     return root, dict(name="pairs", source="csv_pairs", path=str(root / "pairs.csv"), size=16)
 
 
@@ -184,7 +184,7 @@ def test_csv_image_paths_outside_the_csv_folder_are_allowed_recorded_and_warned_
 
 
 def test_medmnist_split_with_zero_rows_is_an_error(tmp_path):
-    arrays = synthetic.medmnist_arrays(0, 60, 28, 2, False, 1)
+    arrays = fixtures.medmnist_arrays(0, 60, 28, 2, False, 1)
     arrays["val_images"], arrays["val_labels"] = arrays["val_images"][:0], arrays["val_labels"][:0]
     (tmp_path / "medmnist").mkdir()
     np.savez(tmp_path / "medmnist" / "pneumoniamnist.npz", **arrays)
@@ -202,7 +202,7 @@ MIMIC = dict(name="mimic_cxr", source="mimic_cxr", path="", size=28, synthetic="
 def fixture_sentences(root) -> set[str]:
     """Every sentence of the MIMIC fixture's FINDINGS/IMPRESSION sections of four words or more (shorter ones are
     label names such as 'lung opacity', which statistics may show)."""
-    from medlib.data.mimic_cxr import report_sections
+    from medlib.data.sources.mimic_cxr import report_sections
 
     out = set()
     for txt in (root / "files").rglob("*.txt"):

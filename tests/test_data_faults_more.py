@@ -17,8 +17,8 @@ from PIL import Image
 
 import medlib.data.cache as cache
 from medlib.config import DatasetSpec, Profile
-from medlib.data import decode, digests, get_dataset, load_dataset, synthetic
-from medlib.data.common import read_image
+from medlib.data import decode, digests, get_dataset, load_dataset, fixtures
+from medlib.data.decode import read_image
 from medlib.data.decode import ImageFiles
 from medlib.errors import MedlibError
 
@@ -54,7 +54,7 @@ def assert_bomb_message(msg: str, image, where: str) -> None:
 
 
 def test_bomb_in_csv_pairs_names_the_image_the_csv_line_and_the_fix(tmp_path):
-    csv = synthetic.write_csv_pairs(tmp_path / "mine", 20)
+    csv = fixtures.write_csv_pairs(tmp_path / "mine", 20)
     df = pd.read_csv(csv)
     write_bomb(csv.parent / df["image_path"][4])  # listed on line 6
     p = profile(tmp_path, dict(name="mine", source="csv_pairs", path="mine/pairs.csv", size=16))
@@ -67,7 +67,7 @@ def test_bomb_in_csv_pairs_names_the_image_the_csv_line_and_the_fix(tmp_path):
 
 def test_bomb_in_a_karpathy_set_names_the_json_entry(tmp_path):
     dst = tmp_path / "local" / "flickr30k"
-    synthetic.write_retrieval(dst, 40, "flickr30k")
+    fixtures.write_retrieval(dst, 40, "flickr30k")
     doc = json.loads((dst / "dataset_flickr30k.json").read_text())
     victim = doc["images"][7]["filename"]
     write_bomb(dst / "images" / victim)
@@ -114,7 +114,7 @@ def load_recording(p, name):
 
 
 def test_csv_absolute_paths_into_its_own_folder_are_inside(tmp_path):
-    csv = synthetic.write_csv_pairs(tmp_path / "mine", 12)
+    csv = fixtures.write_csv_pairs(tmp_path / "mine", 12)
     df = pd.read_csv(csv)
     df["image_path"] = [str(csv.parent / p) for p in df["image_path"]]
     df.to_csv(csv, index=False)
@@ -124,7 +124,7 @@ def test_csv_absolute_paths_into_its_own_folder_are_inside(tmp_path):
 
 def test_karpathy_paths_leaving_the_dataset_folder_are_read_warned_and_recorded(tmp_path):
     dst = tmp_path / "local" / "flickr30k"
-    synthetic.write_retrieval(dst, 40, "flickr30k")
+    fixtures.write_retrieval(dst, 40, "flickr30k")
     spec = dict(name="flickr30k", source="retrieval", flag="flickr30k", size=28, synthetic="never", path=str(dst))
     before, said = load_recording(profile(tmp_path, spec), "flickr30k")
     assert said == [] and before.manifest["images_outside_folder"]["n"] == 0
@@ -152,7 +152,7 @@ def test_karpathy_paths_leaving_the_dataset_folder_are_read_warned_and_recorded(
 
 def test_pubmedvision_record_paths_leaving_the_folder_are_read_warned_and_recorded(tmp_path):
     pmv = dict(name="pubmedvision", source="pubmedvision", path="pubmedvision", size=28, synthetic="never")
-    root = synthetic.ensure_pubmedvision(tmp_path / "pubmedvision", 60)
+    root = fixtures.ensure_pubmedvision(tmp_path / "pubmedvision", 60)
     recs = [json.loads(x) for x in (root / "records.jsonl").read_text().splitlines()]
     (tmp_path / "shared").mkdir()
     os.replace(root / recs[2]["image"], tmp_path / "shared" / "x.png")
@@ -168,7 +168,7 @@ def test_pubmedvision_record_paths_leaving_the_folder_are_read_warned_and_record
 
 def test_mimic_dicom_ids_leaving_the_folder_are_read_warned_and_recorded(tmp_path):
     root = tmp_path / "mimic"
-    synthetic.ensure_mimic_cxr(root, 40)
+    fixtures.ensure_mimic_cxr(root, 40)
     spec = dict(name="mimic_cxr", source="mimic_cxr", path="mimic", size=28, synthetic="never")
     before, said = load_recording(profile(tmp_path, spec), "mimic_cxr")
     assert said == [] and before.manifest["images_outside_folder"] == {"folder": str(root), "n": 0, "examples": []}
@@ -194,7 +194,7 @@ def test_mimic_dicom_ids_leaving_the_folder_are_read_warned_and_recorded(tmp_pat
 
 
 def test_chestxray14_reads_images_by_name_inside_its_folder_and_records_so(tmp_path):
-    root = synthetic.ensure_chestxray14(tmp_path / "chestxray14", 120)
+    root = fixtures.ensure_chestxray14(tmp_path / "chestxray14", 120)
     spec = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28, synthetic="never")
     b, said = load_recording(profile(tmp_path, spec), "chestxray14")
     assert said == [] and b.manifest["images_outside_folder"] == {"folder": str(root), "n": 0, "examples": []}
@@ -236,7 +236,7 @@ PNEU = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", siz
 @pytest.mark.parametrize("racy_s", [digests.RACY_S, 0.0])  # a fresh file is hashed each time / memoized
 def test_same_size_npz_replacement_keeping_the_mtime_rebuilds_the_cache(tmp_path, monkeypatch, racy_s):
     monkeypatch.setattr(digests, "RACY_S", racy_s)
-    arrays = synthetic.medmnist_arrays(0, 60, 28, 2, False, 1)
+    arrays = fixtures.medmnist_arrays(0, 60, 28, 2, False, 1)
     npz = tmp_path / "medmnist" / "pneumoniamnist.npz"
     npz.parent.mkdir()
     np.savez(npz, **arrays)
@@ -272,7 +272,7 @@ def test_same_size_image_replacement_keeping_the_mtime_rebuilds_csv_pairs(tmp_pa
 
 def test_a_cache_hit_reads_no_file_content_and_a_touch_does_not_rebuild(tmp_path, monkeypatch):
     monkeypatch.setattr(digests, "RACY_S", 0.0)  # the files were written just now: memoize them anyway
-    csv = synthetic.write_csv_pairs(tmp_path / "mine", 12)
+    csv = fixtures.write_csv_pairs(tmp_path / "mine", 12)
     p = profile(tmp_path, dict(name="mine", source="csv_pairs", path=str(csv), size=16))
     get_dataset(p, "mine")
     read = []

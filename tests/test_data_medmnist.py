@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medlib.config import DatasetSpec, Profile
-from medlib.data import load_dataset, synthetic
+from medlib.data import load_dataset, fixtures
 from medlib.errors import MedlibError
 
 
@@ -147,7 +147,7 @@ def test_offline_download_names_url_and_local_path(tmp_path, monkeypatch):
 def test_fixture_is_learnable_but_not_trivial():
     from sklearn.linear_model import LogisticRegression
 
-    d = synthetic.medmnist_arrays(0, 1500, 28, 2, False, 1, [0.26, 0.74])
+    d = fixtures.medmnist_arrays(0, 1500, 28, 2, False, 1, [0.26, 0.74])
     X = {s: d[f"{s}_images"].reshape(len(d[f"{s}_images"]), -1) / 255.0 for s in ("train", "test")}
     clf = LogisticRegression(max_iter=500, C=0.1).fit(X["train"], d["train_labels"][:, 0])
     acc = clf.score(X["test"], d["test_labels"][:, 0])

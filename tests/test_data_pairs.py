@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from medlib.config import DatasetSpec, Profile
-from medlib.data import load_dataset, synthetic
-from medlib.data.pubmedvision import first_gpt_answer, group_classes
+from medlib.data import load_dataset, fixtures
+from medlib.data.sources.pubmedvision import first_gpt_answer, group_classes
 from medlib.errors import MedlibError
 
 
@@ -131,7 +131,7 @@ def test_hub_helpers():
 
 
 def _csv_copy(tmp_path):
-    csv = synthetic.write_csv_pairs(tmp_path / "mine", 40)
+    csv = fixtures.write_csv_pairs(tmp_path / "mine", 40)
     return csv, profile(tmp_path, dict(name="mine", source="csv_pairs", path="mine/pairs.csv", size=28))
 
 
@@ -222,7 +222,7 @@ def test_pubmedvision_hub_path_with_fake_hub(tmp_path, monkeypatch):
         paths = [f"images/img_{i}_{j}.jpg" for j in range(n_img)]
         for j, pth in enumerate(paths):
             arr = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
-            zips[i % 2]["x/" + pth if i % 4 == 1 else pth] = synthetic._png_bytes(arr, "JPEG")
+            zips[i % 2]["x/" + pth if i % 4 == 1 else pth] = fixtures.png_bytes(arr, "JPEG")
         recs.append({"id": f"r{i}", "image": paths, "modality": "CT", "body_part": ["Chest", "Brain"][i % 2],
                      "conversations": [{"from": "human", "value": "<image>?"}, {"from": "gpt", "value": f" cap {i} "}]})
     for k, members in zips.items():
@@ -267,15 +267,15 @@ def test_unreachable_hub_fails_at_once(tmp_path, monkeypatch):
 
 def test_single_file_fixture_sidecar_never_vouches_for_a_newer_file(tmp_path, monkeypatch):
     path = tmp_path / "f.npz"
-    synthetic.ensure_file(path, {"n": 1}, lambda: {"a": np.zeros(1)})
+    fixtures.ensure_file(path, {"n": 1}, lambda: {"a": np.zeros(1)})
 
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic.mio, "write_json", crash)
+    monkeypatch.setattr(fixtures.files.mio, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
-        synthetic.ensure_file(path, {"n": 2}, lambda: {"a": np.zeros(2)})  # npz written, sidecar not
+        fixtures.ensure_file(path, {"n": 2}, lambda: {"a": np.zeros(2)})  # npz written, sidecar not
     monkeypatch.undo()
-    synthetic.ensure_file(path, {"n": 1}, lambda: {"a": np.zeros(1)})
+    fixtures.ensure_file(path, {"n": 1}, lambda: {"a": np.zeros(1)})
     with np.load(path) as z:
         assert z["a"].shape == (1,)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from medlib.config import DatasetSpec, Profile
-from medlib.data import get_dataset, load_dataset, synthetic
+from medlib.data import get_dataset, load_dataset, fixtures
 from medlib.errors import MedlibError
 
 RET = dict(name="flickr30k", source="retrieval", flag="flickr30k", size=28, synthetic="always", fixture_n=40)
@@ -31,7 +31,7 @@ def quiet_load(p, name):
 def local_copy(tmp_path, flag="flickr30k", n=40):
     """A Karpathy-layout folder (dataset_<flag>.json + images/) written by the fixture generator."""
     dst = tmp_path / "local" / flag
-    synthetic.write_retrieval(dst, n, flag)
+    fixtures.write_retrieval(dst, n, flag)
     return dst
 
 
@@ -202,7 +202,7 @@ def test_hub_captions_only_reads_images_from_the_local_folder(tmp_path, monkeypa
 
 
 def test_csv_repeated_image_rows_are_one_image_with_several_captions(tmp_path):
-    csv = synthetic.write_csv_pairs(tmp_path / "mine", 12)
+    csv = fixtures.write_csv_pairs(tmp_path / "mine", 12)
     df = pd.read_csv(csv)
     extra = df.iloc[[0, 0, 3]].assign(caption=["second caption", "third caption", "another view"])
     pd.concat([df, extra]).to_csv(csv, index=False)
@@ -225,5 +225,5 @@ def test_preflight_counts_a_local_karpathy_copy_as_present(tmp_path):
     spec = dict(RET, synthetic="never", download=True, hf_id="x/never-cached", path="flickr30k")
     p = profile(tmp_path, spec)
     assert "x/never-cached" in _dataset_missing(p, p.datasets[0])  # nothing local: the hub download is needed
-    synthetic.write_retrieval(tmp_path / "flickr30k", 10, "flickr30k")
+    fixtures.write_retrieval(tmp_path / "flickr30k", 10, "flickr30k")
     assert _dataset_missing(p, p.datasets[0]) is None

@@ -10,7 +10,7 @@ from PIL import Image
 
 import medlib.data.cache as cache
 from medlib.config import DatasetSpec, Profile
-from medlib.data import decode, get_dataset, load_dataset, store, synthetic
+from medlib.data import decode, get_dataset, load_dataset, store, fixtures
 from medlib.data.decode import TOLERANCE_MEAN_ABS, ImageFiles, decode_file
 from medlib.errors import MedlibError
 
@@ -53,7 +53,7 @@ def test_small_images_take_exactly_the_old_path(tmp_path):
 
 def test_a_worker_error_names_the_file_and_the_index_line(tmp_path, monkeypatch):
     root = tmp_path / "pairs"
-    synthetic.write_csv_pairs(root, 200)
+    fixtures.write_csv_pairs(root, 200)
     import pandas as pd
 
     df = pd.read_csv(root / "pairs.csv")
@@ -70,7 +70,7 @@ def test_a_worker_error_names_the_file_and_the_index_line(tmp_path, monkeypatch)
 
 def test_pool_and_one_process_give_the_same_arrays(tmp_path, monkeypatch):
     root = tmp_path / "pairs"
-    synthetic.write_csv_pairs(root, 150)
+    fixtures.write_csv_pairs(root, 150)
     import pandas as pd
 
     paths = [root / p for p in pd.read_csv(root / "pairs.csv")["image_path"]]

@@ -10,11 +10,23 @@ Every loader returns a :class:`~medlib.data.base.DatasetBundle` with splits ``tr
 uint8 images of ``spec.size`` pixels, int64 labels, captions where the source has text, and a
 manifest (source, synthetic, counts per split and class, sha256 of the files read, the spec).
 
-The helpers the source modules share live in :mod:`medlib.data.common`. Source modules are imported
-lazily, so importing ``medlib.data`` stays cheap (``datasets``/``huggingface_hub`` load only when a hub
-source is used). Which module reads which source is :mod:`medlib.data.registry`; prepared splits are stored
-uncompressed and opened memory-mapped (:mod:`medlib.data.store`), and images are decoded in a process pool with
-reduced-size decoding, resumably (:mod:`medlib.data.decode`).
+=====================  ======================================================================
+``sources/``           one module per source: ``load(profile, spec)`` and ``inputs(profile, spec)``
+``fixtures/``          generated stand-ins, one module per source, in that source's own layout
+``registry``           which module reads which ``spec.source``; :func:`load_dataset`
+``locate``             where a source's files are: the ladder real copy -> hub -> fallback -> fixture
+``splits``             seeded streams, stratified splits and caps, per-class counts
+``bundle``             a loader's last step: checks, cap, manifest -> :class:`~medlib.data.base.DatasetBundle`
+``decode``             reading images: reduced-size decoding in a process pool, resumable
+``image_errors``       the one-line errors for missing, unreadable and oversized images
+``cache``, ``store``   prepared splits, uncompressed and memory-mapped; ``digests``: their input hashes
+``prepare_lock``       one preparation of a dataset at a time
+``preview``            what notebook 01 may show (samples, or statistics for credentialed sources)
+``labels``             the label sets of the chest X-ray sources
+=====================  ======================================================================
+
+Source modules are imported lazily, so importing ``medlib.data`` stays cheap (``datasets``/``huggingface_hub``
+load only when a hub source is used).
 """
 
 from __future__ import annotations

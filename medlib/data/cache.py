@@ -26,7 +26,7 @@ from .. import io as mio
 from ..config import Profile
 from . import digests, store
 from .base import DatasetBundle, Split
-from .common import warn_synthetic
+from .locate import warn_synthetic
 from .prepare_lock import PrepareLock
 from .registry import load_index, source_module
 

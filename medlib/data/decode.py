@@ -41,6 +41,44 @@ CHUNKS_PER_WORKER = 4  # a small set is cut into at least this many chunks per w
 PARALLEL_MIN = 256  # fewer images than this decode in-process (a pool's start-up costs more than it saves)
 
 
+#: PIL modes with more than 8 bits per grey value (16-bit PNG, 32-bit integer, 32-bit float).
+WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def to_8bit(im: Any) -> Any:
+    """A 16-bit / 32-bit integer / float grey image -> 8-bit ``L``, scaled by the image's own value range.
+
+    ``convert("L")`` clips such values at 255 (a DICOM-derived 16-bit PNG, values 0..4095, turns white).
+    Here ``v -> round(255 * (v - min) / (max - min))`` (a constant image -> 0; NaN -> the minimum), the
+    window DICOM-to-PNG exports need. Other modes are returned unchanged.
+    """
+    from PIL import Image
+
+    if im.mode not in WIDE_MODES:
+        return im
+    a = np.asarray(im).astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return Image.fromarray(np.zeros(a.shape, np.uint8), "L")
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    a = np.where(finite, a, lo)
+    scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8), "L")
+
+
+def pil_to_array(im: Any, size: int, rgb: bool) -> np.ndarray:
+    """PIL image -> uint8 array resized to (size, size) (PIL's antialiased bilinear filter).
+
+    Images with more than 8 bits per value are first scaled to 8 bits by their value range (:func:`to_8bit`).
+    """
+    from PIL import Image
+
+    im = to_8bit(im).convert("RGB" if rgb else "L")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def worker_count(workers: int = 0) -> int:
     """``workers`` if > 0, else every core this process may use."""
     if workers > 0:
@@ -83,8 +121,6 @@ def decode_file(path: Path | str, size: int, rgb: bool, reduced: bool = True) ->
     """One image file -> uint8 (size, size) or (size, size, 3); ``reduced=False`` is the full decode + resize."""
     from PIL import Image
 
-    from .common import pil_to_array, to_8bit
-
     with Image.open(path) as im:
         if not reduced or min(im.size) < REDUCE_FROM * size:
             return pil_to_array(im, size, rgb)
@@ -99,7 +135,13 @@ def decode_file(path: Path | str, size: int, rgb: bool, reduced: bool = True) ->
         return pil_to_array(im, size, rgb)  # ...after reducing when it adds them (grey -> RGB: same pixels)
 
 
-def _decode_one(path: Path, where: str, size: int, rgb: bool, index_file: str, reduced: bool) -> np.ndarray:
+def read_image(path: Path, size: int, rgb: bool, index_file: str | Path, where: str = "",
+               reduced: bool = False) -> np.ndarray:
+    """One image file -> uint8 (size, size) grayscale or (size, size, 3) RGB; MedlibError naming both files.
+
+    ``where`` (e.g. "line 5") says which row of ``index_file`` lists the image (messages: :mod:`.image_errors`);
+    ``reduced``: reduced-size decoding (:func:`decode_file`), as the prepared splits use.
+    """
     if not Path(path).is_file():
         raise image_errors.missing(path, index_file, where)
     try:
@@ -114,7 +156,7 @@ def _decode_chunk(job: tuple) -> np.ndarray:
     shape = (len(paths), size, size, 3) if rgb else (len(paths), size, size)
     out = np.empty(shape, np.uint8)
     for i, (p, w) in enumerate(zip(paths, wheres)):
-        out[i] = _decode_one(p, w, size, rgb, index_file, reduced)
+        out[i] = read_image(p, size, rgb, index_file, w, reduced)
     return out
 
 
@@ -231,6 +273,23 @@ class ImageFiles:
             ex.shutdown(wait=True, cancel_futures=True)
             raise
         ex.shutdown(wait=False)  # every result is in: the idle workers exit on their own, nobody waits for them
+
+
+def image_files(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str = "",
+                first_line: int | None = None, wheres: Sequence[str] | None = None, workers: int = 0) -> Any:
+    """The images as a not-yet-decoded :class:`~medlib.data.decode.ImageFiles` column (decoded when prepared).
+
+    ``first_line``: the line of ``index_file`` that lists ``paths[0]`` (rows in order); or ``wheres``: per image.
+    """
+    if wheres is None:
+        wheres = [f"line {first_line + i}" for i in range(len(paths))] if first_line is not None else []
+    return ImageFiles(list(paths), size, rgb, index_file, list(wheres), workers, desc=desc)
+
+
+def read_images(paths: Sequence[Path], size: int, rgb: bool, index_file: str | Path, desc: str,
+                first_line: int | None = None, workers: int = 0) -> np.ndarray:
+    """Read many images (reduced-size decoding, a process pool for many files, tqdm progress) into one array."""
+    return image_files(paths, size, rgb, index_file, desc, first_line, workers=workers).decode()
 
 
 def materialize(images: Any) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import io as mio
-from .common import sha256_file
+from .bundle import sha256_file
 
 RACY_S = 2.0  # a file changed this recently is hashed but not memoized (clock ticks, small clock skew)
 VERSION = 1

@@ -1,6 +1,6 @@
 """The one-line errors for an image file that an index file lists: missing, unreadable, too large to decode.
 
-Used by the in-process reader (:func:`medlib.data.common.read_image`) and the pooled decoder
+Used by the in-process reader (:func:`medlib.data.decode.read_image`) and the pooled decoder
 (:mod:`medlib.data.decode`), so an image fails with the same line in this process and in a pool worker.
 Each names the image, where the index file lists it (e.g. ``pairs.csv line 5``, ``dataset_flickr30k.json
 images[3] (x.jpg)``) and the fix.

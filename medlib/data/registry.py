@@ -15,12 +15,12 @@ from .base import DatasetBundle
 
 # spec.source -> module that implements ``load(profile, spec)`` and ``inputs(profile, spec)``.
 SOURCES = {
-    "medmnist": "medlib.data.medmnist",
-    "pubmedvision": "medlib.data.pubmedvision",
-    "chestxray14": "medlib.data.chestxray14",
-    "mimic_cxr": "medlib.data.mimic_cxr",
-    "csv_pairs": "medlib.data.csv_pairs",
-    "retrieval": "medlib.data.retrieval",
+    "medmnist": "medlib.data.sources.medmnist",
+    "pubmedvision": "medlib.data.sources.pubmedvision",
+    "chestxray14": "medlib.data.sources.chestxray14",
+    "mimic_cxr": "medlib.data.sources.mimic_cxr",
+    "csv_pairs": "medlib.data.sources.csv_pairs",
+    "retrieval": "medlib.data.sources.karpathy",  # Flickr30K / COCO in the Karpathy-split layout (or a hub copy)
 }
 SYNTHETIC_MODES = ("never", "auto", "always")
 

@@ -24,16 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError, fail
-from .registry import DatasetSkipped
-from . import synthetic as syn
-from .base import DatasetBundle, Split
-from .common import (cap_indices, check_kind, finish, fixture_dir, image_files, read_table_file, resolve_path, rng_for,
-                     strata_of)
+from ...config import DatasetSpec, Profile
+from ...errors import MedlibError, fail
+from ..registry import DatasetSkipped
+from .. import fixtures
+from ..labels import CHEXPERT
+from ..base import DatasetBundle, Split
+from ..bundle import finish
+from ..decode import image_files
+from ..locate import check_kind, fixture_dir, read_table_file, resolve_path
+from ..splits import cap_indices, rng_for, strata_of
 
 CSVS = {k: f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("split", "chexpert", "metadata")}
-CLASS_NAMES = [c.lower() for c in syn.CHEXPERT]
+CLASS_NAMES = [c.lower() for c in CHEXPERT]
 FRONTAL = ("PA", "AP")
 SPLIT_MAP = {"train": "train", "validate": "val", "test": "test"}
 POLICIES = ("zero", "one", "ignore")
@@ -100,10 +103,10 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
                           f"Fix: use one of {list(POLICIES)}")
     root, is_syn = _root(profile, spec)
     if is_syn:
-        syn.ensure_mimic_cxr(root, spec.fixture_n or DEFAULT_FIXTURE_N)
+        fixtures.ensure_mimic_cxr(root, spec.fixture_n or DEFAULT_FIXTURE_N)
     files = {k: root / f for k, f in CSVS.items()}
     split = _read_csv(files["split"], ["dicom_id", "study_id", "subject_id", "split"])
-    chex = _read_csv(files["chexpert"], ["subject_id", "study_id", *syn.CHEXPERT])
+    chex = _read_csv(files["chexpert"], ["subject_id", "study_id", *CHEXPERT])
     meta = _read_csv(files["metadata"], ["dicom_id", "ViewPosition"])
     split["_line"] = np.arange(len(split)) + 2  # the row's line in the split CSV, for error messages
     df = split.merge(meta[["dicom_id", "ViewPosition"]], on="dicom_id", how="inner")
@@ -112,7 +115,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     bad = sorted(set(df["split"]) - set(SPLIT_MAP))
     if bad:
         raise fail(files["split"], f"unknown split value(s) {bad}", f"use {list(SPLIT_MAP)}")
-    raw = df[syn.CHEXPERT].to_numpy(dtype=float)
+    raw = df[CHEXPERT].to_numpy(dtype=float)
     labels, _ = apply_policy(raw, spec.uncertain)
     subjects, studies = df["subject_id"].to_numpy(np.int64), df["study_id"].to_numpy(np.int64)
     dicoms, split_col = df["dicom_id"].astype(str).tolist(), df["split"].to_numpy()

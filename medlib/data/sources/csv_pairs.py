@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError, fail
-from . import image_errors, synthetic
-from .base import SPLITS, DatasetBundle, Split
-from .common import (check_kind, choose_source, finish, fixture_dir, image_files, read_table_file, resolve_path,
-                     rng_for, stratified_parts, take)
+from ...config import DatasetSpec, Profile
+from ...errors import MedlibError, fail
+from .. import fixtures, image_errors
+from ..base import SPLITS, DatasetBundle, Split
+from ..bundle import finish
+from ..decode import image_files
+from ..locate import check_kind, choose_source, fixture_dir, read_table_file, resolve_path
+from ..splits import rng_for, stratified_parts, take
 
 COLUMNS = ["image_path", "caption", "label"]
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -42,7 +44,7 @@ def _csv(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[Path, bool]:
     if kind == "generated":
         if make:
             params = {"kind": "csv_pairs", "n": spec.fixture_n or DEFAULT_FIXTURE_N, "version": 1}
-            synthetic.ensure_dir(fix, params, lambda tmp: synthetic.write_csv_pairs(tmp, params["n"]))
+            fixtures.ensure_dir(fix, params, lambda tmp: fixtures.write_csv_pairs(tmp, params["n"]))
         return fix / "pairs.csv", True
     if user is not None and not user.is_file():
         raise fail(user, "CSV not found", "point datasets[...].path at an image_path,caption,label CSV")

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io as mio
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError, fail
-from . import synthetic
-from .base import SPLITS, DatasetBundle, Split
-from .common import (check_hub_reachable, check_kind, choose_source, finish, fixture_dir, image_files, resolve_path,
-                     rng_for, stratified_parts, take)
+from ... import io as mio
+from ...config import DatasetSpec, Profile
+from ...errors import MedlibError, fail
+from .. import fixtures
+from ..base import SPLITS, DatasetBundle, Split
+from ..bundle import finish
+from ..decode import image_files
+from ..locate import check_hub_reachable, check_kind, choose_source, fixture_dir, resolve_path
+from ..splits import rng_for, stratified_parts, take
 
 RECORDS = ("records.jsonl", "records.parquet")
 COLUMNS = ["id", "image", "caption", "body_part"]
@@ -69,7 +71,7 @@ def _choose(profile: Profile, spec: DatasetSpec, fetch: bool) -> tuple[Path, boo
     kind = choose_source(spec, present=_records_file(root) is not None, remote=remote,
                          missing=fail(root, "no PubMedVision copy (records.jsonl or records.parquet + images/)", fix))
     if kind == "generated":
-        return (synthetic.ensure_pubmedvision(fix_dir, n_fix) if fetch else fix_dir), True
+        return (fixtures.ensure_pubmedvision(fix_dir, n_fix) if fetch else fix_dir), True
     if kind == "hub" and fetch:
         fetch_from_hub(spec, root, seed=profile.seed)
     return root, False

@@ -31,13 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DatasetSpec, Profile
-from ..errors import fail
-from ..progress import enabled as progress_enabled
-from . import synthetic
-from .base import SPLITS, DatasetBundle, Split
-from .common import (cap_indices, check_hub_reachable, check_kind, choose_source, finish, fixture_dir, image_files,
-                     pil_to_array, resolve_path, rng_for)
+from ...config import DatasetSpec, Profile
+from ...errors import fail
+from ...progress import enabled as progress_enabled
+from .. import fixtures
+from ..base import SPLITS, DatasetBundle, Split
+from ..bundle import finish
+from ..decode import image_files, pil_to_array
+from ..locate import check_hub_reachable, check_kind, choose_source, fixture_dir, resolve_path
+from ..splits import cap_indices, rng_for
 
 DEFAULT_FIXTURE_N = 300
 LICENSES = {"flickr30k": "Flickr30K: research use under Flickr terms (Young et al., TACL 2014)",
@@ -76,8 +78,8 @@ def _choose(profile: Profile, spec: DatasetSpec, make: bool) -> tuple[str, Path 
                          missing=fail(local, "no retrieval set (local copy absent, download off)", how))
     if kind == "generated":
         if make:  # each set its own images (seed per flag), both in Karpathy's layout
-            synthetic.ensure_retrieval(fix, spec.fixture_n or DEFAULT_FIXTURE_N, flag,
-                                       synthetic.FIXTURE_SEED + zlib.crc32(flag.encode()) % 997)
+            fixtures.ensure_retrieval(fix, spec.fixture_n or DEFAULT_FIXTURE_N, flag,
+                                       fixtures.FIXTURE_SEED + zlib.crc32(flag.encode()) % 997)
         return "fixture", fix / json_name(flag)
     return ("local", local) if kind == "real" else ("hub", None)
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError, fail
-from . import synthetic
-from .common import check_kind, choose_source, finish, fixture_dir
-from .base import SPLITS, Split
+from ...config import DatasetSpec, Profile
+from ...errors import MedlibError, fail
+from .. import fixtures
+from ..bundle import finish
+from ..locate import check_kind, choose_source, fixture_dir
+from ..base import SPLITS, Split
 
 SIZES = (28, 64, 128, 224)
 DEFAULT_FIXTURE_N = 1000
@@ -123,7 +124,7 @@ def _download(spec: DatasetSpec, info: dict, dest: Path) -> None:
 
 def _ensure_fixture(profile: Profile, spec: DatasetSpec, flag: str, info: dict) -> Path:
     n = spec.fixture_n or DEFAULT_FIXTURE_N
-    return synthetic.ensure_medmnist(
+    return fixtures.ensure_medmnist(
         fixture_path(profile, spec), flag, spec.size, n, len(info["label"]), _is_multilabel(info),
         int(info["n_channels"]), FIXTURE_PRIORS.get(flag),
     )

@@ -18,22 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DatasetSpec, Profile
-from ..errors import MedlibError, fail
-from . import synthetic
-from .registry import source_module
-from .base import DatasetBundle, Split
-from .common import (cap_indices, check_kind, choose_source, finish, fixture_dir, image_files, read_table_file,
-                     resolve_path, rng_for, strata_of)
+from ...config import DatasetSpec, Profile
+from ...errors import MedlibError, fail
+from .. import fixtures
+from ..registry import source_module
+from ..labels import CHEST14, NIH_NAMES
+from ..base import DatasetBundle, Split
+from ..bundle import finish
+from ..decode import image_files
+from ..locate import check_kind, choose_source, fixture_dir, read_table_file, resolve_path
+from ..splits import cap_indices, rng_for, strata_of
 
-CLASS_NAMES = list(synthetic.CHEST14)  # ChestMNIST order (REFERENCES.md)
+CLASS_NAMES = list(CHEST14)  # ChestMNIST order (REFERENCES.md)
 CSV_NAME = "Data_Entry_2017.csv"
 LISTS = ("train_val_list.txt", "test_list.txt")
 VAL_FRACTION = 0.1  # of train_val patients
 DEFAULT_FIXTURE_N = 600
 LICENSE = "NIH Clinical Center: unrestricted use, cite Wang et al., CVPR 2017 (ChestX-ray8)"
 # CSV spelling -> class name (lowercase; 'Pleural_Thickening' is ChestMNIST's 'pleural').
-_CSV_TO_CLASS = {n.lower(): c for n, c in zip(synthetic.NIH_NAMES, CLASS_NAMES)}
+_CSV_TO_CLASS = {n.lower(): c for n, c in zip(NIH_NAMES, CLASS_NAMES)}
 _CSV_TO_CLASS.update({"pleural thickening": "pleural", "pleural_thickening": "pleural"})
 
 
@@ -90,7 +93,7 @@ def load(profile: Profile, spec: DatasetSpec) -> DatasetBundle:
     if kind == "fallback":
         return _load_fallback(profile, spec, root)
     if kind == "generated":
-        synthetic.ensure_chestxray14(root, spec.fixture_n or DEFAULT_FIXTURE_N)
+        fixtures.ensure_chestxray14(root, spec.fixture_n or DEFAULT_FIXTURE_N)
     return _read(profile, spec, root, synthetic=kind == "generated")
 
 
@@ -121,7 +124,7 @@ def parse_labels(findings: "list[str]", csv_path: Path) -> np.ndarray:
                 continue
             if key not in _CSV_TO_CLASS:
                 raise fail(csv_path, f"line {i + 2}: label {name.strip()!r} is not one of the 14 pathologies",
-                           f"use the NIH names ({', '.join(synthetic.NIH_NAMES)}) or 'No Finding'")
+                           f"use the NIH names ({', '.join(NIH_NAMES)}) or 'No Finding'")
             y[i, col[_CSV_TO_CLASS[key]]] = 1
     return y
 
