@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import MedlibError
 from ..io import write_set
-from .model import build_model, fmt, fmt_diff
+from .formatting import fmt, fmt_diff
+from .model import build_model
 from .render import render_html, render_markdown, render_pdf
 
 __all__ = ["build_model", "build_report", "write_report", "write_report_files", "main", "fmt", "fmt_diff"]
