@@ -10,7 +10,7 @@
   ``hf-hub:org/repo`` archs (BiomedCLIP) bring their own weights and tokenizer;
   ``local-dir:/path`` archs read the same files from a downloaded copy of such a repo.
 * a local file: an open_clip state dict (``.pt``/``.pth``/``.bin``/``.safetensors``) or a medlib
-  checkpoint written by :func:`save_checkpoint`.
+  checkpoint written by :func:`save_checkpoint` (which carries a digest of its tensors, checked on load).
 
 Offline or failed downloads raise :class:`~medlib.errors.MedlibError` naming what could not be
 fetched and how to provide it locally. Nothing ever falls back to another model.
@@ -27,9 +27,9 @@ from typing import Any, Callable
 import open_clip
 import torch
 
+from . import torchfile
 from .config import ModelSpec
 from .errors import MedlibError, fail
-from .io import write_with
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ open_clip.add_model_config(CONFIG_DIR)
 #: architectures registered from CONFIG_DIR (random init is their normal use)
 TINY_ARCHS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 CHECKPOINT_FORMAT = "medlib-clip-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a digest of the tensors, checked on load
+RECREATE = "delete it and re-create it (re-run the notebook that wrote it, or download it again)"
+UNSAFE_FIX = "use a state dict of tensors (torch.save(model.state_dict(), path)) from a source you trust"
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
@@ -256,7 +258,7 @@ def _load_weights_file(spec: ModelSpec, path: Path, device: torch.device, seed: 
 
 
 def save_checkpoint(bundle: ClipBundle, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``bundle``'s weights and identity atomically (temporary name, then rename).
+    """Write ``bundle``'s weights and identity atomically (temporary name, then rename), with a digest of them.
 
     ``extra`` must be loadable with ``torch.load(weights_only=True)``: tensors, python numbers,
     strings, lists and dicts (numpy arrays are not; convert them to lists or tensors).
@@ -265,11 +267,12 @@ def save_checkpoint(bundle: ClipBundle, path: str | Path, extra: dict | None = N
     blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": bundle.arch,
             "pretrained": bundle.pretrained, "name": bundle.name, "display": bundle.display,
             "preprocess": bundle.preprocess_cfg(), "state_dict": state, "extra": dict(extra or {})}
-    return write_with(path, lambda tmp: torch.save(blob, tmp))
+    return torchfile.save(path, blob)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dict (state dict on CPU, plus ``extra``); MedlibError if missing/corrupt."""
+    """The raw checkpoint dict (state dict on CPU, plus ``extra``), checked against its digest; MedlibError if
+    missing, corrupt or damaged."""
     path = Path(path)
     if not path.is_file():
         raise fail(path, "checkpoint not found", "check the path, or run the training notebook that writes it")
@@ -304,17 +307,21 @@ def checkpoint_extra(path: str | Path) -> dict[str, Any]:
 
 
 def _read_medlib_checkpoint(path: Path) -> dict[str, Any] | None:
-    """A medlib checkpoint dict, None for another (open_clip) torch file; MedlibError if unreadable."""
+    """A medlib checkpoint dict (checked against its digest), None for another (open_clip) torch file;
+    MedlibError if unreadable, damaged or of an older format."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)  # a weights file never runs code
+        obj = torchfile.load(path)  # weights_only: a weights file never runs code
     except Exception as exc:
-        if "GLOBAL" in str(exc):  # the pickle names a callable: loading it would import and run code
-            raise fail(path, "refused: not a plain-tensor weights file (loading it would run code)",
-                       "use a state dict of tensors (torch.save(model.state_dict(), path)) from a source you trust") \
+        if torchfile.runs_code(exc):  # the pickle names a callable: loading it would import and run code
+            raise fail(path, "refused: not a plain-tensor weights file (loading it would run code)", UNSAFE_FIX) \
                 from None
-        raise fail(path, f"truncated or corrupt weights file ({_first_line(exc)})",
-                   "delete it and re-create it (re-run the notebook that wrote it, or download it again)") from None
+        raise fail(path, f"truncated or corrupt weights file ({_first_line(exc)})", RECREATE) from None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        if obj.get("version") != CHECKPOINT_VERSION:
+            raise fail(path, "medlib checkpoint of another version (older ones wrote no digest of the tensors, so "
+                       "its weights cannot be checked)", "re-create it with save_checkpoint (re-run the notebook "
+                       "that wrote it)")
+        torchfile.verify(path, obj, RECREATE)
         missing = {"arch", "state_dict", "name"} - set(obj)
         if missing:
             raise fail(path, f"medlib checkpoint lacks {sorted(missing)}", "re-create it with save_checkpoint")
