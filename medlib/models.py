@@ -261,7 +261,8 @@ def save_checkpoint(bundle: ClipBundle, path: str | Path, extra: dict | None = N
     """Write ``bundle``'s weights and identity atomically (temporary name, then rename), with a digest of them.
 
     ``extra`` must be loadable with ``torch.load(weights_only=True)``: tensors, python numbers,
-    strings, lists and dicts (numpy arrays are not; convert them to lists or tensors).
+    strings, lists and dicts (numpy arrays are not; convert them to lists or tensors). A full disk is a
+    one-line MedlibError naming the file; the previous file there is kept.
     """
     state = {k: v.detach().cpu() for k, v in bundle.model.state_dict().items()}
     blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": bundle.arch,

@@ -8,13 +8,17 @@ reader checks it (:func:`verify`) before using anything in it.
   It is computed over the values as the program holds them, not over the stored bytes, so it holds whatever
   codec stores them: a codec's packed tensors (``medlib.train.delta``) carry the digest of their decoded values,
   checked when they are decoded.
-- :func:`save`: ``torch.save`` under a temporary name, renamed into place, with ``"digest"`` added.
+- :func:`save`: ``torch.save`` under a temporary name, renamed into place, with ``"digest"`` added; a full disk
+  is a one-line error naming the file (torch's own report of it is ``unexpected pos ...``, without a path or a
+  cause), and the previous file is left as it was.
 - :func:`runs_code`: whether a failed ``torch.load(weights_only=True)`` refused a file that would run code.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,11 +93,57 @@ def verify(path: str | Path, obj: dict[str, Any], fix: str) -> dict[str, Any]:
 
 # ---- writing ------------------------------------------------------------------------------------------
 
-def save(path: str | Path, obj: dict[str, Any]) -> Path:
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("no space left on device", "free space on the disk holding {folder} (df -h {folder}) and {then}"),
+    errno.EDQUOT: ("disk quota exceeded", "free space in your quota on {folder} (quota -s) and {then}"),
+    errno.EFBIG: ("file too large for this shell's file-size limit",
+                  "raise the limit (ulimit -f unlimited) or write to another disk, and {then}"),
+}
+
+
+def save(path: str | Path, obj: dict[str, Any], then: str = "rerun") -> Path:
     """Write ``obj`` (tensors and plain values) to ``path`` with ``torch.save``, atomically, adding
-    ``"digest"`` (:func:`digest` of ``obj``; computed once)."""
+    ``"digest"`` (:func:`digest` of ``obj``; computed once).
+
+    A full disk, quota or file-size limit is a one-line MedlibError naming ``path`` and the fix (free space
+    and ``then``); the previous file at ``path`` is left as it was and no temporary file remains.
+    """
+    path = Path(path)
     blob = {**obj, "digest": digest(obj)}
-    return write_with(Path(path), lambda tmp: torch.save(blob, tmp))
+    try:
+        return write_with(path, lambda tmp: _torch_save(blob, tmp, path))
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        problem, fix = _WRITE_ERRORS[exc.errno]
+        raise fail(path, problem, fix.format(folder=path.parent, then=then)) from None
+
+
+def _torch_save(blob: dict[str, Any], tmp: Path, path: Path) -> None:
+    try:
+        torch.save(blob, tmp)
+    except RuntimeError as exc:
+        # torch's writer reports a short write as "[enforce fail at inline_container.cc:...] unexpected pos" (or
+        # "file write failed"), without the OS error behind it. Writing a little more to the same file shows it:
+        # the disk is still full (or the quota, or the file-size limit, still reached).
+        if not any(s in str(exc) for s in ("inline_container", "PytorchStreamWriter", "file write failed")):
+            raise
+        cause = _write_probe(tmp)
+        if cause is not None:
+            raise cause from None
+        raise fail(path, "could not be written (a write stopped short; the disk reported no cause)",
+                   f"check the disk holding {path.parent} (df -h {path.parent}) and rerun") from None
+
+
+def _write_probe(tmp: Path) -> OSError | None:
+    try:
+        with open(tmp, "ab") as fh:
+            fh.write(bytes(1 << 20))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        return exc
+    return None
 
 
 # ---- reading ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A damaged checkpoint is refused, never loaded as other weights.
+"""A damaged checkpoint is refused, never loaded as other weights; a full disk while writing one names the file.
 
 Every torch file medlib writes carries a digest of its tensors and values (medlib/torchfile.py), checked on load:
 torch's zip reader checks no CRCs and the packed weights' Zstandard frames carry no checksum, so without it a
@@ -6,8 +6,12 @@ flipped byte loads as a different weight.
 """
 
 import dataclasses
+import errno
 import json
+import os
 import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from medlib.train import checkpoint, engine
 from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture
 
 ONE = dataclasses.replace(CFG, epochs=1)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _records(path: Path) -> list[tuple[int, int]]:
@@ -202,3 +207,117 @@ def test_a_saved_model_of_the_older_format_is_refused(tiny, tmp_path):
     with pytest.raises(MedlibError, match="another version") as e:
         load_checkpoint(tmp_path / "old.pt")
     _one_line_naming(e, tmp_path / "old.pt")
+
+
+# ---- a full disk while writing a checkpoint -----------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs (needs root and mount; skipped elsewhere): a disk that really fills."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Take every free byte of ``folder``'s disk."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_while_training_names_the_checkpoint_and_keeps_the_last_good_one(bundle, small_disk):
+    """The disk fills after epoch 1: epoch 2's checkpoint fails with a one-line error naming it (torch alone says
+    "unexpected pos ..."), epoch 1's last.pt is left as it was, and once space is freed the run resumes from it."""
+    data = make_data(n_train=64)
+    run = small_disk / "run"
+    fillers = []
+
+    def fill_after_epoch_1(epoch, row):
+        if epoch == 1:
+            fillers.append(_fill(small_disk))
+
+    with pytest.raises(MedlibError, match="no space left on device") as e:
+        engine.train(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+                     progress=False, on_epoch_end=fill_after_epoch_1)
+    msg = str(e.value)
+    assert "\n" not in msg and f"df -h {run}" in msg and ("last.pt" in msg or "best.pt" in msg), msg
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert checkpoint.load(run / "last.pt")["epoch"] == 1
+    fillers[0].unlink()
+    again = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+                         progress=False)
+    assert again.resumed_from == 1 and again.history["epoch"].max() == 2
+
+
+def test_a_full_disk_while_saving_a_model_names_it_and_keeps_the_previous_file(tiny, small_disk):
+    from medlib.models import read_checkpoint
+
+    path = save_checkpoint(tiny, small_disk / "model.pt", extra={"epoch": 1})
+    filler = _fill(small_disk)
+    with pytest.raises(MedlibError, match="no space left on device") as e:
+        save_checkpoint(tiny, path, extra={"epoch": 2})
+    _one_line_naming(e, path)
+    filler.unlink()
+    assert read_checkpoint(path)["extra"] == {"epoch": 1}
+    assert sorted(p.name for p in small_disk.iterdir()) == ["model.pt"]
+
+
+def test_a_file_size_limit_is_named_too_without_root(tmp_path):
+    """The same short write, for real and without root: a process under ``ulimit -f`` (Python ignores SIGXFSZ, so
+    the write fails with EFBIG) saving a checkpoint larger than the limit, over a smaller good one."""
+    script = (
+        "import resource, sys, torch\n"
+        "from medlib import torchfile\n"  # the writer of checkpoint.save and save_checkpoint (imports less)
+        "from medlib.errors import MedlibError\n"
+        "p = sys.argv[1]\n"
+        "torchfile.save(p, {'w': torch.zeros(1000)})\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "try:\n"
+        "    torchfile.save(p, {'w': torch.zeros(1 << 20)})\n"
+        "except MedlibError as e:\n"
+        "    print(e)\n")
+    from medlib import torchfile
+
+    path = tmp_path / "last.pt"
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip()
+    assert line.startswith(f"{path}: file too large") and "ulimit -f" in line and "\n" not in line, line
+    assert torchfile.verify(path, torchfile.load(path), "-")["w"].numel() == 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_torchs_short_write_report_is_turned_into_the_disk_full_line(tmp_path, monkeypatch):
+    """torch's exact words for a short write, and a disk that is still full when asked again."""
+    from medlib import torchfile
+
+    checkpoint.save(tmp_path / "best.pt", {"w": torch.ones(3)})
+
+    def short_write(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    monkeypatch.setattr(torchfile, "_write_probe", lambda tmp: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    with pytest.raises(MedlibError) as e:
+        checkpoint.save(tmp_path / "best.pt", {"w": torch.zeros(3)})
+    assert str(e.value).startswith(f"{tmp_path / 'best.pt'}: no space left on device. Fix: free space on the disk "
+                                   f"holding {tmp_path} (df -h {tmp_path}) and rerun")
+    monkeypatch.undo()
+    assert torch.equal(checkpoint.load(tmp_path / "best.pt")["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]

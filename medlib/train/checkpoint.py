@@ -16,7 +16,8 @@ runs code. A file that would need more (a crafted pickle) is refused with a one-
 
 Every file also carries a digest of its tensors and values (:func:`medlib.torchfile.digest`; ``best.pt``'s packed
 weights carry the digest of their decoded values): a damaged byte is a one-line error naming the file, never a
-model with other weights. Files of an older format (without a digest) are refused the same way.
+model with other weights. Files of an older format (without a digest) are refused the same way. A full disk while
+writing is a one-line error naming the file; the previous checkpoint is left as it was.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ RETRAIN = "delete it and re-run with fresh=True (the run is trained again)"
 
 
 def save(path: Path, obj: dict[str, Any]) -> None:
-    """Write ``obj`` (tensors and plain values) to ``path`` atomically, with the format marker and the digest."""
-    torchfile.save(Path(path), {"format": FORMAT, "version": VERSION, **obj})
+    """Write ``obj`` (tensors and plain values) to ``path`` atomically, with the format marker and the digest.
+
+    A full disk is a one-line MedlibError naming ``path``; the previous file there is kept."""
+    torchfile.save(Path(path), {"format": FORMAT, "version": VERSION, **obj},
+                   then="rerun (training resumes from the last complete checkpoint)")
 
 
 def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
