@@ -13,7 +13,9 @@
   checkpoint written by :func:`save_checkpoint` (which carries a digest of its tensors, checked on load).
 
 Offline or failed downloads raise :class:`~medlib.errors.MedlibError` naming what could not be
-fetched and how to provide it locally. Nothing ever falls back to another model.
+fetched and how to provide it locally. Nothing ever falls back to another model. Weights files are read
+with ``torch.load(weights_only=True)``: one that would run code is refused, and no message repeats torch's
+advice to load it with ``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -135,8 +137,9 @@ def _hf_home() -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    """The first line of ``exc``'s message; for torch's weights-only refusal, our own words (its text advises
+    ``weights_only=False``, which would run whatever code the file holds)."""
+    return torchfile.reason(exc)
 
 
 class _DropRandomInitNotice(logging.Filter):
@@ -202,6 +205,12 @@ def _create_from_hub(arch: str, device: torch.device) -> torch.nn.Module:
 
 def _hub_error(arch: str, exc: BaseException) -> MedlibError:
     if arch.startswith(open_clip.factory.LOCAL_DIR_PREFIX):
+        if torchfile.refused(exc):  # a weights file that is not plain tensors: name it, never torch's advice
+            weights = _folder_weights(Path(arch[len(open_clip.factory.LOCAL_DIR_PREFIX):]))
+            problem = "loading it would run code" if torchfile.runs_code(exc) else torchfile.reason(exc)
+            return fail(weights, f"refused: not a plain-tensor weights file ({problem})",
+                        "replace it with the model's open_clip_model.safetensors (or a state dict of tensors) "
+                        "from a source you trust")
         return fail(arch, f"could not load the model folder ({_first_line(exc)})",
                     "the folder needs open_clip_config.json and the weights (open_clip_model.safetensors or .bin)")
     repo = arch.split(":", 1)[1]
@@ -209,6 +218,16 @@ def _hub_error(arch: str, exc: BaseException) -> MedlibError:
                 f"run once with internet to fill the Hugging Face cache (HF_HOME={_hf_home()}), or download the "
                 f"repo {repo} elsewhere (`huggingface-cli download {repo} --local-dir DIR`), copy DIR here and set "
                 "the model's `arch: local-dir:DIR`")
+
+
+def _folder_weights(folder: Path) -> Path:
+    """The weights file open_clip reads from a ``local-dir:`` folder (the folder where that cannot be told)."""
+    find = getattr(open_clip.factory, "_find_checkpoint_in_dir", None)
+    try:
+        found = find(folder) if find is not None else None
+    except OSError:
+        found = None
+    return Path(found) if found else folder
 
 
 def _is_missing_transformers(exc: BaseException) -> bool:

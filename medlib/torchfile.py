@@ -11,7 +11,8 @@ reader checks it (:func:`verify`) before using anything in it.
 - :func:`save`: ``torch.save`` under a temporary name, renamed into place, with ``"digest"`` added; a full disk
   is a one-line error naming the file (torch's own report of it is ``unexpected pos ...``, without a path or a
   cause), and the previous file is left as it was.
-- :func:`runs_code`: whether a failed ``torch.load(weights_only=True)`` refused a file that would run code.
+- :func:`runs_code` / :func:`reason`: what a failed ``torch.load(weights_only=True)`` means, in a line that never
+  repeats torch's advice to load the file with ``weights_only=False`` (that runs the code a crafted file holds).
 """
 
 from __future__ import annotations
@@ -157,3 +158,19 @@ def load(path: str | Path) -> Any:
 def runs_code(exc: BaseException) -> bool:
     """Whether a failed weights-only load refused a pickle that names a callable (loading it would run code)."""
     return isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in str(exc)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's weights-only refusal of a file (a pickle with more than tensors and plain values)."""
+    return isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)
+
+
+def reason(exc: BaseException) -> str:
+    """One line on why a torch file could not be read: torch's first line, except for a weights-only refusal,
+    whose text advises ``weights_only=False`` (running whatever code the file holds) and is not repeated."""
+    text = str(exc)
+    if refused(exc) or "weights_only" in text:
+        return "it holds more than tensors and plain values"
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+

@@ -21,7 +21,7 @@ import torch
 from medlib import cnn, pipeline
 from medlib.config import ModelSpec, load_profile
 from medlib.errors import MedlibError
-from medlib.models import load_checkpoint, load_model, save_checkpoint
+from medlib.models import CONFIG_DIR, load_checkpoint, load_model, save_checkpoint
 from medlib.train import checkpoint, engine
 from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture
 
@@ -321,3 +321,28 @@ def test_torchs_short_write_report_is_turned_into_the_disk_full_line(tmp_path, m
     monkeypatch.undo()
     assert torch.equal(checkpoint.load(tmp_path / "best.pt")["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+# ---- a local-dir: model whose weights file is not plain tensors --------------------------------------
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_local_dir_weights_file_is_named_without_torchs_unsafe_advice(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    cfg = json.loads((CONFIG_DIR / "medclip-tiny.json").read_text())
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    marker = tmp_path / "pwned"
+    torch.save({"x": _RunsACommand(marker)}, folder / "open_clip_model.bin")
+    with pytest.raises(MedlibError, match="would run code") as e:
+        load_model(ModelSpec(name="t", arch=f"local-dir:{folder}"))
+    msg = _one_line_naming(e, folder / "open_clip_model.bin")
+    assert "weights_only" not in msg and "False" not in msg
+    assert not marker.exists()
