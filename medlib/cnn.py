@@ -163,7 +163,7 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
         checkpoint.save(ckpt, record)
         write_text(run_dir / "log.csv", pd.DataFrame(rows).to_csv(index=False))  # as the engine's (projection reads it)
     if best_path.is_file():
-        model.load_state_dict(delta.restore(checkpoint.load(best_path, signature)["model"], base))
+        model.load_state_dict(checkpoint.restore(checkpoint.load(best_path, signature)["model"], base, best_path))
     hist = pd.DataFrame(rows)
     best_epoch = int(hist.loc[hist["val_metric"].idxmax(), "epoch"]) if len(hist) else 0
     return CnnResult(model=model.eval(), weights=used, history=hist, best_epoch=best_epoch)

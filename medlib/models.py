@@ -10,10 +10,12 @@
   ``hf-hub:org/repo`` archs (BiomedCLIP) bring their own weights and tokenizer;
   ``local-dir:/path`` archs read the same files from a downloaded copy of such a repo.
 * a local file: an open_clip state dict (``.pt``/``.pth``/``.bin``/``.safetensors``) or a medlib
-  checkpoint written by :func:`save_checkpoint`.
+  checkpoint written by :func:`save_checkpoint` (which carries a digest of its tensors, checked on load).
 
 Offline or failed downloads raise :class:`~medlib.errors.MedlibError` naming what could not be
-fetched and how to provide it locally. Nothing ever falls back to another model.
+fetched and how to provide it locally. Nothing ever falls back to another model. Weights files are read
+with ``torch.load(weights_only=True)``: one that would run code is refused, and no message repeats torch's
+advice to load it with ``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any, Callable
 import open_clip
 import torch
 
+from . import torchfile
 from .config import ModelSpec
 from .errors import MedlibError, fail
-from .io import write_with
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ open_clip.add_model_config(CONFIG_DIR)
 #: architectures registered from CONFIG_DIR (random init is their normal use)
 TINY_ARCHS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 CHECKPOINT_FORMAT = "medlib-clip-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a digest of the tensors, checked on load
+RECREATE = "delete it and re-create it (re-run the notebook that wrote it, or download it again)"
+UNSAFE_FIX = "use a state dict of tensors (torch.save(model.state_dict(), path)) from a source you trust"
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
@@ -133,8 +137,9 @@ def _hf_home() -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    """The first line of ``exc``'s message; for torch's weights-only refusal, our own words (its text advises
+    ``weights_only=False``, which would run whatever code the file holds)."""
+    return torchfile.reason(exc)
 
 
 class _DropRandomInitNotice(logging.Filter):
@@ -200,6 +205,12 @@ def _create_from_hub(arch: str, device: torch.device) -> torch.nn.Module:
 
 def _hub_error(arch: str, exc: BaseException) -> MedlibError:
     if arch.startswith(open_clip.factory.LOCAL_DIR_PREFIX):
+        if torchfile.refused(exc):  # a weights file that is not plain tensors: name it, never torch's advice
+            weights = _folder_weights(Path(arch[len(open_clip.factory.LOCAL_DIR_PREFIX):]))
+            problem = "loading it would run code" if torchfile.runs_code(exc) else torchfile.reason(exc)
+            return fail(weights, f"refused: not a plain-tensor weights file ({problem})",
+                        "replace it with the model's open_clip_model.safetensors (or a state dict of tensors) "
+                        "from a source you trust")
         return fail(arch, f"could not load the model folder ({_first_line(exc)})",
                     "the folder needs open_clip_config.json and the weights (open_clip_model.safetensors or .bin)")
     repo = arch.split(":", 1)[1]
@@ -207,6 +218,16 @@ def _hub_error(arch: str, exc: BaseException) -> MedlibError:
                 f"run once with internet to fill the Hugging Face cache (HF_HOME={_hf_home()}), or download the "
                 f"repo {repo} elsewhere (`huggingface-cli download {repo} --local-dir DIR`), copy DIR here and set "
                 "the model's `arch: local-dir:DIR`")
+
+
+def _folder_weights(folder: Path) -> Path:
+    """The weights file open_clip reads from a ``local-dir:`` folder (the folder where that cannot be told)."""
+    find = getattr(open_clip.factory, "_find_checkpoint_in_dir", None)
+    try:
+        found = find(folder) if find is not None else None
+    except OSError:
+        found = None
+    return Path(found) if found else folder
 
 
 def _is_missing_transformers(exc: BaseException) -> bool:
@@ -256,20 +277,22 @@ def _load_weights_file(spec: ModelSpec, path: Path, device: torch.device, seed: 
 
 
 def save_checkpoint(bundle: ClipBundle, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``bundle``'s weights and identity atomically (temporary name, then rename).
+    """Write ``bundle``'s weights and identity atomically (temporary name, then rename), with a digest of them.
 
     ``extra`` must be loadable with ``torch.load(weights_only=True)``: tensors, python numbers,
-    strings, lists and dicts (numpy arrays are not; convert them to lists or tensors).
+    strings, lists and dicts (numpy arrays are not; convert them to lists or tensors). A full disk is a
+    one-line MedlibError naming the file; the previous file there is kept.
     """
     state = {k: v.detach().cpu() for k, v in bundle.model.state_dict().items()}
     blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": bundle.arch,
             "pretrained": bundle.pretrained, "name": bundle.name, "display": bundle.display,
             "preprocess": bundle.preprocess_cfg(), "state_dict": state, "extra": dict(extra or {})}
-    return write_with(path, lambda tmp: torch.save(blob, tmp))
+    return torchfile.save(path, blob)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dict (state dict on CPU, plus ``extra``); MedlibError if missing/corrupt."""
+    """The raw checkpoint dict (state dict on CPU, plus ``extra``), checked against its digest; MedlibError if
+    missing, corrupt or damaged."""
     path = Path(path)
     if not path.is_file():
         raise fail(path, "checkpoint not found", "check the path, or run the training notebook that writes it")
@@ -304,17 +327,21 @@ def checkpoint_extra(path: str | Path) -> dict[str, Any]:
 
 
 def _read_medlib_checkpoint(path: Path) -> dict[str, Any] | None:
-    """A medlib checkpoint dict, None for another (open_clip) torch file; MedlibError if unreadable."""
+    """A medlib checkpoint dict (checked against its digest), None for another (open_clip) torch file;
+    MedlibError if unreadable, damaged or of an older format."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)  # a weights file never runs code
+        obj = torchfile.load(path)  # weights_only: a weights file never runs code
     except Exception as exc:
-        if "GLOBAL" in str(exc):  # the pickle names a callable: loading it would import and run code
-            raise fail(path, "refused: not a plain-tensor weights file (loading it would run code)",
-                       "use a state dict of tensors (torch.save(model.state_dict(), path)) from a source you trust") \
+        if torchfile.runs_code(exc):  # the pickle names a callable: loading it would import and run code
+            raise fail(path, "refused: not a plain-tensor weights file (loading it would run code)", UNSAFE_FIX) \
                 from None
-        raise fail(path, f"truncated or corrupt weights file ({_first_line(exc)})",
-                   "delete it and re-create it (re-run the notebook that wrote it, or download it again)") from None
+        raise fail(path, f"truncated or corrupt weights file ({_first_line(exc)})", RECREATE) from None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        if obj.get("version") != CHECKPOINT_VERSION:
+            raise fail(path, "medlib checkpoint of another version (older ones wrote no digest of the tensors, so "
+                       "its weights cannot be checked)", "re-create it with save_checkpoint (re-run the notebook "
+                       "that wrote it)")
+        torchfile.verify(path, obj, RECREATE)
         missing = {"arch", "state_dict", "name"} - set(obj)
         if missing:
             raise fail(path, f"medlib checkpoint lacks {sorted(missing)}", "re-create it with save_checkpoint")

@@ -13,11 +13,15 @@ A run directory holds
 Every file is a dict of tensors and plain values (numbers, strings, lists, tuples, dicts), written under a
 temporary name and renamed into place, and read with ``torch.load(weights_only=True)``: a checkpoint never
 runs code. A file that would need more (a crafted pickle) is refused with a one-line error.
+
+Every file also carries a digest of its tensors and values (:func:`medlib.torchfile.digest`; ``best.pt``'s packed
+weights carry the digest of their decoded values): a damaged byte is a one-line error naming the file, never a
+model with other weights. Files of an older format (without a digest) are refused the same way. A full disk while
+writing is a one-line error naming the file; the previous checkpoint is left as it was.
 """
 
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -26,42 +30,59 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import torchfile
 from ..errors import fail
-from ..io import write_with
+from . import delta
 
 FORMAT = "medlib-train-checkpoint"
-VERSION = 2
+VERSION = 3  # 3: a digest of the tensors, checked on load
+RETRAIN = "delete it and re-run with fresh=True (the run is trained again)"
 
 
 def save(path: Path, obj: dict[str, Any]) -> None:
-    """Write ``obj`` (tensors and plain values) to ``path`` atomically, with the format marker."""
-    blob = {"format": FORMAT, "version": VERSION, **obj}
-    write_with(Path(path), lambda tmp: torch.save(blob, tmp))
+    """Write ``obj`` (tensors and plain values) to ``path`` atomically, with the format marker and the digest.
+
+    A full disk is a one-line MedlibError naming ``path``; the previous file there is kept."""
+    torchfile.save(Path(path), {"format": FORMAT, "version": VERSION, **obj},
+                   then="rerun (training resumes from the last complete checkpoint)")
 
 
 def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (tensors on CPU), read without running code.
+    """The checkpoint dict at ``path`` (tensors on CPU), read without running code and checked against its digest.
 
     MedlibError (one line, naming the file and the fix) when the file is unreadable, needs code to load
-    (anything but tensors and plain values), is not a medlib training checkpoint, or -- with
-    ``signature`` -- was written by a run with other settings.
+    (anything but tensors and plain values), is not a medlib training checkpoint of this version, does not match
+    its digest (damaged) or -- with ``signature`` -- was written by a run with other settings. A packed ``model``
+    (``best.pt``) is checked when it is decoded: :func:`restore`.
     """
     path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" in str(exc):  # the pickle names a callable: loading it would import and run code
+        obj = torchfile.load(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-fixable state
+        if torchfile.runs_code(exc):  # the pickle names a callable: loading it would import and run code
             raise fail(path, "refused: not a plain-tensor checkpoint (loading it would run code)",
                        "delete it and re-run with fresh=True; load only checkpoints medlib wrote") from None
         raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-fixable state
-        raise fail(path, f"unreadable checkpoint ({type(exc).__name__})", "delete it or pass fresh=True") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
-        raise fail(path, "not a checkpoint of this medlib version", "delete it or pass fresh=True to start over")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise fail(path, "not a medlib training checkpoint", "delete it or pass fresh=True to start over")
+    if obj.get("version") != VERSION:
+        raise fail(path, "written by another medlib version (older ones wrote no digest of the tensors, so its "
+                   "weights cannot be checked)", RETRAIN)
+    torchfile.verify(path, obj, RETRAIN)
     if signature is not None and obj.get("signature") != signature:
         raise fail(path, "holds a run with different settings (mode, config, data or seed)",
                    "pass fresh=True to start over, or use another run_dir")
     return obj
+
+
+def restore(model: dict[str, Any], base: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """The state dict a checkpoint's ``model`` holds: packed ones decoded against ``base`` (the run's start) and
+    checked against the digest of the values that were packed. A one-line MedlibError naming ``path`` when they do
+    not match (a damaged file, or a base that is not the one the run started from)."""
+    try:
+        return delta.restore(model, base)
+    except (KeyError, ValueError, RuntimeError, delta.CodecError):  # torchfile.DigestMismatch is a ValueError
+        raise fail(path, f"{torchfile.DAMAGED} (or the model it started from has changed)", RETRAIN) from None
 
 
 def drop_weights(run_dir: Path) -> None:

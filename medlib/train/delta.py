@@ -3,7 +3,9 @@
 A fine-tuned weight differs from the base model's in its low bits: the sign, exponent and leading mantissa bits
 mostly agree. :func:`pack` stores each floating tensor as ``value XOR prediction``, split into byte planes (most
 significant byte first: long runs of zeros) and compressed with Zstandard; :func:`unpack` inverts it bit for bit, so a
-model loaded from a packed ``best.pt`` evaluates exactly as the one that was saved.
+model loaded from a packed ``best.pt`` evaluates exactly as the one that was saved. A packed state carries the digest
+of the values it packs (:func:`medlib.torchfile.digest`); :func:`unpack` checks the values it decodes against it
+(Zstandard frames carry no checksum: a damaged byte would otherwise decode to another weight).
 
 The prediction is the base tensor, times the run's cumulative weight decay where that helps. Embedding tables
 (the token embedding: 49,408 rows, ~80% of the smoke model's trainable parameters) get an exact prediction: a
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 import zstandard
+
+from ..torchfile import DigestMismatch, digest
 
 CODEC = "medlib-delta-1"
 CodecError = zstandard.ZstdError  # a damaged compressed tensor
@@ -118,21 +122,27 @@ def pack(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor], *, decay
         return name, {"data": _encode(value, _predict(kind, scale, name, base, decay)), "shape": list(value.shape), "dtype": str(value.dtype).split(".")[-1],
                       "pred": kind, "scale": scale}
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # the compressor and torch release the GIL
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # the compressor, hashlib and torch release the GIL
+        hashed = pool.submit(digest, state)  # the values as given, once, beside the compression
         tensors = dict(pool.map(one, floats))
     raw = {k: v.clone() for k, v in state.items() if k not in tensors}
-    return {"codec": CODEC, "tensors": tensors, "raw": raw,
+    return {"codec": CODEC, "digest": hashed.result(), "tensors": tensors, "raw": raw,
             "decay": {"lrs": [float(x) for x in decay["lrs"]], "weight_decay": float(decay["weight_decay"])}
             if decay else None}
 
 
 def unpack(packed: dict[str, Any], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The exact state :func:`pack` was given (tensors on CPU). KeyError when ``base`` lacks a predicted tensor."""
+    """The exact state :func:`pack` was given (tensors on CPU), checked against the digest packed with it.
+
+    DigestMismatch when the decoded values differ from it (damaged data, or another ``base``); KeyError when
+    ``base`` lacks a predicted tensor; ZstdError, ValueError or RuntimeError when the data do not decode."""
     out = dict(packed["raw"])
     decay = packed.get("decay")
     for name, t in packed["tensors"].items():
         pred = _predict(t["pred"], t["scale"], name, base, decay)
         out[name] = _decode(t["data"], t["shape"], getattr(torch, t["dtype"]), pred)
+    if packed.get("digest") != digest(out):
+        raise DigestMismatch("the decoded tensors do not match the digest packed with them")
     return out
 
 

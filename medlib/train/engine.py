@@ -377,11 +377,8 @@ class Engine:
                           decay={"lrs": self.step_lrs, "weight_decay": self.cfg.weight_decay} if decoupled else None)
 
     def load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        try:
-            state = delta.restore(state, self.base_state)
-        except (KeyError, ValueError, RuntimeError, delta.CodecError):
-            raise fail(path, "its weights do not fit this model", "pass fresh=True to start over") from None
-        checkpoint.load_changed_state(self._state_module(), state, path)
+        """Put a checkpoint's ``model`` (packed or plain) back, checked against its digest (checkpoint.restore)."""
+        checkpoint.load_changed_state(self._state_module(), checkpoint.restore(state, self.base_state, path), path)
 
     def _generators(self) -> dict[str, torch.Generator]:
         gens = dict(self.gens)
