@@ -303,7 +303,7 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
 
 
 def write(rehearsal: Profile, table: pd.DataFrame) -> Path:
-    from .io import write_text
+    from .files import write_text
     from .rehearsal import LABEL
 
     out = table.copy()

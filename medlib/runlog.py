@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Profile
-from .io import write_json
+from .files import write_json
 
 PACKAGES = ("medlib", "torch", "torchvision", "open_clip_torch", "medmnist", "numpy", "scikit-learn", "pandas",
             "matplotlib", "datasets", "papermill")

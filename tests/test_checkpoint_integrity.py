@@ -1,6 +1,6 @@
 """A damaged checkpoint is refused, never loaded as other weights; a full disk while writing one names the file.
 
-Every torch file medlib writes carries a digest of its tensors and values (medlib/torchfile.py), checked on load:
+Every torch file medlib writes carries a digest of its tensors and values (medlib/files/tensors.py), checked on load:
 torch's zip reader checks no CRCs and the packed weights' Zstandard frames carry no checksum, so without it a
 flipped byte loads as a different weight.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medlib import cnn, pipeline
+from medlib.studies import runs
+from medlib.train import cnn
 from medlib.config import ModelSpec, load_profile
 from medlib.errors import MedlibError
 from medlib.models import CONFIG_DIR, load_checkpoint, load_model, save_checkpoint
@@ -69,7 +70,7 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def test_the_digest_covers_names_dtypes_shapes_bytes_and_values_but_not_their_order():
-    from medlib import torchfile
+    from medlib.files import tensors as torchfile
 
     t = torch.arange(6, dtype=torch.float32)
     ref = torchfile.digest({"a": t, "b": t.clone(), "n": 1})
@@ -133,12 +134,12 @@ def test_a_damaged_best_pt_leaves_the_metrics_file_as_it_was(bundle, tmp_path):
     P = load_profile("smoke", {"reports_dir": str(tmp_path / "reports"), "runs_dir": str(tmp_path / "runs")})
     data = make_data(n_train=128)
     kw = dict(notebook="04_label_finetune", method="label-ft", mode="label", cfg=ONE, class_texts=CLASS_TEXTS)
-    res, rec = pipeline.finetune(P, bundle, data, **kw)
+    res, rec = runs.finetune(P, bundle, data, **kw)
     metrics = P.reports_path / "metrics" / f"{rec['run']}.json"
     before = metrics.read_bytes()
     best = _flip(res.run_dir / "best.pt", _middle_of_largest_tensor(res.run_dir / "best.pt"))
     with pytest.raises(MedlibError, match="damaged") as e:
-        pipeline.finetune(P, bundle, data, **kw)
+        runs.finetune(P, bundle, data, **kw)
     assert "fresh=True" in _one_line_naming(e, best)
     assert metrics.read_bytes() == before
     assert json.loads(before)["run"] == rec["run"]
@@ -281,7 +282,7 @@ def test_a_file_size_limit_is_named_too_without_root(tmp_path):
     the write fails with EFBIG) saving a checkpoint larger than the limit, over a smaller good one."""
     script = (
         "import resource, sys, torch\n"
-        "from medlib import torchfile\n"  # the writer of checkpoint.save and save_checkpoint (imports less)
+        "from medlib.files import tensors as torchfile\n"  # the writer of checkpoint.save and save_checkpoint (imports less)
         "from medlib.errors import MedlibError\n"
         "p = sys.argv[1]\n"
         "torchfile.save(p, {'w': torch.zeros(1000)})\n"
@@ -290,7 +291,7 @@ def test_a_file_size_limit_is_named_too_without_root(tmp_path):
         "    torchfile.save(p, {'w': torch.zeros(1 << 20)})\n"
         "except MedlibError as e:\n"
         "    print(e)\n")
-    from medlib import torchfile
+    from medlib.files import tensors as torchfile
 
     path = tmp_path / "last.pt"
     out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, cwd=REPO,
@@ -304,7 +305,7 @@ def test_a_file_size_limit_is_named_too_without_root(tmp_path):
 
 def test_torchs_short_write_report_is_turned_into_the_disk_full_line(tmp_path, monkeypatch):
     """torch's exact words for a short write, and a disk that is still full when asked again."""
-    from medlib import torchfile
+    from medlib.files import tensors as torchfile
 
     checkpoint.save(tmp_path / "best.pt", {"w": torch.ones(3)})
 

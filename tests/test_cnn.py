@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from medlib import cnn
+from medlib.train import cnn
 from medlib.data.base import DatasetBundle, Split
 from medlib.errors import MedlibError
 

@@ -151,7 +151,7 @@ def test_crash_between_npz_and_json_never_pairs_an_old_key_with_new_arrays(tmp_p
     def crash(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache.mio, "write_json", crash)
+    monkeypatch.setattr(cache, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         get_dataset(p2, "pneumoniamnist")  # the npz now holds p2's splits, the JSON was not written
     monkeypatch.undo()

@@ -272,7 +272,7 @@ def test_single_file_fixture_sidecar_never_vouches_for_a_newer_file(tmp_path, mo
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fixtures.files.mio, "write_json", crash)
+    monkeypatch.setattr(fixtures.files, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         fixtures.ensure_file(path, {"n": 2}, lambda: {"a": np.zeros(2)})  # npz written, sidecar not
     monkeypatch.undo()

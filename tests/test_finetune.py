@@ -11,12 +11,12 @@ from medlib import train as training
 
 from medlib.train import losses
 from medlib.train import engine
-from medlib.augment import AugmentConfig, augment_batch
+from medlib.models.augment import AugmentConfig, augment_batch
 from medlib.config import ModelSpec, TrainConfig
 from medlib.data.base import DatasetBundle, Split
 from medlib.errors import MedlibError
 from medlib.models import load_model
-from medlib.preprocess import bundle_input
+from medlib.models.preprocess import bundle_input
 
 CLASS_TEXTS = [["a chest X-ray showing normal lungs.", "a normal chest radiograph."],
                ["a chest X-ray showing pneumonia.", "a chest radiograph with pneumonia."]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medlib.errors import MedlibError
-from medlib.io import write_files, write_json, write_npz, write_set, write_text, write_with
+from medlib.files import write_files, write_json, write_npz, write_set, write_text, write_with
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -39,12 +39,12 @@ def test_npz_keeps_its_name(tmp_path):
 
 
 def test_write_files_changes_all_or_none_when_a_rename_fails(tmp_path, monkeypatch):
-    import medlib.io as mio
+    import medlib.files as mio
 
     md, html = tmp_path / "report.md", tmp_path / "report.html"
     md.write_text("old md")
     html.write_text("old html")
-    real_replace, calls = mio.os.replace, []
+    real_replace, calls = mio.atomic.os.replace, []
 
     def second_rename_fails(src, dst):
         calls.append(dst)
@@ -52,7 +52,7 @@ def test_write_files_changes_all_or_none_when_a_rename_fails(tmp_path, monkeypat
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(mio.os, "replace", second_rename_fails)
+    monkeypatch.setattr(mio.atomic.os, "replace", second_rename_fails)
     with pytest.raises(OSError):
         write_files({md: "new md", html: "new html"})
     assert md.read_text() == "old md" and html.read_text() == "old html"  # the first file was put back
@@ -83,9 +83,9 @@ NEW = {"report.md": "new md", "report.html": "new html", "report.pdf": b"new pdf
 LINKS = {"figures": "../figures"}
 KILLER = """
 import os, pickle, signal, sys
-import medlib.io as mio
+import medlib.files as mio
 args = pickle.loads(open(sys.argv[1], "rb").read())
-mio._step = lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == args["at"] else None
+mio.sets._step = lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == args["at"] else None
 mio.write_set(args["folder"], args["files"], links=args["links"], expose=args["expose"])
 """
 
@@ -109,10 +109,10 @@ def killed_write(folder, files, links, at, expose=True):
 
 def steps_of(folder, files, links, monkeypatch):
     """The step names of one write_set call on ``folder`` (run here, in this process)."""
-    import medlib.io as mio
+    import medlib.files as mio
 
     seen = []
-    monkeypatch.setattr(mio, "_step", seen.append)
+    monkeypatch.setattr(mio.sets, "_step", seen.append)
     write_set(folder, files, links=links)
     monkeypatch.undo()
     return seen
@@ -202,7 +202,7 @@ def test_write_set_error_while_writing_keeps_the_old_set(tmp_path):
 def test_write_set_keeps_a_regular_file_written_over_its_link_until_the_swap(tmp_path, monkeypatch):
     """A writer that replaced an exposed link with a regular file (the view a reader has then: that file and the
     set's other files) is adopted: at every step a reader sees that view or the new set."""
-    import medlib.io as mio
+    import medlib.files as mio
 
     base = tmp_path / "p"
     _start(base, "set")
@@ -216,7 +216,7 @@ def test_write_set_keeps_a_regular_file_written_over_its_link_until_the_swap(tmp
         assert seen in (before, _as_bytes(NEW)), (step, seen)
         views.append(step)
 
-    monkeypatch.setattr(mio, "_step", look)
+    monkeypatch.setattr(mio.sets, "_step", look)
     write_set(base / "report", NEW, links=LINKS)
     assert "adopt swap" in views and seen_by_reader(base, NEW) == _as_bytes(NEW)
     assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [os.readlink(base / "report")]

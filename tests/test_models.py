@@ -10,7 +10,7 @@ import torch
 from medlib.config import ModelSpec
 from medlib.errors import MedlibError
 from medlib.models import CONFIG_DIR, TINY_ARCHS, load_checkpoint, load_model, read_checkpoint, save_checkpoint
-from medlib.preprocess import bundle_input
+from medlib.models.preprocess import bundle_input
 
 TINY = ModelSpec(name="tiny", arch="medclip-tiny", display="tiny test model")
 

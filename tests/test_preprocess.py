@@ -1,4 +1,4 @@
-"""medlib.preprocess: batched preprocessing matches open_clip's PIL preprocess; tools.bench runs."""
+"""medlib.models.preprocess: batched preprocessing matches open_clip's PIL preprocess; tools.bench runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from medlib.config import ModelSpec
 from medlib.models import load_model
-from medlib.preprocess import (TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, bundle_input, open_clip_preprocess,
+from medlib.models.preprocess import (TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, bundle_input, open_clip_preprocess,
                                pil_reference, to_model_input)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""medlib.text: phrases, templates, prompts, captions from labels."""
+"""medlib.models.prompts: phrases, templates, prompts, captions from labels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medlib.errors import MedlibError
-from medlib.text import (NO_FINDING, captions_from_labels, class_phrase, class_prompts, join_phrases,
+from medlib.models.prompts import (NO_FINDING, captions_from_labels, class_phrase, class_prompts, join_phrases,
                          negative_prompts, negative_templates_for, templates_for)
 
 CHEST = ["Atelectasis", "Pleural_Thickening", "Effusion"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from medlib import cnn
+from medlib.train import cnn
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model

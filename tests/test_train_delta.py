@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from medlib import cnn
+from medlib.train import cnn
 from medlib.errors import MedlibError
 from medlib.train import checkpoint, delta, engine
 from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture

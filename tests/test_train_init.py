@@ -9,7 +9,7 @@ import pytest
 from medlib import zeroshot
 from medlib.config import ModelSpec, TrainConfig
 from medlib.models import load_model
-from medlib.text import class_prompts, negative_prompts, negative_templates_for, templates_for
+from medlib.models.prompts import class_prompts, negative_prompts, negative_templates_for, templates_for
 from medlib.train import engine, heads
 from medlib.train.validation import val_metric
 from tests.test_finetune import make_data

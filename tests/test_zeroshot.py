@@ -1,4 +1,4 @@
-"""medlib.zeroshot: prompt ensembles, score shapes and ranges, determinism, a rigged model."""
+"""medlib.models.zeroshot: prompt ensembles, score shapes and ranges, determinism, a rigged model."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import medlib.zeroshot as zs
+import medlib.models.zeroshot as zs
 from medlib.config import ModelSpec
 from medlib.models import load_model, logit_scale
-from medlib.text import class_prompts, negative_templates_for, templates_for
+from medlib.models.prompts import class_prompts, negative_templates_for, templates_for
 
 CLASSES = ["normal", "pneumonia", "effusion"]
 

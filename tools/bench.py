@@ -1,7 +1,7 @@
 """Small benchmarks.
 
 ``python -m tools.bench preprocess [--n 2048] [--size 28] [--image-size 224]`` prints the throughput
-(images/s) of the batched :func:`medlib.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
+(images/s) of the batched :func:`medlib.models.preprocess.to_model_input` and of open_clip's per-image PIL preprocess
 on the same uint8 images, and their ratio.
 
 ``python -m tools.bench prepare [--n 48] [--workers 0] [--split-n 50000]``: images/s of today's sequential
@@ -29,7 +29,7 @@ import numpy as np
 import open_clip
 import torch
 
-from medlib.preprocess import open_clip_preprocess, pil_reference, to_model_input
+from medlib.models.preprocess import open_clip_preprocess, pil_reference, to_model_input
 
 
 def _images(n: int, size: int, seed: int, rgb: bool) -> np.ndarray:
@@ -100,11 +100,11 @@ def bench_train(arch: str = "medclip-tiny", device: str = "cpu", batch_size: int
     """Images/s of ``steps`` training steps after ``warmup`` warm-up steps; seconds spent preparing inputs vs
     computing. ``pool`` images (default: one batch) are generated and cycled through batch by batch, so with
     ``pool > batch_size`` every step copies new images to the device, as a real epoch does."""
-    from medlib.augment import augment_batch
+    from medlib.models.augment import augment_batch
     from medlib.config import ModelSpec
     from medlib.train.losses import clip_loss
     from medlib.models import load_model
-    from medlib.zeroshot import autocast, resolve_precision
+    from medlib.models.zeroshot import autocast, resolve_precision
 
     dev = torch.device(device)
     # under torchrun (python -m tools.bench train --nproc N): DDP over N processes, batch_size is the global batch
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["rank"] != 0:
             return 0
         if args.json:
-            from medlib.io import write_json
+            from medlib.files import write_json
 
             write_json(args.json, r)
         where = f"{r['device']} {r['gpu']}".strip() + (f" x {r['processes']} processes" if r["processes"] > 1 else "")
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = "RGB" if args.rgb else "gray"
     print(f"preprocess {r['n']} {kind} images {r['size']}px -> {r['image_size']}px on {r['device']} "
           f"({r['threads']} torch threads)")
-    print(f"  medlib.preprocess.to_model_input (batched): {r['batched_img_s']:,.0f} images/s")
+    print(f"  medlib.models.preprocess.to_model_input (batched): {r['batched_img_s']:,.0f} images/s")
     print(f"  open_clip PIL preprocess (per image):       {r['pil_img_s']:,.0f} images/s")
     print(f"  ratio (batched / PIL): {r['ratio']:.1f}x")
     return 0

@@ -41,7 +41,7 @@ def write_image_csv(folder: str | Path, n: int = 2048, size: int = 224, seed: in
     from PIL import Image
 
     from .bench import _images
-    from medlib.io import atomic_path
+    from medlib.files import atomic_path
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def parse_log(text: str, batch_size: int, warmup_epochs: int = 1) -> dict[str, f
 def run(csv_path: str | Path, arch: str, batch_size: int, epochs: int, precision: str, workers: int,
         log_path: str | Path, timeout: float | None = None, warmup_epochs: int = 1) -> dict:
     """Run open_clip's training script, keep its log at ``log_path``, return the parsed throughput."""
-    from medlib.io import write_text
+    from medlib.files import write_text
 
     work = Path(tempfile.mkdtemp(prefix="openclip-ref-"))
     cmd = openclip_command(csv_path, arch, batch_size, epochs, precision, workers, work / "logs")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "data":
             print(write_image_csv(args.out, args.n, args.size, args.seed))
             return 0
-        from medlib.io import write_json
+        from medlib.files import write_json
 
         res = run(args.csv, args.arch, args.batch_size, args.epochs, args.precision, args.workers, args.log,
                   args.timeout, args.warmup_epochs)

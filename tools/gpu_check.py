@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--cpu-dry-run", action="store_true")
     s.add_argument("--env", default=None, help="a text file about the machine (versions, nvidia-smi), quoted as is")
     args = ap.parse_args(argv)
-    from medlib.io import write_text
+    from medlib.files import write_text
 
     out = Path(args.out)
     env = Path(args.env).read_text(errors="replace") if args.env and Path(args.env).is_file() else ""

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import io as mio
+from ..files import write_json
 from ..config import Profile
 from . import digests, store
 from .base import DatasetBundle, Split
@@ -68,7 +68,7 @@ def save(profile: Profile, bundle: DatasetBundle, key: str) -> None:
     for s, sp in bundle.splits.items():
         store.write_images(folder, s, sp.images, key)
         store.write_array(store.labels_path(folder, s), sp.labels)
-    mio.write_json(meta, {
+    write_json(meta, {
         "key": key, "format": FORMAT_VERSION, "name": bundle.name, "task": bundle.task,
         "class_names": bundle.class_names, "domain": bundle.domain, "source": bundle.source,
         "synthetic": bundle.synthetic, "license": bundle.license, "credentialed": bundle.credentialed,

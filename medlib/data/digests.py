@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .. import io as mio
+from ..files import write_text
 from .bundle import sha256_file
 
 RACY_S = 2.0  # a file changed this recently is hashed but not memoized (clock ticks, small clock skew)
@@ -81,7 +81,7 @@ def file_digests(paths: Sequence[str | Path], memo: Path) -> list[list]:
         out.append([path, st.st_size, digest])
     if changed or new.keys() != old.keys():
         try:
-            mio.write_text(memo, json.dumps({"version": VERSION, "files": new}, separators=(",", ":")))
+            write_text(memo, json.dumps({"version": VERSION, "files": new}, separators=(",", ":")))
         except OSError:
             pass
     return out

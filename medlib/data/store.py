@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .. import io as mio
+from ..files import atomic_path, write_json
 from .decode import ImageFiles
 
 COMMIT_EVERY_S = 1.0  # at most one progress record per second (each costs an msync and a small atomic write)
@@ -49,7 +49,7 @@ def progress_path(folder: Path, split: str) -> Path:
 
 def write_array(path: Path, arr: np.ndarray) -> None:
     """``np.save`` to a temporary name, renamed into place."""
-    with mio.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(arr))
 
@@ -77,7 +77,7 @@ def write_images(folder: Path, split: str, images: Any, key: str, log: Any = pri
     part = final.with_name(final.name + ".partial")
     if n == 0:
         write_array(final, np.zeros(images.shape, np.uint8))
-        mio.write_json(progress_path(folder, split), {**want, "done": 0})
+        write_json(progress_path(folder, split), {**want, "done": 0})
         return
     start = 0
     mm = None
@@ -100,7 +100,7 @@ def write_images(folder: Path, split: str, images: Any, key: str, log: Any = pri
     def commit(done: int, force: bool = False) -> None:
         if force or time.monotonic() - last[0] >= COMMIT_EVERY_S:
             mm.flush()
-            mio.write_json(progress_path(folder, split), {**want, "done": done})
+            write_json(progress_path(folder, split), {**want, "done": done})
             last[0] = time.monotonic()
 
     images.decode(out=mm, start=start, on_chunk=commit)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import Profile
 from ..errors import fail
-from ..io import write_npz, write_text
+from ..files import write_npz, write_text
 from ..metrics import check_predictions, evaluate, recall_from_ranks, retrieval_ranks
 
 _BAD = re.compile(r"[^a-z0-9_.-]+")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import MedlibError
-from ..io import write_set
+from ..files import write_set
 from .formatting import fmt, fmt_diff
 from .model import build_model
 from .render import render_html, render_markdown, render_pdf
@@ -40,7 +40,7 @@ def write_report(reports_dir: Path, profile_name: str) -> list[Path]:
 
 
 def write_report_files(base: Path, files: dict[str, str | bytes]) -> list[Path]:
-    """Write the report's files (name -> content) into ``base/report/`` as one set (:func:`medlib.io.write_set`:
+    """Write the report's files (name -> content) into ``base/report/`` as one set (:func:`medlib.files.write_set`:
     a reader, even after a ``kill -9``, finds the whole old or the whole new set), each also at ``base/<name>``
     (a link into report/). report/figures links to ``base/figures``, so the Markdown's relative figure links
     resolve from either place. Returns ``base/<name>`` for each file."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MedlibError, fail
-from ..results import read_metrics
+from ..outputs.records import read_metrics
 from .escape import from_data
 from .formatting import _truthy
 

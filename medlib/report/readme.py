@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MedlibError, fail
-from ..io import write_text
+from ..files import write_text
 from .escape import from_data
 from .model import build_model
 from .render import _env

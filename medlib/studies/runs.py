@@ -20,7 +20,7 @@ from ..outputs.tables import best_by_validation
 from ..train import lp_ft, predict, train
 from ..train.checkpoint import drop_weights
 from ..train.launch import run_distributed
-from ..zeroshot import encode_images, encode_texts, zero_shot_scores
+from ..models.zeroshot import encode_images, encode_texts, zero_shot_scores
 from .setup import NOTEBOOKS, class_texts, templates
 
 

@@ -14,7 +14,7 @@ from ..data import DatasetSkipped, get_dataset
 from ..data.base import DatasetBundle
 from ..models import ClipBundle, load_model, resolve_device
 from ..outputs.records import reports_dir, save_table
-from ..text import class_prompts, templates_for
+from ..models.prompts import class_prompts, templates_for
 
 
 NOTEBOOKS = {

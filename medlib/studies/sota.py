@@ -12,7 +12,7 @@ from ..data.base import DatasetBundle
 from ..outputs.references import published
 from ..outputs.records import run_dir, seeded_run_name
 from ..outputs.tables import ci_of, majority_rate, seed_summary
-from .. import cnn
+from ..train import cnn
 from .runs import save_scores, validation_metrics
 from .setup import device
 

@@ -6,7 +6,7 @@
 ``variants.py``    LP-FT (:func:`lp_ft`) and WiSE-FT (:func:`wise_ft`)
 ``optim.py``       trainable parameters, weight-decay groups, the optimizer
 ``scheduler.py``   learning-rate warmup + cosine schedule
-``checkpoint.py``  the one checkpoint format (also used by ``medlib.cnn``)
+``checkpoint.py``  the one checkpoint format (also used by ``medlib.train.cnn``)
 ``validation.py``  split checks and the per-epoch validation metric
 ``result.py``      :class:`TrainResult`
 ``distributed.py`` several processes: this rank's rows, gathering (DDP under torchrun)

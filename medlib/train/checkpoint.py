@@ -14,7 +14,7 @@ Every file is a dict of tensors and plain values (numbers, strings, lists, tuple
 temporary name and renamed into place, and read with ``torch.load(weights_only=True)``: a checkpoint never
 runs code. A file that would need more (a crafted pickle) is refused with a one-line error.
 
-Every file also carries a digest of its tensors and values (:func:`medlib.torchfile.digest`; ``best.pt``'s packed
+Every file also carries a digest of its tensors and values (:func:`medlib.files.tensors.digest`; ``best.pt``'s packed
 weights carry the digest of their decoded values): a damaged byte is a one-line error naming the file, never a
 model with other weights. Files of an older format (without a digest) are refused the same way. A full disk while
 writing is a one-line error naming the file; the previous checkpoint is left as it was.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import torchfile
+from ..files import tensors as torchfile
 from ..errors import fail
 from . import delta
 

@@ -4,7 +4,7 @@ A fine-tuned weight differs from the base model's in its low bits: the sign, exp
 mostly agree. :func:`pack` stores each floating tensor as ``value XOR prediction``, split into byte planes (most
 significant byte first: long runs of zeros) and compressed with Zstandard; :func:`unpack` inverts it bit for bit, so a
 model loaded from a packed ``best.pt`` evaluates exactly as the one that was saved. A packed state carries the digest
-of the values it packs (:func:`medlib.torchfile.digest`); :func:`unpack` checks the values it decodes against it
+of the values it packs (:func:`medlib.files.tensors.digest`); :func:`unpack` checks the values it decodes against it
 (Zstandard frames carry no checksum: a damaged byte would otherwise decode to another weight).
 
 The prediction is the base tensor, times the run's cumulative weight decay where that helps. Embedding tables
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import zstandard
 
-from ..torchfile import DigestMismatch, digest
+from ..files.tensors import DigestMismatch, digest
 
 CODEC = "medlib-delta-1"
 CodecError = zstandard.ZstdError  # a damaged compressed tensor

@@ -49,18 +49,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import imbalance, losses
-from ..augment import AugmentConfig, augment_batch
+from . import class_weights, losses
+from ..models.augment import AugmentConfig, augment_batch
 from ..config import TrainConfig
 from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError, fail
-from ..io import write_text
+from ..files import write_text
 from ..models import ClipBundle
-from ..preprocess import bundle_input
+from ..models.preprocess import bundle_input
 from ..progress import enabled as progress_enabled
-from ..text import class_prompts, negative_prompts, templates_for
+from ..models.prompts import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
-from ..zeroshot import autocast, image_features, resolve_precision, text_features
+from ..models.zeroshot import autocast, image_features, resolve_precision, text_features
 from . import checkpoint, delta
 from .distributed import World, barrier, gather_rows, rows, sum_all, world
 from .heads import ClipClassifier, check_mode, head_from_texts
@@ -117,7 +117,7 @@ class Engine:
         if class_texts is None and (mode != "contrastive" or self.has_labels):
             class_texts = class_prompts(data.class_names, templates_for(data.domain))
         self.class_texts = class_texts
-        if mode == "multilabel" and negative_texts is None:  # the zero-shot default (medlib.zeroshot)
+        if mode == "multilabel" and negative_texts is None:  # the zero-shot default (medlib.models.zeroshot)
             negative_texts = negative_prompts(data.class_names, data.domain)
         self.negative_texts = negative_texts if mode == "multilabel" else None
         if class_texts is not None and len(class_texts) != self.c:
@@ -139,7 +139,7 @@ class Engine:
                      "augment": torch.Generator().manual_seed(seed + 1)}
         self.sampler = None
         if sampler == "balanced":
-            self.sampler = imbalance.balanced_sampler(self.train_split.labels, seed + 2, num_classes=self.c)
+            self.sampler = class_weights.balanced_sampler(self.train_split.labels, seed + 2, num_classes=self.c)
         elif sampler != "none":
             raise MedlibError(f"sampler {sampler!r}: unknown. Fix: use one of {SAMPLERS}")
         self.aug = AugmentConfig(hflip=cfg.hflip) if cfg.augment else None
@@ -414,12 +414,12 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     """Fine-tune a copy of ``bundle`` on ``data`` (train split; val for selection) and return the best model.
 
     ``class_texts``: prompts per class (head init, zero-shot validation, label-generated captions);
-    default: the domain's templates from ``medlib.text``. ``loss``: label mode ce | weighted_ce |
+    default: the domain's templates from ``medlib.models.prompts``. ``loss``: label mode ce | weighted_ce |
     focal | logit_adjust; multilabel bce (= ce) | weighted_bce | focal | logit_adjust; options in
     ``loss_kwargs`` (weights="inverse_freq"|"effective_number"|list, beta, gamma, tau, alpha).
     ``init_head``: start from this head instead of the text-initialised one (LP-FT).
     ``negative_texts``: multilabel only, the "absent" prompts per class; the head starts as the zero-shot
-    classifier ``s * (pos - neg)`` (default: the domain's negative templates, as ``medlib.zeroshot``).
+    classifier ``s * (pos - neg)`` (default: the domain's negative templates, as ``medlib.models.zeroshot``).
     ``on_epoch_end(epoch, row)``: called after each epoch's checkpoint is written.
     """
     check_mode(mode)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import MedlibError
 from ..models import ClipBundle
-from ..zeroshot import classifier_weights, image_features
+from ..models.zeroshot import classifier_weights, image_features
 from .result import MODES, TrainResult
 
 
@@ -38,7 +38,7 @@ class ClipClassifier(nn.Module):
 def head_from_texts(bundle: ClipBundle, class_texts: list[list[str]],
                     negative_texts: list[list[str]] | None = None) -> nn.Linear:
     """Linear head (D -> C) that reproduces the zero-shot classifier on the normalised image embedding:
-    weights :func:`medlib.zeroshot.classifier_weights` (``s * pos``; multilabel, with ``negative_texts``,
+    weights :func:`medlib.models.zeroshot.classifier_weights` (``s * pos``; multilabel, with ``negative_texts``,
     ``s * (pos - neg)`` so that ``sigmoid`` of its logits is the zero-shot pairwise score), zero bias."""
     w = classifier_weights(bundle, class_texts, negative_texts)
     head = nn.Linear(w.shape[1], w.shape[0], bias=True).to(bundle.device)
@@ -67,7 +67,7 @@ def predict(bundle_or_result: ClipBundle | TrainResult, images: np.ndarray, *, m
             raise MedlibError("predict: no classifier head. Fix: pass a TrainResult, head= or class_texts=")
         if mode == "multilabel" and negative_texts is None:
             raise MedlibError("predict: a multilabel zero-shot head needs negative_texts. "
-                              "Fix: pass medlib.text.negative_prompts(class_names, domain)")
+                              "Fix: pass medlib.models.prompts.negative_prompts(class_names, domain)")
         head = head_from_texts(bundle, class_texts, negative_texts if mode == "multilabel" else None)
     feats = image_features(bundle, images, batch_size)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Model selection on the validation split: the split checks and the per-epoch validation metric.
 
-Shared by the CLIP engine and the CNN baseline (``medlib.cnn``), so both select epochs the same way.
+Shared by the CLIP engine and the CNN baseline (``medlib.train.cnn``), so both select epochs the same way.
 The test split is never read here.
 """
 

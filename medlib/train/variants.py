@@ -50,7 +50,7 @@ def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[s
         raise MedlibError("wise_ft: the result has no head. Fix: use a label or multilabel result")
     if result.mode == "multilabel" and negative_texts is None:
         raise MedlibError("wise_ft: a multilabel result needs negative_texts (its zero-shot end). "
-                          "Fix: pass medlib.text.negative_prompts(class_names, domain)")
+                          "Fix: pass medlib.models.prompts.negative_prompts(class_names, domain)")
     zs_head = head_from_texts(zero_shot, class_texts, negative_texts if result.mode == "multilabel" else None)
     zs_model = ClipClassifier(zero_shot.model, zs_head)
     ft_model = ClipClassifier(result.model.model, result.head)

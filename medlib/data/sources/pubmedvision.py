@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import io as mio
+from ...files import write_bytes, write_text
 from ...config import DatasetSpec, Profile
 from ...errors import MedlibError, fail
 from .. import fixtures
@@ -183,7 +183,7 @@ def extract_needed(zf: zipfile.ZipFile, need: set[str], root: Path) -> set[str]:
         cands = [member, "images/" + member.rsplit("/", 1)[-1], member.split("/", 1)[-1]]
         key = next((c for c in cands if c in need and c not in done), None)
         if key is not None:
-            mio.write_bytes(root / key, zf.read(member))
+            write_bytes(root / key, zf.read(member))
             done.add(key)
     return done
 
@@ -214,4 +214,4 @@ def fetch_from_hub(spec: DatasetSpec, root: Path, seed: int) -> None:
     if need:
         raise fail(spec.hf_id, f"{len(need)} sampled image(s) not found in images_0..{N_ZIPS - 1}.zip "
                    f"(first: {sorted(need)[0]})", "report it; or provide a local copy under " + str(root))
-    mio.write_text(root / RECORDS[0], "".join(json.dumps(r) + "\n" for r in recs))
+    write_text(root / RECORDS[0], "".join(json.dumps(r) + "\n" for r in recs))

@@ -21,7 +21,7 @@ from matplotlib.text import Text
 
 from ...config import Profile
 from ...errors import fail
-from ...io import write_bytes
+from ...files import write_bytes
 from ..records import reports_dir, slug
 
 

@@ -20,11 +20,11 @@ import torch
 from open_clip import build_zero_shot_classifier
 from tqdm.auto import tqdm
 
-from .progress import enabled as progress_enabled
-from .errors import MedlibError
-from .models import ClipBundle, logit_scale
+from ..progress import enabled as progress_enabled
+from ..errors import MedlibError
+from .load import ClipBundle, logit_scale
 from .preprocess import bundle_input
-from .text import class_prompts, negative_templates_for
+from .prompts import class_prompts, negative_templates_for
 
 TASKS = ("multiclass", "multilabel")
 

@@ -17,15 +17,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .progress import enabled as progress_enabled
-from .data.base import DatasetBundle
-from .errors import fail
-from .io import write_text
-# The one checkpoint format, split checks and the validation metric are the training package's, so both
-# trainers checkpoint and select epochs the same way.
-from .train import checkpoint, delta
-from .train.validation import require_split, val_metric, validation_split
-from .preprocess import to_model_input
+from ..data.base import DatasetBundle
+from ..errors import fail
+from ..files import write_text
+from ..models.preprocess import to_model_input
+from ..progress import enabled as progress_enabled
+# The one checkpoint format, split checks and the validation metric of the CLIP engine: both trainers
+# checkpoint and select epochs the same way.
+from . import checkpoint, delta
+from .validation import require_split, val_metric, validation_split
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -26,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 if TYPE_CHECKING:
-    from .models import ClipBundle
+    from .load import ClipBundle
 
 #: stated tolerance vs open_clip's PIL preprocess, in normalised units (two uint8 levels / min std)
 TOLERANCE_MAX_ABS = 2.0 / 255.0 / 0.26130258 + 1e-5

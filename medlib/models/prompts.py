@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import fail
+from ..errors import fail
 
 TEMPLATES: dict[str, list[str]] = {
     "chest_xray": [

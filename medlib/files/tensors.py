@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from .errors import fail
-from .io import write_with
+from ..errors import fail
+from .atomic import write_with
 
 DAMAGED = "damaged: its tensors do not match the digest written with them"
 

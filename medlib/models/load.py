@@ -29,13 +29,13 @@ from typing import Any, Callable
 import open_clip
 import torch
 
-from . import torchfile
-from .config import ModelSpec
-from .errors import MedlibError, fail
+from ..files import tensors as torchfile
+from ..config import ModelSpec
+from ..errors import MedlibError, fail
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
+CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
 
 #: architectures registered from CONFIG_DIR (random init is their normal use)
