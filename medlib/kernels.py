@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import shutil
@@ -68,7 +69,9 @@ def ensure_kernel() -> str:
         return KERNEL_NAME
     from ipykernel.kernelspec import install
 
-    install(kernel_name=KERNEL_NAME, display_name="Python (medclip)", prefix=sys.prefix)
+    installed = install(kernel_name=KERNEL_NAME, display_name="Python (medclip)", prefix=sys.prefix)
+    if installed:
+        _spell_environment(Path(installed) / "kernel.json")
     resolved = KernelSpecManager().get_kernel_spec(KERNEL_NAME)  # a fresh manager: what papermill will start
     if not (resolved.argv and _is_this_python(resolved.argv[0])):
         argv0 = resolved.argv[0] if resolved.argv else "?"
@@ -78,6 +81,20 @@ def ensure_kernel() -> str:
             f"{sys.executable} -m jupyter kernelspec remove -y {KERNEL_NAME} (removes that spec), or "
             f"{sys.executable} -m ipykernel install --user --name {KERNEL_NAME} (points it at this environment)")
     return KERNEL_NAME
+
+
+def _spell_environment(spec_file: Path) -> None:
+    """Write the spec's interpreter as the environment's own path (``env/bin/python``), not the path this
+    process was started by (``checkout/.venv/bin/python`` where a checkout links to a shared environment): the
+    spec stays valid whichever checkout wrote it, and after that checkout is gone."""
+    bin_dir = _env_bin(sys.executable)
+    if bin_dir is None:
+        return
+    spec = json.loads(spec_file.read_text())
+    spec["argv"][0] = str(bin_dir / Path(sys.executable).name)
+    tmp = spec_file.with_name(f".{spec_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, spec_file)
 
 
 def checkout_env(root: str | Path) -> dict[str, str]:
