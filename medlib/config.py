@@ -127,9 +127,12 @@ class LabelFinetuneConfig:
     wise_alphas: list[float] = ranged(factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], ge=0, le=1)
     shots: list[int] = ranged(factory=lambda: [1, 4, 16, 64, 0], ge=0)  # 0 = all
     probe_epochs: int = ranged(3, ge=1)
-    probe_lr: float = ranged(1e-3, gt=0)  # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
-    few_shot_min_steps: int = ranged(0, ge=0)  # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
-    shot_draws: int = ranged(5, ge=1)  # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
+    # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
+    probe_lr: float = ranged(1e-3, gt=0)
+    # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
+    few_shot_min_steps: int = ranged(0, ge=0)
+    # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
+    shot_draws: int = ranged(5, ge=1)
     train: TrainConfig = field(default_factory=TrainConfig)
     multilabel_train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -161,7 +164,8 @@ class SotaConfig:
 @dataclass
 class DistributedConfig:
     """Training on several processes (GPUs) with torchrun + DistributedDataParallel; 1 process: in the notebook."""
-    nproc_per_node: int = ranged(1, ge=1)  # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
+    # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
+    nproc_per_node: int = ranged(1, ge=1)
     nnodes: int = ranged(1, ge=1)  # machines; > 1 needs rdzv_endpoint (and the same command on every machine)
     node_rank: int = ranged(0, ge=0)  # this machine's rank (static rendezvous); ignored with rdzv_backend c10d
     rdzv_backend: str = "c10d"  # torchrun --rdzv-backend
@@ -179,11 +183,14 @@ class RetrievalStudyConfig:
     augmentations: list[str] = field(default_factory=lambda: ["none", "image", "text", "both"])
     variants: list[str] = field(default_factory=lambda: ["lock_text", "lock_image", "wise_ft"])  # label-free, on
     # the largest subset with both augmentations
-    perturbed_copies: int = ranged(1, ge=0)  # text augmentation: perturbed copies of each caption added to the sampled pool
+    # text augmentation: perturbed copies of each caption added to the sampled pool
+    perturbed_copies: int = ranged(1, ge=0)
     word_dropout: float = ranged(0.1, ge=0, le=1)  # caption perturbation: drop each word with this probability
-    word_swap: float = ranged(0.1, ge=0, le=1)  # caption perturbation: swap each adjacent word pair with this probability
+    # caption perturbation: swap each adjacent word pair with this probability
+    word_swap: float = ranged(0.1, ge=0, le=1)
     wise_alpha: float = ranged(0.5, ge=0, le=1)  # WiSE-FT mixing weight of the wise_ft variant
-    min_steps: int = ranged(0, ge=0)  # each run takes at least this many optimizer steps (small subsets get more epochs)
+    # each run takes at least this many optimizer steps (small subsets get more epochs)
+    min_steps: int = ranged(0, ge=0)
     n_boot: int = ranged(1000, ge=0)  # paired-bootstrap resamples (over queries) for the differences against zero-shot
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -103,10 +103,12 @@ def _owner(path: tuple) -> type:
 
 
 @pytest.mark.parametrize("key, value, needle", [
-    ("retrieval_study.train.batch_size", 0, "retrieval_study.train.batch_size = 0 is out of range. Fix: use a value >= 1"),
+    ("retrieval_study.train.batch_size", 0,
+     "retrieval_study.train.batch_size = 0 is out of range. Fix: use a value >= 1"),
     ("retrieval_study.train.epochs", -2, "retrieval_study.train.epochs = -2 is out of range"),
     ("retrieval_study.train.lr", 0, "retrieval_study.train.lr = 0.0 is out of range. Fix: use a value > 0"),
-    ("retrieval_study.wise_alpha", 5, "retrieval_study.wise_alpha = 5.0 is out of range. Fix: use a value >= 0 and <= 1"),
+    ("retrieval_study.wise_alpha", 5,
+     "retrieval_study.wise_alpha = 5.0 is out of range. Fix: use a value >= 0 and <= 1"),
     ("retrieval_study.n_boot", -1, "retrieval_study.n_boot = -1 is out of range"),
     ("retrieval_study.train_sizes", [16, -5], "retrieval_study.train_sizes[1] = -5 is out of range"),
     ("retrieval_study.word_dropout", 1.5, "retrieval_study.word_dropout = 1.5"),
@@ -125,9 +127,10 @@ def test_listed_bad_values_are_errors_at_load_time(key, value, needle):
     assert needle in msg and "\n" not in msg and msg.startswith(str(SMOKE))
 
 
-@pytest.mark.parametrize("key, value", [("imbalance.cb_beta", 0.0), ("imbalance.focal_gamma", 0.0),
-                                        ("retrieval_study.wise_alpha", 1.0), ("retrieval_study.n_boot", 0),
-                                        ("label_finetune.wise_alphas", [0.0, 1.0]), ("retrieval_study.train_sizes", [0])])
+@pytest.mark.parametrize("key, value", [
+    ("imbalance.cb_beta", 0.0), ("imbalance.focal_gamma", 0.0), ("retrieval_study.wise_alpha", 1.0),
+    ("retrieval_study.n_boot", 0), ("label_finetune.wise_alphas", [0.0, 1.0]), ("retrieval_study.train_sizes", [0]),
+])
 def test_values_on_the_edge_of_a_range_load(key, value):
     P = load_profile("smoke", {key: value})
     obj = P

@@ -29,6 +29,17 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, needle):
     assert out == "" and len(lines) == 1 and lines[0].startswith("ERROR: ") and needle in lines[0], err
 
 
+def test_medlib_command_line_errors_are_one_line(capsys):
+    from medlib.__main__ import main as medlib_main
+
+    assert medlib_main(["frob"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown command 'frob'" in err[0] and "Fix:" in err[0]
+    assert medlib_main(["run", "--gpus", "two"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gpus" in err[0]
+
+
 def test_bad_gpus_on_the_command_line_is_one_line():
     res = subprocess.run([sys.executable, "-m", "medlib.runner", "--gpus", "abc"], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
