@@ -7,7 +7,8 @@
 #                offline GPU machine: bash scripts/gpu_wheels.sh first (where pip works) and bring .whl/ along
 # make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
-#                as root, --allow-root is added (with a note)
+#                as root, --allow-root is added (with a note); its kernels run this checkout's medlib
+#                (PYTHONPATH, MEDLIB_ROOT), also where another checkout shares the environment
 # make report  -- regenerate reports/$(PROFILE)/report.{md,html,pdf} from that folder's outputs alone
 # make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
 # make readme-results -- rewrite the README's results block from reports/$(PROFILE)/
@@ -39,6 +40,7 @@ kernel:
 lab: kernel
 	@source scripts/env.sh && root_flag=""; \
 	if [ "$$(id -u)" = 0 ]; then echo "make lab: running as root: adding --allow-root (Jupyter refuses root without it)"; root_flag=--allow-root; fi; \
+	export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" MEDLIB_ROOT="$(CURDIR)"; \
 	exec "$$PY" -m jupyter lab notebooks/ $$root_flag $(ARGS)
 
 report:

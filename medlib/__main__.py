@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps({"hash": p.hash(), **p.to_dict()}, indent=2))
         return 0
-    print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
+    print(f"ERROR: unknown command {cmd!r}. Fix: use `medlib run --profile NAME [...]` or `medlib profile NAME` "
+          "(medlib --help)", file=sys.stderr)
     return 2
 
 

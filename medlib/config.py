@@ -24,6 +24,37 @@ from .errors import MedlibError
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: above ``gt`` (or from ``ge``), below ``lt`` (or up to ``le``)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def allows(self, value: float) -> bool:
+        return not ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+                    or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt))
+
+    def text(self) -> str:
+        """'>= 1', '> 0', '>= 0 and < 1' (the words after "use a value")."""
+        parts = [f"{op} {_num(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def ranged(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge: float | None = None,
+           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field holding a number (or a list of numbers) with its allowed range; the loader checks every
+    such field of the profile (:func:`check_ranges`): ``epochs: int = ranged(3, ge=1)``."""
+    return field(default=default, default_factory=factory, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt)})
+
+
 @dataclass
 class ModelSpec:
     name: str  # short id used in run names, e.g. "vit-b-32-openai"
@@ -38,27 +69,27 @@ class DatasetSpec:
     name: str  # id used in run names and file names, e.g. "pneumoniamnist"
     source: str  # medmnist | pubmedvision | chestxray14 | mimic_cxr | csv_pairs | retrieval
     flag: str = ""  # medmnist flag ("pneumoniamnist", "chestmnist"), retrieval set ("flickr30k", "coco")
-    size: int = 28  # image side in pixels after loading (medmnist: 28/64/128/224)
+    size: int = ranged(28, ge=1)  # image side in pixels after loading (medmnist: 28/64/128/224)
     download: bool = False  # may the loader download (medmnist, hub datasets)?
     synthetic: str = "never"  # never | auto (generate a fixture when the real data is absent) | always
-    n: int = 0  # number of records to sample (PubMedVision: 4096); 0 = all
-    max_per_split: int = 0  # cap per split after loading (0 = no cap); for quick runs
+    n: int = ranged(0, ge=0)  # number of records to sample (PubMedVision: 4096); 0 = all
+    max_per_split: int = ranged(0, ge=0)  # cap per split after loading (0 = no cap); for quick runs
     path: str = ""  # local copy: CSV file, NIH/MIMIC root, PubMedVision folder; relative to data_dir
     fallback: str = ""  # name of another dataset spec to use when this one's files are absent
     uncertain: str = "zero"  # MIMIC/CheXpert -1 policy: zero | one | ignore
     hf_id: str = ""  # hub dataset id (PubMedVision, Flickr30K, COCO)
     hf_config: str = ""  # hub dataset config name
-    fixture_n: int = 0  # size of a generated fixture (0 = the loader's default)
+    fixture_n: int = ranged(0, ge=0)  # size of a generated fixture (0 = the loader's default)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    warmup_steps: int = 20
-    grad_accum: int = 1
+    epochs: int = ranged(3, ge=1)
+    batch_size: int = ranged(128, ge=1)
+    lr: float = ranged(1e-4, gt=0)
+    weight_decay: float = ranged(0.1, ge=0)
+    warmup_steps: int = ranged(20, ge=0)
+    grad_accum: int = ranged(1, ge=1)
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
     lock_image: bool = False
     lock_text: bool = True  # label/multilabel modes: text tower only provides the head init
@@ -66,19 +97,19 @@ class TrainConfig:
     hflip: bool = False  # horizontal flip (off for chest X-rays by default)
     text_augment: bool = True  # sample a prompt template per example (contrastive mode)
     label_aware: bool = False  # contrastive: same-label pairs in a batch are positives
-    patience: int = 2  # early stopping on the validation metric
-    max_train: int = 0  # cap on training examples (0 = all)
+    patience: int = ranged(2, ge=0)  # early stopping on the validation metric
+    max_train: int = ranged(0, ge=0)  # cap on training examples (0 = all)
     optimizer: str = "adamw"  # adamw | adam
     scheduler: str = "cosine"  # cosine | constant
-    num_workers: int = 0
+    num_workers: int = ranged(0, ge=0)
 
 
 @dataclass
 class ZeroShotConfig:
     datasets: list[str] = field(default_factory=list)  # notebook 02's datasets (classification sets)
     templates: list[str] = field(default_factory=list)  # empty = the domain's default ensemble in medlib.text
-    n_boot: int = 1000  # bootstrap resamples for 95% intervals
-    batch_size: int = 256
+    n_boot: int = ranged(1000, ge=0)  # bootstrap resamples for 95% intervals (0 = none)
+    batch_size: int = ranged(256, ge=1)
 
 
 @dataclass
@@ -93,12 +124,15 @@ class LabelFinetuneConfig:
     datasets: list[str] = field(default_factory=list)  # multiclass
     multilabel_datasets: list[str] = field(default_factory=list)
     variants: list[str] = field(default_factory=lambda: ["full", "linear_probe", "lp_ft", "wise_ft"])
-    wise_alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    shots: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 0])  # 0 = all
-    probe_epochs: int = 3
-    probe_lr: float = 1e-3  # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
-    few_shot_min_steps: int = 0  # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
-    shot_draws: int = 5  # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
+    wise_alphas: list[float] = ranged(factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], ge=0, le=1)
+    shots: list[int] = ranged(factory=lambda: [1, 4, 16, 64, 0], ge=0)  # 0 = all
+    probe_epochs: int = ranged(3, ge=1)
+    # linear-probe (and LP-FT probe stage) learning rate: a head alone takes a larger step
+    probe_lr: float = ranged(1e-3, gt=0)
+    # k-shot runs train at least this many optimizer steps (tiny sets have ~1 step/epoch)
+    few_shot_min_steps: int = ranged(0, ge=0)
+    # label efficiency: nested random draws of the k-shot train/val subsets per k (mean ± sd)
+    shot_draws: int = ranged(5, ge=1)
     train: TrainConfig = field(default_factory=TrainConfig)
     multilabel_train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -110,9 +144,9 @@ class ImbalanceConfig:
         default_factory=lambda: ["none", "inverse_freq", "effective_number", "focal", "logit_adjust",
                                  "balanced_sampler", "threshold"]
     )
-    focal_gamma: float = 2.0
-    cb_beta: float = 0.999
-    la_tau: float = 1.0
+    focal_gamma: float = ranged(2.0, ge=0)  # focal loss focusing parameter (0 = cross-entropy)
+    cb_beta: float = ranged(0.999, ge=0, lt=1)  # class-balanced (effective number) beta
+    la_tau: float = ranged(1.0, ge=0)  # logit adjustment temperature
     threshold_metric: str = "balanced_acc"  # what the threshold remedy maximises on validation
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -121,18 +155,19 @@ class ImbalanceConfig:
 class SotaConfig:
     datasets: list[str] = field(default_factory=list)
     retrieval_dataset: str = ""
-    cnn_epochs: int = 3
-    cnn_batch_size: int = 128
-    cnn_lr: float = 1e-3
+    cnn_epochs: int = ranged(3, ge=1)
+    cnn_batch_size: int = ranged(128, ge=1)
+    cnn_lr: float = ranged(1e-3, gt=0)
     cnn_weights: str = "imagenet"  # imagenet (where loadable) | none
 
 
 @dataclass
 class DistributedConfig:
     """Training on several processes (GPUs) with torchrun + DistributedDataParallel; 1 process: in the notebook."""
-    nproc_per_node: int = 1  # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
-    nnodes: int = 1  # machines; > 1 needs rdzv_endpoint (and the same command on every machine)
-    node_rank: int = 0  # this machine's rank (static rendezvous); ignored with rdzv_backend c10d
+    # processes per machine (one per GPU); > 1 launches `torchrun -m medlib.train.launch`
+    nproc_per_node: int = ranged(1, ge=1)
+    nnodes: int = ranged(1, ge=1)  # machines; > 1 needs rdzv_endpoint (and the same command on every machine)
+    node_rank: int = ranged(0, ge=0)  # this machine's rank (static rendezvous); ignored with rdzv_backend c10d
     rdzv_backend: str = "c10d"  # torchrun --rdzv-backend
     rdzv_endpoint: str = ""  # host:port of the rendezvous (several machines); "" = this machine, a free port
     rdzv_id: str = "medclip"  # torchrun --rdzv-id: the same on every machine of one job
@@ -144,16 +179,19 @@ class RetrievalStudyConfig:
     """Notebook 07: caption fine-tuning on small general-domain training sets (Flickr30K, COCO), augmentation ablation."""
 
     datasets: list[str] = field(default_factory=list)  # retrieval sets: train on a train subset, test on test
-    train_sizes: list[int] = field(default_factory=lambda: [1000, 5000, 0])  # training images (0 = all), nested
+    train_sizes: list[int] = ranged(factory=lambda: [1000, 5000, 0], ge=0)  # training images (0 = all), nested
     augmentations: list[str] = field(default_factory=lambda: ["none", "image", "text", "both"])
     variants: list[str] = field(default_factory=lambda: ["lock_text", "lock_image", "wise_ft"])  # label-free, on
     # the largest subset with both augmentations
-    perturbed_copies: int = 1  # text augmentation: perturbed copies of each caption added to the sampled pool
-    word_dropout: float = 0.1  # caption perturbation: drop each word with this probability
-    word_swap: float = 0.1  # caption perturbation: swap each adjacent word pair with this probability
-    wise_alpha: float = 0.5  # WiSE-FT mixing weight of the wise_ft variant
-    min_steps: int = 0  # each run takes at least this many optimizer steps (small subsets get more epochs)
-    n_boot: int = 1000  # paired-bootstrap resamples (over queries) for the differences against zero-shot
+    # text augmentation: perturbed copies of each caption added to the sampled pool
+    perturbed_copies: int = ranged(1, ge=0)
+    word_dropout: float = ranged(0.1, ge=0, le=1)  # caption perturbation: drop each word with this probability
+    # caption perturbation: swap each adjacent word pair with this probability
+    word_swap: float = ranged(0.1, ge=0, le=1)
+    wise_alpha: float = ranged(0.5, ge=0, le=1)  # WiSE-FT mixing weight of the wise_ft variant
+    # each run takes at least this many optimizer steps (small subsets get more epochs)
+    min_steps: int = ranged(0, ge=0)
+    n_boot: int = ranged(1000, ge=0)  # paired-bootstrap resamples (over queries) for the differences against zero-shot
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -161,10 +199,10 @@ class RetrievalStudyConfig:
 class Profile:
     name: str
     smoke: bool  # True: tiny model / generated data; every figure and the report say SMOKE
-    seed: int = 0  # the first of `seeds`: zero-shot, sweeps and single-seed runs use it
+    seed: int = ranged(0, ge=0)  # the first of `seeds`: zero-shot, sweeps and single-seed runs use it
     # Seeds of the trained headline runs (each seed's run keeps its own metrics/predictions; runs of every seed but
     # the first get `__s<seed>` in their name). Empty = [seed]. Overriding `seed` alone shifts them: seed 3 -> 3, 4, ...
-    seeds: list[int] = field(default_factory=list)
+    seeds: list[int] = ranged(factory=list, ge=0)
     # Which trained methods run once per seed; the others (ablations, sweeps, few-shot) use the first seed only.
     seeded_methods: list[str] = field(
         default_factory=lambda: ["caption_ft", "label_ft", "multilabel_ft", "lp_ft", "cnn", "remedies",
@@ -173,7 +211,7 @@ class Profile:
     data_dir: str = "data"  # MEDLIB_DATA_DIR or --data-dir override it
     reports_dir: str = "reports"
     runs_dir: str = "runs"
-    data_workers: int = 0  # processes that decode images when splits are prepared; 0 = every core
+    data_workers: int = ranged(0, ge=0)  # processes that decode images when splits are prepared; 0 = every core
     # Which finished runs keep their weights (best.pt): "all", or "reused" -- only runs a later step loads again
     # (headline fine-tunes, LP-FT, the WiSE-FT base, the imbalance study's "none" model); a sweep's run (few-shot
     # draws, other imbalance remedies, the retrieval study's arms) keeps its log and metrics once evaluated.
@@ -337,11 +375,22 @@ def load_profile(
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """'not valid YAML at line L, column C: <problem>' (the line PyYAML found it on, 1-based)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    """'not valid YAML at line L, column C (<problem>)': the line a user would point at (1-based).
+
+    PyYAML marks where it *noticed* the problem (``problem_mark``) and, for a construct left open, where that
+    construct began (``context_mark``): an unclosed ``[``, ``{`` or quote, or a key without its ``:``, is
+    noticed on a later line (often the next one), so the line shown is where it began."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    context = str(getattr(exc, "context", None) or "")
+    opened = context.startswith(("while parsing a flow", "while scanning"))
+    mark = context_mark if (opened and context_mark is not None) or problem_mark is None else problem_mark
+    problem = " ".join(str(getattr(exc, "problem", None) or str(exc).splitlines()[0]).split())
+    if mark is context_mark and context and problem_mark is not None and problem_mark.line != mark.line:
+        began = context.split(" ", 2)[-1]  # "while parsing a flow sequence" -> "a flow sequence"
+        problem = f"{began} begins here; {problem} at line {problem_mark.line + 1}"
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"not valid YAML{where} ({' '.join(str(problem).split())})"
+    return f"not valid YAML{where} ({problem})"
 
 
 def _check_data_dir(data: Path, given: str | None) -> None:
@@ -354,41 +403,31 @@ def _check_data_dir(data: Path, given: str | None) -> None:
                           f"(mkdir -p {data}) to let the run fill it")
 
 
-# (section, field) -> (lowest allowed value, strictly greater?) for numbers that crash a run later when wrong.
-_TRAIN_LIMITS = {"epochs": (1, False), "batch_size": (1, False), "lr": (0, True), "weight_decay": (0, False),
-                 "warmup_steps": (0, False), "grad_accum": (1, False), "patience": (0, False), "max_train": (0, False),
-                 "num_workers": (0, False)}
+def check_ranges(obj: Any, where: str, prefix: str = "") -> None:
+    """Every number of ``obj`` (a profile or one of its sections) within the range declared on its field
+    (:func:`ranged`), sections and list entries included; the first one out of range raises a one-line error
+    naming its key: ``<file>:retrieval_study.train.batch_size = 0 is out of range. Fix: use a value >= 1``."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        rng = f.metadata.get("range")
+        if rng is not None:
+            items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+            for i, v in items:
+                if not rng.allows(v):
+                    at = key if i is None else f"{key}[{i}]"
+                    raise MedlibError(f"{where}:{at} = {v!r} is out of range. Fix: use a value {rng.text()}")
+        elif dataclasses.is_dataclass(value):
+            check_ranges(value, where, f"{key}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    check_ranges(item, where, f"{key}[{getattr(item, 'name', i)}].")
 
 
 def _check_values(p: Profile, where: str) -> None:
     """Numbers in range (batch_size >= 1, epochs >= 1, lr > 0, ...) and combinations the notebooks can run."""
-    checks: list[tuple[str, Any, tuple[float, bool]]] = []
-    for sec in ("caption_finetune.train", "label_finetune.train", "label_finetune.multilabel_train",
-                "imbalance.train"):
-        obj: Any = p
-        for part in sec.split("."):
-            obj = getattr(obj, part)
-        checks += [(f"{sec}.{k}", getattr(obj, k), lim) for k, lim in _TRAIN_LIMITS.items()]
+    check_ranges(p, where)
     lf = p.label_finetune
-    checks += [("data_workers", p.data_workers, (0, False))]
-    checks += [("zero_shot.batch_size", p.zero_shot.batch_size, (1, False)),
-               ("zero_shot.n_boot", p.zero_shot.n_boot, (0, False)),
-               ("label_finetune.probe_epochs", lf.probe_epochs, (1, False)),
-               ("label_finetune.probe_lr", lf.probe_lr, (0, True)),
-               ("label_finetune.few_shot_min_steps", lf.few_shot_min_steps, (0, False)),
-               ("sota.cnn_epochs", p.sota.cnn_epochs, (1, False)), ("sota.cnn_batch_size", p.sota.cnn_batch_size, (1, False)),
-               ("sota.cnn_lr", p.sota.cnn_lr, (0, True)),
-               ("distributed.nproc_per_node", p.distributed.nproc_per_node, (1, False)),
-               ("distributed.nnodes", p.distributed.nnodes, (1, False)),
-               ("distributed.node_rank", p.distributed.node_rank, (0, False))]
-    checks += [(f"label_finetune.shots[{i}]", k, (0, False)) for i, k in enumerate(lf.shots)]
-    for d in p.datasets:
-        checks += [(f"datasets[{d.name}].{k}", getattr(d, k), (0 if k != "size" else 1, False))
-                   for k in ("size", "n", "max_per_split", "fixture_n")]
-    for key, value, (low, strict) in checks:
-        if value < low or (strict and value == low):
-            need = f"> {low}" if strict else f">= {low}"
-            raise MedlibError(f"{where}:{key} = {value!r} is out of range. Fix: use a value {need}")
     # Notebook 04 compares k-shot runs with the full-data runs ("all" = shots 0) of the same methods.
     if 0 in lf.shots and lf.datasets:
         need = [v for v, ok in (("linear_probe", "linear_probe" in lf.variants),

@@ -4,11 +4,18 @@
 (``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
 the path of its executed copy, and exits non-zero.
 
+A bad argument, an error or Ctrl-C ends the run in one console line (a failing notebook's names the cell;
+a second line gives the path of its executed copy): exit 2 for bad input, 1 for a failing notebook, 130 for
+Ctrl-C, with nothing from papermill, nbclient or asyncio on the console.
+
 Two runs in one checkout do not meet: one run per profile at a time (``reports/<profile>/.run.lock``; a second
 stops at once naming the first), each run's kernel sockets in its own temporary folder, its temporary
 executed copies named with its PID (see :mod:`medlib.runspace`). A failed or interrupted notebook is kept as
-``executed/NN_*.failed.ipynb`` beside the last good copy. The first and last console lines say which datasets
-are generated stand-ins and which are real.
+``executed/NN_*.failed.ipynb`` beside the last good copy. The first console line says which datasets are
+generated stand-ins and which are real; a successful run repeats it as its last line.
+
+Kernels run this checkout's code: the runner puts the checkout first on the kernel process's ``PYTHONPATH`` and
+sets ``MEDLIB_ROOT`` (:func:`medlib.kernels.checkout_env`), whichever checkout an editable install points at.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from typing import Iterator
 
 from .config import Profile, load_profile, project_root
 from .errors import MedlibError
-from .kernels import KERNEL_NAME, ensure_kernel, kernel_manager_class
-from .runspace import LOCK_NAME, ProfileLock, kernel_dir, remove_stale_running, running_path
+from .kernels import KERNEL_NAME, checkout_env, client_logs_to, ensure_kernel, kernel_manager_class
+from .runspace import LOCK_NAME, CtrlC, ProfileLock, kernel_dir, remove_stale_running, running_path
 
-__all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line"]
+__all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line",
+           "failed_cell"]
+INTERRUPTED = "interrupted (checkpoints under runs/ let the next run resume)"
 
 
 def discover_notebooks(root: Path) -> list[Path]:
@@ -62,6 +71,28 @@ def error_line(exc: BaseException) -> str:
     return f"{ename}: {evalue[0] if evalue else ''}"
 
 
+def failed_cell(exc: BaseException, copy: Path | None = None) -> str:
+    """``cell 5 (`for spec in P.models:`)``: the failed cell's execution count (its ``In [5]`` in the executed
+    copy) and first source line. From papermill's error where it carries them, else from the executed copy: the
+    last cell papermill started (a kernel that died or timed out mid-cell; numbered by the cells run up to it,
+    which is the count it would have had). '' where neither tells."""
+    count, source = getattr(exc, "exec_count", None), getattr(exc, "source", None)
+    if source is None and copy is not None:
+        with contextlib.suppress(Exception):  # a half-written copy: say nothing rather than fail here
+            import nbformat
+
+            started = [c for c in nbformat.read(str(copy), as_version=4).cells if c.cell_type == "code"
+                       and c.source.strip() and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+            if started:  # a cell cut short has no count of its own: it is the n-th cell run
+                count, source = started[-1].get("execution_count") or len(started), started[-1].source
+    if source is None:
+        return ""
+    first = next((line.strip() for line in str(source).splitlines() if line.strip()), "")
+    if len(first) > 60:
+        first = first[:57] + "..."
+    return f"cell {count} (`{first}`)" if count else f"a cell (`{first}`)"
+
+
 _OS_FIXES = {
     errno.ENOSPC: ("no space left on device", "free space on the disk holding {folder} (df -h {folder}) and rerun"),
     errno.EDQUOT: ("disk quota exceeded", "free space in your quota on {folder} and rerun"),
@@ -91,14 +122,17 @@ def os_errors(path: str | Path) -> Iterator[None]:
 
 
 def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path,
-                 socket_dir: Path | None = None, kernel_log: Path | None = None) -> None:
+                 socket_dir: Path | None = None, kernel_log: Path | None = None,
+                 kernel_pids: list[int] | None = None) -> None:
+    """Execute ``nb`` into ``out`` in a kernel that runs checkout ``cwd``'s code (its PID lands in ``kernel_pids``)."""
     import papermill as pm
 
     # profile_arg is what the user typed (a name or a YAML path): the notebook loads it the same way.
     params = {"profile": profile_arg, "data_dir": profile.data_dir}
+    manager = kernel_manager_class(socket_dir, kernel_log, env=checkout_env(cwd), pids=kernel_pids)
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                        kernel_manager_class=kernel_manager_class(socket_dir, kernel_log))
+                        kernel_manager_class=manager)
 
 
 def _resolve_caller_paths(args: argparse.Namespace) -> None:
@@ -114,8 +148,24 @@ def _resolve_caller_paths(args: argparse.Namespace) -> None:
         args.profile = str(Path(caller) / prof)
 
 
+class _BadArgument(Exception):
+    """argparse's complaint about the command line (raised instead of printing its usage block)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _BadArgument(message)
+
+
+def _process_count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process count. Fix: pass an integer >= 1 (--gpus 2), "
+                                         "or leave --gpus out to use the profile's distributed.nproc_per_node")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m medlib.runner", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="./run_all.sh", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="full")
     ap.add_argument("--only", action="append", help="run only notebook NN (repeatable)")
     ap.add_argument("--from", dest="start", help="start at notebook NN")
@@ -124,8 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--rehearse", action="store_true",
                     help="rehearse the profile offline: its architectures at 224 px with random weights, fixture "
                          "data, capped steps; outputs to reports/<profile>-rehearsal/ with projection.csv")
-    ap.add_argument("--device", default=None, help="with --rehearse: cpu | cuda (default: the profile's)")
-    ap.add_argument("--gpus", type=int, default=None,
+    ap.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                    help="with --rehearse: cpu | cuda (default: the profile's)")
+    ap.add_argument("--gpus", type=_process_count, default=None,
                     help="training processes per machine (torchrun + DDP; gloo on CPU); default: the profile's")
     return ap
 
@@ -148,16 +199,28 @@ def _final_origins(profile: Profile, planned: dict[str, str], since: float) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the notebooks; every way out is one line on the console (an error, Ctrl-C, a full disk)."""
+    """Run the notebooks; every way out is one line on the console (a bad argument, an error, Ctrl-C, a full
+    disk). Ctrl-C at any moment exits 130 after one line, also where its KeyboardInterrupt was swallowed."""
+    ctrl_c = CtrlC()
+    rc: int | None = None
     try:
-        return _main(argv)
+        with ctrl_c.installed():
+            rc = _main(argv, ctrl_c)
     except KeyboardInterrupt:
-        print("ERROR: interrupted (checkpoints under runs/ let the next run resume)", file=sys.stderr)
+        pass
+    if rc is None or (ctrl_c.pressed and rc != 130):  # rc 130: the notebook step printed its own line
+        print(f"ERROR: {INTERRUPTED}", file=sys.stderr)
         return 130
+    return rc
 
 
-def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _main(argv: list[str] | None, ctrl_c: CtrlC) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _BadArgument as exc:
+        fix = "" if "Fix:" in str(exc) else ". Fix: ./run_all.sh --help lists the options"
+        print(f"ERROR: {exc}{fix}", file=sys.stderr)
+        return 2
     if args.gpus is not None:  # the kernels' load_profile reads it (distributed.nproc_per_node)
         os.environ["MEDLIB_GPUS"] = str(args.gpus)
     _resolve_caller_paths(args)
@@ -190,13 +253,13 @@ def _main(argv: list[str] | None) -> int:
         return 2
     try:
         with kernel_dir() as sockets:
-            return _run(args, profile, notebooks, root, command, sockets, rehearsal_info)
+            return _run(args, profile, notebooks, root, command, sockets, ctrl_c, rehearsal_info)
     finally:
         lock.release()
 
 
 def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, command: str,
-         sockets: Path, rehearsal_info: dict | None = None) -> int:
+         sockets: Path, ctrl_c: CtrlC, rehearsal_info: dict | None = None) -> int:
     from . import rehearsal
     from .preflight import data_origins, origin_line, preflight
 
@@ -231,7 +294,7 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     print(f"medclip: profile {profile.name}{banner}; data {profile.data_dir}; {len(notebooks)} notebook(s)")
     rc = 0
     try:
-        rc = _notebooks(args, profile, notebooks, root, executed_dir, kernel, sockets)
+        rc = _notebooks(args, profile, notebooks, root, executed_dir, kernel, sockets, ctrl_c)
         if rc == 0 and not args.no_report:
             # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
             from .report import main as report_main
@@ -249,11 +312,13 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     except MedlibError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         rc = 2
+    if rc:  # the error lines stay last: a closing data line would read as the end of a finished run
+        return rc
     last = origin_line(_final_origins(profile, origins, t_start))
     if rehearsal_info is not None:
         last = rehearsal.origin_line(rehearsal_info["origins"])
     if last:
-        print(last, file=sys.stderr if rc else sys.stdout, flush=True)  # ... and its last line
+        print(last, flush=True)  # ... and a finished run's last line
     return rc
 
 
@@ -272,7 +337,7 @@ def _finish_rehearsal(profile: Profile, info: dict) -> int:
 
 
 def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, executed_dir: Path,
-               kernel: str, sockets: Path) -> int:
+               kernel: str, sockets: Path, ctrl_c: CtrlC) -> int:
     from .runlog import PeakMemory, record_notebook
 
     manifest = profile.reports_path / "manifest.json"
@@ -287,9 +352,10 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} ...", flush=True)
         t0 = time.time()
         memory = PeakMemory()
+        ctrl_c.kernels = []  # Ctrl-C interrupts this notebook's kernel
         try:
-            with memory:
-                run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log)
+            with memory, client_logs_to(kernel_log):
+                run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log, ctrl_c.kernels)
         except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (ename/evalue)
             seconds = time.time() - t0
             kept = None
@@ -299,16 +365,22 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
                     kept = failed
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            interrupted = isinstance(exc, KeyboardInterrupt)
+            interrupted = isinstance(exc, KeyboardInterrupt) or ctrl_c.pressed
             with os_errors(manifest):
                 record_notebook(profile, nb.stem, seconds, "interrupted" if interrupted else "failed",
                                 str(kept or ""))
-            what = "interrupted (checkpoints under runs/ let the next run resume)" if interrupted else error_line(exc)
-            print(f"ERROR in {nb.stem}: {what}", file=sys.stderr)
+            if interrupted:
+                print(f"ERROR in {nb.stem}: {INTERRUPTED}" + (f"; partial copy: {kept}" if kept else ""),
+                      file=sys.stderr)
+                return 130
+            cell = failed_cell(exc, kept)
+            print(f"ERROR in {nb.stem}{', ' + cell if cell else ''}: {error_line(exc)}", file=sys.stderr)
             if kept:
                 print(f"  executed copy: {kept}" + (f" (last good copy kept: {out})" if out.exists() else ""),
                       file=sys.stderr)
-            return 130 if interrupted else 1
+            return 1
+        finally:
+            ctrl_c.kernels = []
         seconds = time.time() - t0
         with os_errors(out):
             os.replace(tmp, out)
@@ -318,6 +390,9 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
         with os_errors(manifest):
             record_notebook(profile, nb.stem, seconds, "ok", str(out), memory.result())
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} done in {seconds:.0f} s -> {out}", flush=True)
+        if ctrl_c.pressed:  # pressed while its KeyboardInterrupt was swallowed: the notebook finished; stop here
+            print(f"ERROR after {nb.stem}: {INTERRUPTED}", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -10,6 +10,8 @@
   when the next run starts.
 * Temporary executed-notebook names carry the PID (``executed/.NN_name.<pid>.running.ipynb``); ones left by
   a run that no longer exists are removed when the next run of that profile starts.
+* The run's Ctrl-C handler (:class:`CtrlC`): it remembers the press and interrupts the running kernel as well as
+  raising KeyboardInterrupt, so a press is never lost.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ import errno
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 from .errors import MedlibError
+from .kernels import interrupt_kernels
 
 try:  # POSIX
     import fcntl
@@ -153,3 +159,41 @@ def remove_stale_running(executed_dir: Path) -> list[Path]:
                 p.unlink()
             removed.append(p)
     return removed
+
+
+class CtrlC:
+    """A run's SIGINT handler: ``with ctrl_c.installed(): ...``.
+
+    A press sets :attr:`pressed`, interrupts the kernels whose PIDs are in :attr:`kernels` (the notebook's running
+    cell stops) and raises KeyboardInterrupt. The KeyboardInterrupt alone can be lost: raised while a finalizer
+    (``__del__``, a weakref callback) or a bare ``except:`` runs, it is swallowed there and the run would go on;
+    the interrupted cell and :attr:`pressed` still end the run. Python reports a KeyboardInterrupt swallowed by a
+    finalizer as "Exception ignored in ..." with a traceback; while installed, that report is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.kernels: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.pressed = True
+        interrupt_kernels(self.kernels)
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["CtrlC"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous, hook = signal.signal(signal.SIGINT, self), sys.unraisablehook
+
+        def unraisable(info) -> None:
+            if not issubclass(info.exc_type, KeyboardInterrupt):
+                hook(info)
+
+        sys.unraisablehook = unraisable
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            sys.unraisablehook = hook

@@ -58,14 +58,30 @@ def test_exponent_without_dot_is_explained_as_yaml_reading_a_string(tmp_path):
     assert "probe_lr" in msg and "read by YAML as a string" in msg and "write 1.0e-2" in msg
 
 
-def test_yaml_syntax_error_keeps_its_line_number(tmp_path):
+@pytest.mark.parametrize("bad_line, kind", [
+    ("seed: [0", "unclosed list"),
+    ("seed: {a: 1", "unclosed mapping"),
+    ("seed", "key without a colon"),
+    ("seed: 0: 1", "second colon"),
+    ("  seed: 0", "indented key"),
+    ("- 0", "list item inside a mapping"),
+    ("seed: *zero", "undefined alias"),
+    ("\tseed: 0", "tab"),
+])
+def test_yaml_syntax_error_names_the_line_to_fix(tmp_path, bad_line, kind):
     path = tmp_path / "p.yaml"
     lines = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text().splitlines()
-    lines[9] = "seed: [0"  # line 10: an unclosed list
+    lines[9] = bad_line  # line 10
     path.write_text("\n".join(lines) + "\n")
     msg = _error(str(path))
-    assert "not valid YAML at line" in msg
-    assert int(msg.split("at line ")[1].split(",")[0]) in (10, 11)  # PyYAML reports where it noticed
+    assert "not valid YAML at line 10," in msg, (kind, msg)
+
+
+def test_yaml_unclosed_quote_names_the_line_it_opens_on(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text('smoke: true\nname: "smoke\nseed: 0\n')  # the string runs to the end of the file
+    msg = _error(str(path))
+    assert "not valid YAML at line 2, column 7" in msg and "at line 4" in msg  # where it began; where it ended
 
 
 def test_data_dir_that_is_a_file_is_an_error(tmp_path, monkeypatch):

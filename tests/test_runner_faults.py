@@ -138,12 +138,104 @@ def test_ctrl_c_prints_one_line_keeps_the_good_copy_and_clears_stale_files(tmp_p
         out, err = a.communicate(timeout=120)
     finally:
         _kill(a)
-    assert a.returncode == 130
+    assert a.returncode == 130, (out, err)
     assert "Traceback" not in err and "IPKernelApp" not in err
-    assert len(err.strip().splitlines()) <= 2 and "interrupted" in err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "01_wait.failed.ipynb" in err
     assert (executed / "01_wait.ipynb").read_text() == "GOOD"
     assert (executed / "01_wait.failed.ipynb").is_file()
     assert not list(executed.glob(".*.running.ipynb")) and not list(_tmp(root).glob("medclip-*"))
+
+
+# Two notebooks: each says when it starts and waits for "end-NN" (01 then says it is ending), so every moment of
+# the first notebook can be hit while the run is far from over.
+STEP_CELL = """\
+import pathlib, time
+nb = "{nb}"
+pathlib.Path(f"started-{{nb}}").touch()
+t0 = time.time()
+while not pathlib.Path(f"end-{{nb}}").exists() and time.time() - t0 < 60:
+    time.sleep(0.05)
+pathlib.Path(f"ending-{{nb}}").touch()
+"""
+
+
+def _two_step_checkout(tmp_path: Path) -> Path:
+    root = _checkout(tmp_path)
+    for nb in ("01", "02"):
+        book = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('profile = "smoke"\ndata_dir = None')
+        params.metadata["tags"] = ["parameters"]
+        book.cells = [params, nbformat.v4.new_code_cell(STEP_CELL.format(nb=nb))]
+        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(book, root / "notebooks" / f"{nb}_step.ipynb")
+    (root / "notebooks" / "01_wait.ipynb").unlink()
+    return root
+
+
+def _when(moment: str, root: Path, proc: subprocess.Popen) -> None:
+    """Return at ``moment`` of notebook 01: its kernel starting, its cell running, or its kernel shutting down."""
+    if moment == "kernel-start":
+        while "01_step ..." not in (line := proc.stdout.readline()):
+            assert line, "the runner ended before starting notebook 01"
+    elif moment == "mid-cell":
+        _wait_for(root / "started-01", proc)
+        time.sleep(0.3)
+    elif moment == "kernel-shutdown":
+        _wait_for(root / "started-01", proc)
+        (root / "end-01").touch()
+        _wait_for(root / "ending-01", proc)
+
+
+@pytest.mark.parametrize("trial", [1, 2])
+@pytest.mark.parametrize("moment", ["kernel-start", "mid-cell", "kernel-shutdown"])
+def test_ctrl_c_at_any_moment_ends_in_one_line_and_130(tmp_path, moment, trial):
+    root = _two_step_checkout(tmp_path)
+    proc = _start(root, "a")
+    try:
+        _when(moment, root, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        _kill(proc)
+    assert proc.returncode == 130, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR") and "interrupted" in lines[0], err
+    for noise in ("Traceback", "Kernel died", "Task exception", "DeadKernelError", "IPKernelApp"):
+        assert noise not in out + err
+    assert not (root / "started-02").exists()  # the run stopped at notebook 01
+
+
+def test_client_logs_and_unretrieved_tasks_go_to_the_kernel_log(tmp_path, capfd):
+    """What papermill/nbclient log after a Ctrl-C, and asyncio's report of the poll tasks a cell left behind,
+    land in the notebook's kernel log, not on the console."""
+    import asyncio
+    import gc
+    import logging
+
+    from jupyter_core.utils import ensure_event_loop
+    from nbclient.exceptions import DeadKernelError
+
+    def leave_tasks_behind():
+        loop = ensure_event_loop()
+
+        async def dies():
+            raise DeadKernelError("Kernel died")
+
+        loop.create_task(dies())
+        loop.create_task(asyncio.sleep(3600))  # a poll that never ends
+        loop.run_until_complete(asyncio.sleep(0.05))  # dies() ends; nobody retrieves its exception
+
+    log = tmp_path / "01.kernel.log"
+    with kernels.client_logs_to(log):
+        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        leave_tasks_behind()
+    gc.collect()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    text = log.read_text()
+    assert "Kernel died while waiting" in text and "Task exception was never retrieved" in text
+    assert not [t for t in asyncio.all_tasks(ensure_event_loop()) if not t.done()]
+    assert logging.getLogger("papermill").propagate and not logging.getLogger("asyncio").handlers
 
 
 def test_failed_notebook_is_kept_beside_the_good_copy(tmp_path):
@@ -337,3 +429,53 @@ def test_peak_memory_sees_the_kernel_process():
     with PeakMemory(every=0.2) as pm:
         subprocess.run([sys.executable, "-c", code], check=True)
     assert pm.result()["peak_rss_mb"] >= 300
+
+
+def _sleeping_kernel() -> subprocess.Popen:
+    """A stand-in kernel: its own session (as jupyter_client starts kernels), killed by SIGINT."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_is_still_seen_and_stops_the_kernel(capfd):
+    kernel = _sleeping_kernel()
+
+    class Finalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # lands here: Python ignores exceptions raised in __del__
+            time.sleep(0.2)
+
+    try:
+        with runspace.CtrlC().installed() as ctrl_c:
+            ctrl_c.kernels.append(kernel.pid)
+            Finalizer()  # created and finalized at once
+            time.sleep(0.2)  # the KeyboardInterrupt did not reach this frame
+        assert kernel.wait(timeout=20) == -signal.SIGINT
+    finally:
+        kernel.kill()
+    assert ctrl_c.pressed
+    assert capfd.readouterr().err == ""  # no "Exception ignored in ... KeyboardInterrupt" traceback
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_swallowed_ctrl_c_during_a_notebook_ends_the_run_with_130(quiet_checkout, monkeypatch, capsys):
+    root = quiet_checkout
+    monkeypatch.setattr(runner, "_notebooks", runner._notebooks)  # the real notebook step, a fake papermill
+
+    def papermill_swallowing_the_interrupt(nb, out, *args):
+        kernel = _sleeping_kernel()
+        args[-1].append(kernel.pid)  # kernel_pids
+        try:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+            except:  # noqa: E722 - what a bare except in a library does with it
+                pass
+            if kernel.wait(timeout=20) == -signal.SIGINT:  # the cell was interrupted: papermill reports its error
+                raise RuntimeError("KeyboardInterrupt in the cell")
+        finally:
+            kernel.kill()
+
+    monkeypatch.setattr(runner, "run_notebook", papermill_swallowing_the_interrupt)
+    assert runner.main(["--profile", str(root / "a.yaml"), "--no-report"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ERROR in 01_wait: interrupted"), err

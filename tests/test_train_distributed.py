@@ -4,6 +4,8 @@ rank is killed. Small: the tiny model, 128 training images, two epochs."""
 import dataclasses
 import os
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,9 +114,14 @@ def test_killed_rank_stops_the_run_and_restart_resumes_to_the_same_end(runs):
     bundle, data, root, out = runs
     kw = {"mode": "label", "seed": 0, "class_texts": CLASS_TEXTS, "cfg": dataclasses.asdict(CFG)}
     run = f"{root}/label-killed"
-    with pytest.raises(MedlibError, match="distributed training failed"):  # rank 1 SIGKILLed in epoch 2
+    with pytest.raises(MedlibError, match="distributed training failed") as e:  # rank 1 SIGKILLed in epoch 2
         run_distributed(SPEC, data, trainer="train", run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
                         env={FAULT_ENV: "kill:1:2:1"})
+    msg = str(e.value)  # one line: which rank, how, where its output is, that a rerun resumes; no gloo text
+    assert "\n" not in msg and len(msg) < 400 and "gloo" not in msg and "Connection" not in msg
+    assert msg.startswith(f"{run}: distributed training failed: rank 1 was killed by SIGKILL"), msg
+    assert f"{run}/launch/torchrun.log" in msg and f"resume from {run}/last.pt" in msg
+    assert "(SIGKILL)" in (Path(run) / "launch" / "torchrun.log").read_text()  # torchrun's summary, kept
     assert torch.load(f"{run}/last.pt", weights_only=True)["epoch"] == 1
     run_distributed(SPEC, data, trainer="train", run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
                     env={FAULT_ENV: ""})
@@ -135,6 +142,41 @@ def test_a_failing_rank_stops_all_with_its_one_line_error(runs):
     assert "\n" not in str(e.value)
 
 
+SUMMARY = """medlib.train.launch FAILED
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 11873)  (SIGTERM)
+Root Cause (first observed failure):
+[0]:
+  rank      : {root} (local_rank: {root})
+  exitcode  : {code} (pid: 11874)
+"""
+
+
+@pytest.mark.parametrize("root, code, files, expected", [
+    (1, -9, {"started-rank0.txt": "", "started-rank1.txt": "",
+             "error-rank0.json": '{"rank": 0, "message": "RuntimeError: [gloo/pair.cc:545] Read error", '
+                                 '"lost_peer": true}'},
+     "rank 1 was killed by SIGKILL (kill -9, or the out-of-memory killer)"),
+    (1, 3, {"started-rank0.txt": "", "started-rank1.txt": ""}, "rank 1 exited with code 3"),
+    (0, -15, {"started-rank0.txt": "", "started-rank1.txt": ""}, "rank 1 stopped without an error message (killed?)"),
+    (0, 1, {"error-rank0.json": '{"rank": 0, "message": "RuntimeError: NCCL timeout", "lost_peer": true}'},
+     "rank 0 lost its connection to the other ranks"),
+    (0, 1, {"error-rank1.json": '{"rank": 1, "message": "ValueError: bad batch", "lost_peer": false}',
+            "error-rank0.json": '{"rank": 0, "message": "gloo: closed", "lost_peer": true}'},
+     "rank 1: ValueError: bad batch"),
+])
+def test_failure_names_the_rank_that_failed_first_and_how(tmp_path, root, code, files, expected):
+    from medlib.train.launch import failure
+
+    (tmp_path / "torchrun.log").write_text("progress ...\n" + SUMMARY.format(root=root, code=code))
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        time.sleep(0.01)  # error files are ordered by time
+    assert failure(tmp_path, 1) == expected
+
+
 def test_gpus_flag_reaches_the_profile(monkeypatch):
     from medlib.config import load_profile
     from medlib.runner import main
@@ -147,8 +189,7 @@ def test_gpus_flag_reaches_the_profile(monkeypatch):
     with pytest.raises(MedlibError, match="MEDLIB_GPUS"):
         load_profile("smoke")
     monkeypatch.delenv("MEDLIB_GPUS")
-    with pytest.raises(SystemExit):
-        main(["--gpus", "x"])
+    assert main(["--gpus", "x"]) == 2  # one line (tests/test_runner_messages.py), not argparse's usage block
 
 
 def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkeypatch):

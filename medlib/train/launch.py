@@ -8,8 +8,12 @@ gloo on CPU), loads the model and the splits, and runs the same engine, which sh
 validation across ranks and lets rank 0 alone write the checkpoints. The caller then calls the trainer again
 in its own process: it finds the finished run and returns its best model at once, exactly as with one process.
 
-A rank that fails writes its one-line error beside the spec; torchrun stops the other ranks; the launcher
-raises that line as a MedlibError.
+Each rank notes beside the spec that it started and, when it fails, its one-line error (marked where it is
+only the loss of another rank: gloo's or NCCL's broken connection). torchrun stops the other ranks; the
+launcher keeps torchrun's output in ``<run_dir>/launch/torchrun.log`` and raises one line naming the rank that
+failed first and how -- its own error, a signal (``killed by SIGKILL``) or an exit code, from torchrun's
+failure summary -- the log, and that a rerun resumes from ``last.pt``; never the gloo text of the ranks that
+lost it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,24 +72,74 @@ def run_distributed(model_spec: Any, data: Any, *, trainer: str, kwargs: dict[st
     package_root = str(Path(__file__).resolve().parents[2])
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [child_env.get("PYTHONPATH")] if p])
+    log_path = spec_dir / "torchrun.log"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env)
     assert proc.stdout is not None
     try:
-        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # progress bars use \r: pass chunks through
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
+        with open(log_path, "wb") as log:
+            for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # progress bars use \r: pass chunks through
+                log.write(chunk)
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
         rc = proc.wait()
     except BaseException:  # Ctrl-C in the notebook: stop the ranks too
         proc.send_signal(signal.SIGINT)
         proc.wait()
         raise
-    # the first rank to fail is the cause; the others then fail on the closed connection
-    errors = sorted(spec_dir.glob("error-rank*.txt"), key=lambda p: p.stat().st_mtime_ns)
     if rc != 0:
-        detail = errors[0].read_text().strip() if errors else f"torchrun exited with code {rc} (a rank was killed?)"
-        raise MedlibError(f"{run_dir}: distributed training failed: {detail}. Fix: see the line above; run again "
-                          "to resume from the last checkpoint")
+        last = run_dir / "last.pt"
+        resume = (f"run again to resume from {last}" if last.is_file()
+                  else "run again (no checkpoint yet: it starts over)")
+        detail = failure(spec_dir, rc)
+        fix = (f"; then {resume} (every rank's output: {log_path})" if ". Fix: " in detail
+               else f". Fix: see every rank's output in {log_path}; {resume}")
+        raise MedlibError(f"{run_dir}: distributed training failed: {detail}{fix}")
     shutil.rmtree(spec_dir, ignore_errors=True)
+
+
+# torchrun's failure summary: "rank      : 1 (local_rank: 1)" then "exitcode  : -9 (pid: 123)"
+_SUMMARY = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
+
+
+def failure(spec_dir: Path, rc: int) -> str:
+    """Which rank failed first, and how: its own one-line error; else, for a rank that left none (killed, or
+    died in C code), the signal or exit code torchrun reported for it; else the rank that lost its connection
+    to the others. Ranks report the loss of a peer as gloo/NCCL errors: those are never quoted."""
+    errors = [json.loads(p.read_text()) for p in sorted(spec_dir.glob("error-rank*.json"),
+                                                         key=lambda p: p.stat().st_mtime_ns)]
+    own = [e for e in errors if not e["lost_peer"]]
+    if own:
+        return f"rank {own[0]['rank']}: {own[0]['message']}"
+    log = spec_dir / "torchrun.log"
+    text = log.read_text(errors="replace")[-65536:] if log.is_file() else ""
+    codes = {int(r): int(c) for r, c in _SUMMARY.findall(text)}
+    found = _SUMMARY.search(text.split("Root Cause", 1)[1]) if "Root Cause" in text else None
+    root = int(found.group(1)) if found else None  # torchrun's "first observed failure"
+    reported = {e["rank"] for e in errors}
+    started = sorted(int(p.stem.removeprefix("started-rank")) for p in spec_dir.glob("started-rank*.txt"))
+    silent = [r for r in started if r not in reported]  # ended without a word: the likely cause
+    if root is not None and root not in reported and root not in silent:
+        silent.append(root)
+    # torchrun SIGTERMs the other ranks after a failure: a rank ended otherwise comes first, then its root cause
+    silent.sort(key=lambda r: (codes.get(r) == -signal.SIGTERM, r != root))
+    if silent:
+        return f"rank {silent[0]} {_how(codes.get(silent[0]))}"
+    if errors:
+        return f"rank {errors[0]['rank']} lost its connection to the other ranks"
+    return f"torchrun exited with code {rc}"
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "stopped without an error message (killed?)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (kill -9, or the out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
 
 
 def _write_data(data: Any, spec_dir: Path) -> dict[str, Any]:
@@ -128,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path = Path((argv or sys.argv[1:])[0])
     spec = json.loads(spec_path.read_text())
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    (spec_path.parent / f"started-rank{rank}.txt").write_text(f"{os.getpid()}\n")
     try:
         use_cuda = spec["device"] != "cpu" and torch.cuda.is_available()
         backend = spec["backend"] if spec["backend"] != "auto" else ("nccl" if use_cuda else "gloo")
@@ -152,9 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the one line the launcher shows
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         msg = line if isinstance(exc, MedlibError) else f"{type(exc).__name__}: {line}"
-        (spec_path.parent / f"error-rank{rank}.txt").write_text(f"rank {rank}: {msg}\n")
+        report = {"rank": rank, "message": msg[:300], "lost_peer": _lost_peer(exc)}
+        (spec_path.parent / f"error-rank{rank}.json").write_text(json.dumps(report))
         print(f"medclip: rank {rank}: {msg}", file=sys.stderr, flush=True)
         return 1
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """True for the error a rank gets when another rank is gone: a collective's broken connection or timeout."""
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
 
 
 def _install_fault(rank: int) -> None:
