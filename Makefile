@@ -35,7 +35,7 @@ gpu-check:
 	bash scripts/gpu_check.sh $(ARGS)
 
 kernel:
-	@source scripts/env.sh && "$$PY" -c "from medlib.runner import ensure_kernel; print('kernel:', ensure_kernel())"
+	@source scripts/env.sh && "$$PY" -c "from medlib.run.runner import ensure_kernel; print('kernel:', ensure_kernel())"
 
 lab: kernel
 	@source scripts/env.sh && root_flag=""; \

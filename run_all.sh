@@ -8,4 +8,4 @@ set -euo pipefail
 export MEDLIB_CALLER_CWD="$PWD"   # relative --data-dir / profile paths are relative to where you typed the command
 cd "$(dirname "$0")"
 source scripts/env.sh   # creates .venv on first use, or reuses an active env where medlib imports
-exec "$PY" -m medlib.runner "$@"
+exec "$PY" -m medlib.run "$@"

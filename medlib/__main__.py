@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
-        from .runner import main as run_main
+        from .run.runner import main as run_main
 
         return run_main(rest)
     if cmd == "profile":

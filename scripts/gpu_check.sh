@@ -189,7 +189,7 @@ if [ "$SKIP_REH" = 0 ]; then
     PROJ=reports/full-rehearsal/projection.csv
     if [ ! "$PROJ" -nt "$WORK/rehearsal-start" ] && [ "$(left)" -gt 25 ]; then
       # a rehearsal cut short: the projection of the notebooks it finished
-      step projection $(( $(left) - 10 )) "$LOGS/projection.log" "$PY" -m medlib.projection --profile full
+      step projection $(( $(left) - 10 )) "$LOGS/projection.log" "$PY" -m medlib.run.projection --profile full
     fi
     [ "$PROJ" -nt "$WORK/rehearsal-start" ] && cp "$PROJ" "$OUT/projection.csv"
   fi

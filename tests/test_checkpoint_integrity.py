@@ -92,7 +92,7 @@ def trained(bundle, tmp_path_factory):
     """A finished one-epoch label run: its best.pt, and an engine built as the run's (its start: the base)."""
     run = tmp_path_factory.mktemp("run")
     data = make_data(n_train=128)
-    engine.train(bundle, data, mode="label", cfg=ONE, run_dir=run, seed=0, class_texts=CLASS_TEXTS, progress=False)
+    engine.fit(bundle, data, mode="label", cfg=ONE, run_dir=run, seed=0, class_texts=CLASS_TEXTS, progress=False)
     eng = engine.Engine(bundle, data, "label", ONE, 0, CLASS_TEXTS, "ce", {}, "none", None)
     return run, data, eng
 
@@ -154,11 +154,11 @@ def test_a_flipped_byte_in_an_unfinished_runs_last_pt_is_refused(bundle, tmp_pat
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False, on_epoch_end=stop)
     last = _flip(tmp_path / "last.pt", _middle_of_largest_tensor(tmp_path / "last.pt"))
     with pytest.raises(MedlibError, match="damaged") as e:
-        engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     _one_line_naming(e, last)
 
@@ -252,14 +252,14 @@ def test_a_full_disk_while_training_names_the_checkpoint_and_keeps_the_last_good
             fillers.append(_fill(small_disk))
 
     with pytest.raises(MedlibError, match="no space left on device") as e:
-        engine.train(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
                      progress=False, on_epoch_end=fill_after_epoch_1)
     msg = str(e.value)
     assert "\n" not in msg and f"df -h {run}" in msg and ("last.pt" in msg or "best.pt" in msg), msg
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     assert checkpoint.load(run / "last.pt")["epoch"] == 1
     fillers[0].unlink()
-    again = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+    again = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
                          progress=False)
     assert again.resumed_from == 1 and again.history["epoch"].max() == 2
 

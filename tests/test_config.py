@@ -7,8 +7,8 @@ from medlib.errors import MedlibError
 def test_both_profiles_load_and_are_typed():
     assert {"smoke", "full"} <= set(available_profiles())
     smoke, full = load_profile("smoke"), load_profile("full")
-    assert isinstance(smoke, Profile) and smoke.smoke and smoke.label == "SMOKE"
-    assert not full.smoke and full.label == ""
+    assert isinstance(smoke, Profile) and smoke.kind == "smoke" and smoke.label == "SMOKE"
+    assert full.kind == "real" and full.label == ""
     assert full.model("vit-b-32-openai").pretrained == "openai"
     assert full.model("biomedclip").arch.startswith("hf-hub:microsoft/BiomedCLIP")
     assert full.dataset("pubmedvision").n == 4096
@@ -52,7 +52,7 @@ def test_missing_and_malformed_profile_files(tmp_path):
     with pytest.raises(MedlibError, match="bad.yaml"):
         load_profile(bad)
     unknown_model_key = tmp_path / "m.yaml"
-    unknown_model_key.write_text("smoke: true\nmodels:\n  - {name: a, arch: b, weights: c}\n")
+    unknown_model_key.write_text("kind: smoke\nmodels:\n  - {name: a, arch: b, weights: c}\n")
     with pytest.raises(MedlibError, match="weights"):
         load_profile(unknown_model_key)
 
@@ -77,14 +77,14 @@ def test_unknown_dataset_or_model_name_is_an_error():
 @pytest.mark.parametrize(
     "yaml_text, needle",
     [
-        ("smoke: true\ndatasets:\n  - {name: a, source: medmnst}\n", "medmnst"),
-        ("smoke: true\ndatasets:\n  - {name: a, source: medmnist, synthetic: sometimes}\n", "sometimes"),
-        ("smoke: true\nimbalance: {remedies: [none, smote]}\n", "smote"),
-        ("smoke: true\ncaption_finetune: {train: {precision: fp16}}\n", "fp16"),
-        ("smoke: true\nmodels:\n  - {name: a, arch: x, role: domain}\n", "exactly one model"),
-        ("smoke: true\nmodels:\n  - {name: a, arch: x}\n  - {name: a, arch: y, role: domain}\n", "more than once"),
-        ("smoke: true\ndatasets:\n  - {name: a, source: medmnist}\nsota: {datasets: [b]}\n", "unknown dataset"),
-        ("smoke: true\ndatasets:\n  - {name: a, source: chestxray14, fallback: chestmnist}\n", "chestmnist"),
+        ("kind: smoke\ndatasets:\n  - {name: a, source: medmnst}\n", "medmnst"),
+        ("kind: smoke\ndatasets:\n  - {name: a, source: medmnist, synthetic: sometimes}\n", "sometimes"),
+        ("kind: smoke\nimbalance: {remedies: [none, smote]}\n", "smote"),
+        ("kind: smoke\ncaption_finetune: {train: {precision: fp16}}\n", "fp16"),
+        ("kind: smoke\nmodels:\n  - {name: a, arch: x, role: domain}\n", "exactly one model"),
+        ("kind: smoke\nmodels:\n  - {name: a, arch: x}\n  - {name: a, arch: y, role: domain}\n", "more than once"),
+        ("kind: smoke\ndatasets:\n  - {name: a, source: medmnist}\nsota: {datasets: [b]}\n", "unknown dataset"),
+        ("kind: smoke\ndatasets:\n  - {name: a, source: chestxray14, fallback: chestmnist}\n", "chestmnist"),
     ],
 )
 def test_bad_values_and_dangling_names_are_errors_at_load_time(tmp_path, yaml_text, needle):

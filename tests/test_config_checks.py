@@ -12,7 +12,7 @@ from medlib.errors import MedlibError
 
 
 def _write(tmp_path, edit) -> str:
-    raw = yaml.safe_load((REPO / "medlib" / "profiles" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text())
     edit(raw)
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -52,7 +52,7 @@ def test_shots_with_all_data_need_the_full_data_variants():
 
 def test_exponent_without_dot_is_explained_as_yaml_reading_a_string(tmp_path):
     path = tmp_path / "p.yaml"
-    text = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text().replace("probe_lr: 1.0e-2", "probe_lr: 1e-2")
+    text = (REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text().replace("probe_lr: 1.0e-2", "probe_lr: 1e-2")
     path.write_text(text)
     msg = _error(str(path))
     assert "probe_lr" in msg and "read by YAML as a string" in msg and "write 1.0e-2" in msg
@@ -70,7 +70,7 @@ def test_exponent_without_dot_is_explained_as_yaml_reading_a_string(tmp_path):
 ])
 def test_yaml_syntax_error_names_the_line_to_fix(tmp_path, bad_line, kind):
     path = tmp_path / "p.yaml"
-    lines = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text().splitlines()
+    lines = (REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text().splitlines()
     lines[9] = bad_line  # line 10
     path.write_text("\n".join(lines) + "\n")
     msg = _error(str(path))
@@ -79,7 +79,7 @@ def test_yaml_syntax_error_names_the_line_to_fix(tmp_path, bad_line, kind):
 
 def test_yaml_unclosed_quote_names_the_line_it_opens_on(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text('smoke: true\nname: "smoke\nseed: 0\n')  # the string runs to the end of the file
+    path.write_text('kind: smoke\nname: "smoke\nseed: 0\n')  # the string runs to the end of the file
     msg = _error(str(path))
     assert "not valid YAML at line 2, column 7" in msg and "at line 4" in msg  # where it began; where it ended
 

@@ -13,7 +13,7 @@ from conftest import REPO
 from medlib.config import Profile, load_profile
 from medlib.errors import MedlibError
 
-SMOKE = REPO / "medlib" / "profiles" / "smoke.yaml"
+SMOKE = REPO / "medlib" / "config" / "profiles" / "smoke.yaml"
 SMOKE_DATASET = yaml.safe_load(SMOKE.read_text())["datasets"][0]["name"]
 
 

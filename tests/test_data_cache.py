@@ -18,7 +18,7 @@ MIMIC = dict(name="mimic_cxr", source="mimic_cxr", path="", size=28, synthetic="
 
 
 def profile(tmp_path, *specs: dict, seed: int = 0) -> Profile:
-    return Profile(name="t", smoke=True, seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
+    return Profile(name="t", kind="smoke", seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from medlib.errors import MedlibError
 
 
 def profile(tmp_path, *specs: dict, seed: int = 0) -> Profile:
-    return Profile(name="t", smoke=True, seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
+    return Profile(name="t", kind="smoke", seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
 
 
 NIH = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28, synthetic="auto", fixture_n=150)

@@ -23,7 +23,7 @@ PMV = dict(name="pubmedvision", source="pubmedvision", path="pubmedvision", size
 
 
 def profile(tmp_path, *specs: dict, seed: int = 0) -> Profile:
-    return Profile(name="t", smoke=True, seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
+    return Profile(name="t", kind="smoke", seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
 
 
 def one_line_error(exc_info) -> str:
@@ -109,10 +109,10 @@ def test_data_dir_missing_or_a_file_is_a_one_line_error(tmp_path):
 
 
 def test_preflight_names_each_generated_dataset_on_the_console(tmp_path, capsys):
-    from medlib.preflight import preflight
+    from medlib.run.preflight import preflight
 
     p = profile(tmp_path, PNEU, NIH)
-    p.smoke = True
+    p.kind = "smoke"
     preflight(p)
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in out if line.startswith("GENERATED")] == ["pneumoniamnist:", "chestxray14:"]
@@ -259,7 +259,7 @@ def test_notebook01_and_report_carry_no_mimic_report_text_or_images(tmp_path):
 
     data = tmp_path / "data"
     data.mkdir()
-    raw = yaml.safe_load((REPO / "medlib" / "profiles" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text())
     raw.update(name="mimictest", data_dir=str(data), reports_dir=str(tmp_path / "reports"),
                runs_dir=str(tmp_path / "runs"),
                datasets=[d for d in raw["datasets"] if d["name"] in ("mimic_cxr", "pneumoniamnist")])
@@ -271,7 +271,7 @@ def test_notebook01_and_report_carry_no_mimic_report_text_or_images(tmp_path):
     prof = tmp_path / "mimictest.yaml"
     prof.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k not in ("MEDLIB_DATA_DIR", "MEDLIB_ROOT")}
-    proc = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(prof), "--only", "01"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "medlib.run", "--profile", str(prof), "--only", "01"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "reports" / "mimictest"

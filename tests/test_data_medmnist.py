@@ -16,7 +16,7 @@ def profile(tmp_path, **kw) -> Profile:
     spec = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", size=28, synthetic="auto",
                 fixture_n=120)
     spec.update(kw)
-    return Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path), datasets=[DatasetSpec(**spec)])
+    return Profile(name="t", kind="smoke", seed=0, data_dir=str(tmp_path), datasets=[DatasetSpec(**spec)])
 
 
 def test_fixture_shapes_dtypes_and_loud_warning(tmp_path, capsys):

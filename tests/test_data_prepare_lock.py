@@ -48,7 +48,7 @@ def counting(job):
         fh.write(f"{len(job[0])}\n")
     return out
 decode._decode_chunk = counting
-p = Profile(name="t", smoke=True, seed=0, data_dir=data_dir, data_workers=1, datasets=[DatasetSpec(**spec)])
+p = Profile(name="t", kind="smoke", seed=0, data_dir=data_dir, data_workers=1, datasets=[DatasetSpec(**spec)])
 b = get_dataset(p, spec["name"])
 print("CHECKSUMS " + json.dumps({k: [len(s), int(np.asarray(s.images, np.int64).sum())] for k, s in b.splits.items()}))
 """
@@ -101,7 +101,7 @@ def test_a_second_preparation_waits_for_the_first_and_reads_its_splits(tmp_path)
         if a.poll() is None:
             a.kill()
 
-    folder = cache.paths(Profile(name="t", smoke=True, seed=0, data_dir=str(data), datasets=[DatasetSpec(**NIH)]),
+    folder = cache.paths(Profile(name="t", kind="smoke", seed=0, data_dir=str(data), datasets=[DatasetSpec(**NIH)]),
                          "chestxray14")[0]
     waiting = [ln for ln in b_out.read_text().splitlines() if "waiting for another preparation" in ln]
     assert len(waiting) == 1 and str(folder) in waiting[0] and f"PID {a.pid}" in waiting[0]
@@ -111,7 +111,7 @@ def test_a_second_preparation_waits_for_the_first_and_reads_its_splits(tmp_path)
     assert _decoded(a_count) == total  # A decoded every image once (B did not take over part of its .partial)
     assert sums_b == sums_a
     # ...and A's splits equal an undisturbed preparation's
-    fresh = get_dataset(Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path / "fresh"), data_workers=1,
+    fresh = get_dataset(Profile(name="t", kind="smoke", seed=0, data_dir=str(tmp_path / "fresh"), data_workers=1,
                                 datasets=[DatasetSpec(**NIH)]), "chestxray14")
     assert {k: [len(s), int(np.asarray(s.images, np.int64).sum())] for k, s in fresh.splits.items()} == sums_a
     assert not list(folder.glob("*.partial"))
@@ -143,13 +143,13 @@ def test_a_waiting_preparation_resumes_the_first_ones_work_when_it_is_killed(tmp
     total = sum(n for n, _ in sums_b.values())
     assert _decoded(a_count) == 48 and _decoded(b_count) == total - 48  # B went on from A's 48 images
     assert "resuming preparation at image 48" in b_out.read_text()
-    fresh = get_dataset(Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path / "fresh"), data_workers=1,
+    fresh = get_dataset(Profile(name="t", kind="smoke", seed=0, data_dir=str(tmp_path / "fresh"), data_workers=1,
                                 datasets=[DatasetSpec(**NIH)]), "chestxray14")
     assert {k: [len(s), int(np.asarray(s.images, np.int64).sum())] for k, s in fresh.splits.items()} == sums_b
 
 
 def test_a_preparation_stops_with_one_line_after_waiting_too_long(tmp_path, monkeypatch, capsys):
-    p = Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path), data_workers=1, datasets=[DatasetSpec(**NIH)])
+    p = Profile(name="t", kind="smoke", seed=0, data_dir=str(tmp_path), data_workers=1, datasets=[DatasetSpec(**NIH)])
     folder = cache.paths(p, "chestxray14")[0]
     monkeypatch.setattr(prepare_lock, "WAIT_S", 0.5)
     with prepare_lock.PrepareLock(folder, "chestxray14"):  # another preparation holds it (a new descriptor

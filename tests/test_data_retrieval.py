@@ -19,7 +19,7 @@ COCO = dict(RET, name="coco", flag="coco")
 
 
 def profile(tmp_path, *specs: dict, seed: int = 0) -> Profile:
-    return Profile(name="t", smoke=True, seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
+    return Profile(name="t", kind="smoke", seed=seed, data_dir=str(tmp_path), datasets=[DatasetSpec(**s) for s in specs])
 
 
 def quiet_load(p, name):
@@ -220,7 +220,7 @@ def test_csv_repeated_image_rows_are_one_image_with_several_captions(tmp_path):
 
 
 def test_preflight_counts_a_local_karpathy_copy_as_present(tmp_path):
-    from medlib.preflight import _dataset_missing
+    from medlib.run.preflight import _dataset_missing
 
     spec = dict(RET, synthetic="never", download=True, hf_id="x/never-cached", path="flickr30k")
     p = profile(tmp_path, spec)

@@ -18,7 +18,7 @@ NIH = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28
 
 
 def profile(tmp_path, *specs: dict, workers: int = 1) -> Profile:
-    return Profile(name="t", smoke=True, seed=0, data_dir=str(tmp_path), data_workers=workers,
+    return Profile(name="t", kind="smoke", seed=0, data_dir=str(tmp_path), data_workers=workers,
                    datasets=[DatasetSpec(**s) for s in specs])
 
 

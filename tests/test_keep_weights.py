@@ -61,7 +61,7 @@ def test_dropped_weights_without_metrics_is_a_one_line_error(bundle, tmp_path):
 
 def test_weights_of_an_unfinished_run_are_not_dropped(bundle, tmp_path):
     data = make_data(n_train=128)
-    engine.train(bundle, data, mode="label", cfg=ONE, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+    engine.fit(bundle, data, mode="label", cfg=ONE, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
     ck = checkpoint.load(tmp_path / "last.pt")
     ck["finished"] = False

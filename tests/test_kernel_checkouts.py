@@ -55,7 +55,7 @@ def shared(tmp_path):
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         (root / "notebooks").mkdir()
         nbformat.write(nb, root / "notebooks" / "01_where.ipynb")
-        (root / "p.yaml").write_text("smoke: true\ndevice: cpu\nmodels: []\ndatasets: []\n")
+        (root / "p.yaml").write_text("kind: smoke\ndevice: cpu\nmodels: []\ndatasets: []\n")
     short = Path(tempfile.mkdtemp(prefix="mck-", dir="/tmp"))  # TMPDIR: Unix socket paths are short
     (tmp_path / "tmpdir").symlink_to(short)
     yield tmp_path
@@ -76,7 +76,7 @@ def _spec(base: Path) -> Path:
 
 def _run(base: Path, name: str) -> None:
     root = base / name
-    res = subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "medlib.runner", "--profile",
+    res = subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "medlib.run", "--profile",
                           str(root / "p.yaml"), "--no-report"], cwd=root, env=_env(base), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def _profile(tmp_path: Path, data_dir: Path) -> Path:
-    raw = yaml.safe_load((REPO / "medlib" / "profiles" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text())
     raw.update(name="smoketest", data_dir=str(data_dir), reports_dir=str(tmp_path / "reports"),
                runs_dir=str(tmp_path / "runs"))
     path = tmp_path / "smoketest.yaml"
@@ -25,7 +25,7 @@ def _profile(tmp_path: Path, data_dir: Path) -> Path:
 
 def _run(profile: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MEDLIB_DATA_DIR", "MEDLIB_ROOT")}
-    return subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(profile), *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "medlib.run", "--profile", str(profile), *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
 
 

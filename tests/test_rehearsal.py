@@ -12,7 +12,7 @@ import torch
 import yaml
 from PIL import Image
 
-from medlib import projection, rehearsal
+from medlib.run import projection, rehearsal
 from medlib.config import ModelSpec, load_profile, profile_path
 from medlib.errors import MedlibError
 
@@ -63,7 +63,7 @@ def test_overlay_keeps_the_full_architectures_and_caps_every_run(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(over))
     P, full = load_profile(path), load_profile("full")
-    assert P.name == "full-rehearsal" and rehearsal.is_rehearsal(P)
+    assert P.name == "full-rehearsal" and P.kind == "rehearsal"
     assert [m.arch for m in P.models][0] == "ViT-B-32" and all(m.pretrained == "" for m in P.models)
     assert P.model("biomedclip").arch == f"local-dir:{tmp_path / 'rehearsal' / rehearsal.BIOMEDCLIP_DIR}"
     assert [d.size for d in P.datasets] == [d.size for d in full.datasets] == [224] * len(full.datasets)
@@ -106,33 +106,36 @@ def test_pneumonia_224_is_generated_without_the_real_file(tmp_path):
         assert z["train_images"].shape[1:] == (224, 224)
 
 
-def test_every_output_is_labelled_rehearsal_once(tmp_path):
+@pytest.mark.parametrize("kind", ["smoke", "rehearsal", "real"])
+def test_every_output_carries_the_runs_kind_as_it_is_written(tmp_path, kind):
+    """One field (the profile's kind) marks figures, tables and executed notebooks when they are written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (tmp_path / "figures").mkdir()
+    from medlib.config import NOTICES, Profile
+    from medlib.outputs import plots
+    from medlib.outputs.records import NOT_RESULTS, save_table
+    from medlib.run.runner import notebook_source
+
+    P = Profile(name="p", kind=kind, reports_dir=str(tmp_path))
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1])
-    fig.savefig(tmp_path / "figures" / "f.png")
+    fig.suptitle("a figure")
+    png = plots.save_figure(fig, P, "01_x__d")
     plt.close(fig)
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "t.csv").write_text("a,b\n1,2\n")
-    (tmp_path / "executed").mkdir()
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), tmp_path / "executed" / "01_x.ipynb")
-    (tmp_path / "report.md").write_text("# Report\n\ntext\n")
-    (tmp_path / "report.html").write_text("<html><head><title>R</title></head><body>\n<p>x</p></body></html>")
-    h0 = Image.open(tmp_path / "figures" / "f.png").height
-    assert len(rehearsal.label_outputs(tmp_path)) == 5
-    assert rehearsal.label_outputs(tmp_path) == []  # idempotent
-    assert Image.open(tmp_path / "figures" / "f.png").height > h0
-    assert pd.read_csv(tmp_path / "tables" / "t.csv")["rehearsal"].tolist() == [rehearsal.LABEL]
-    nb = nbformat.read(tmp_path / "executed" / "01_x.ipynb", as_version=4)
-    assert rehearsal.LABEL in nb.cells[0].source
-    md = (tmp_path / "report.md").read_text()
-    assert md.startswith("# Report — REHEARSAL") and rehearsal.LABEL in md
-    assert rehearsal.LABEL in (tmp_path / "report.html").read_text()
+    label = {"smoke": "SMOKE", "rehearsal": "REHEARSAL", "real": ""}[kind]
+    assert fig.get_suptitle() == (f"{label} — a figure" if label else "a figure")
+    assert Image.open(png).info.get("Warning") == (NOTICES[kind] or None)
+    table = pd.read_csv(save_table(P, "t", pd.DataFrame({"a": [1, 2]})))
+    assert list(table.columns) == (["a", NOT_RESULTS] if label else ["a"])
+    assert not label or (table[NOT_RESULTS] == NOTICES[kind]).all()
+    nb_path = tmp_path / "01_x.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), nb_path)
+    cells = notebook_source(nb_path, P).cells
+    assert len(cells) == (2 if label else 1)
+    assert not label or NOTICES[kind] in cells[0].source and cells[1].source == "1"
 
 
 def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
@@ -164,7 +167,7 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     assert row.peak_memory_mb == 1234 and row.memory_kind == "cpu peak RSS"
     assert table.iloc[-1].notebook == "TOTAL"
     out = projection.write(P, table)
-    assert pd.read_csv(out)["rehearsal"].iloc[0] == rehearsal.LABEL
+    assert pd.read_csv(out)["rehearsal"].iloc[0] == rehearsal.NOTICE
     assert "05_class_imbalance" in projection.render(table, full)
 
 
@@ -246,7 +249,7 @@ def test_rehearsal_fixtures_are_reported_as_generated(tmp_path):
     origin and the report says GENERATED for every fixture, real only for the upscaled real PneumoniaMNIST."""
     import json
 
-    from medlib.rehearsal import dataset_origins
+    from medlib.run.rehearsal import dataset_origins
     from medlib.report.inputs import Inputs
 
     origins = {"pneumoniamnist": "real-upscaled", "chestxray14": "generated (ChestMNIST layout)",

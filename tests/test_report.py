@@ -62,11 +62,11 @@ SWEEPS = [  # few-shot and WiSE-FT runs that score higher on test than label-ft:
       "dataset": "pneumoniamnist", "task": "multiclass", "model": "resnet18", "method": "supervised", "n": 624,
       "metrics": {"acc": 0.81891, "auroc": 0.94835}, "ci95": {"acc": [0.79006, 0.84615]}, "per_class": {}}]
 
-MANIFEST = {"profile": "smoke", "smoke": True, "profile_hash": "abc123def456", "seed": 0, "data_dir": "data",
+MANIFEST = {"profile": "smoke", "kind": "smoke", "profile_hash": "abc123def456", "seed": 0, "data_dir": "data",
             "command": "./run_all.sh --profile smoke", "git": {"commit": "a8eac29deadbeef", "dirty": True},
             "packages": {"torch": "2.14.1", "open_clip_torch": "3.3.0"},
             "device": {"requested": "cpu", "python": "3.11.3"},
-            "profile_config": {"name": "smoke", "smoke": True, "seed": 0,
+            "profile_config": {"name": "smoke", "kind": "smoke", "seed": 0,
                                "models": [{"name": "tiny", "arch": "medclip-tiny", "pretrained": "", "role": "clip",
                                            "display": "medclip-tiny (random init)"}],
                                "label_finetune": {"train": {"lr": 0.0001, "epochs": 3}}},
@@ -105,7 +105,7 @@ def _folder(root, smoke=True, manifest=True):
     (base / "figures" / "02_confusion__pneumoniamnist__tiny__zero-shot.png").write_bytes(PNG)
     (base / "figures" / "05_tradeoff__chestxray14.png").write_bytes(PNG)
     if manifest:
-        m = {**MANIFEST, "smoke": smoke, "profile": base.name}
+        m = {**MANIFEST, "kind": "smoke" if smoke else "real", "profile": base.name}
         (base / "manifest.json").write_text(json.dumps(m))
     return base
 
@@ -387,6 +387,8 @@ def test_run_with_no_real_data_says_generated_in_title_and_abstract(tmp_path):
 def test_rehearsal_profile_is_labelled_rehearsal_with_its_projection(tmp_path):
     base = _folder(tmp_path, smoke=False)
     rehearsal = base.rename(tmp_path / "full-rehearsal")  # `run_all.sh --rehearse` writes reports/full-rehearsal/
+    manifest = json.loads((rehearsal / "manifest.json").read_text())
+    (rehearsal / "manifest.json").write_text(json.dumps({**manifest, "kind": "rehearsal"}))
     pd.DataFrame({"notebook": ["01_data_prep"], "projected_s": [120.5], "peak_gb": [3.2]}).to_csv(
         rehearsal / "projection.csv", index=False)
     md, _ = build_report(tmp_path, "full-rehearsal")

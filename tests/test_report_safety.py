@@ -41,8 +41,8 @@ def _reports(tmp_path):
                                                       "split": ["train"] * 2, "class": LABELS, "n": [30, 12]}))
     save_table(prof, "07_notes", pd.DataFrame({"caption": [CELL, LABELS[1]], "value": [0.5, 0.25]}))
     base = prof.reports_path
-    manifest = {"profile": "smoke", "smoke": True, "command": "./run_all.sh --profile smoke <b>x</b>",
-                "profile_config": {"name": "smoke", "smoke": True,
+    manifest = {"profile": "smoke", "kind": "smoke", "command": "./run_all.sh --profile smoke <b>x</b>",
+                "profile_config": {"name": "smoke", "kind": "smoke",
                                    "models": [{"name": MODEL, "arch": "medclip-tiny", "role": "clip",
                                                "display": DISPLAY}]}}
     (base / "manifest.json").write_text(json.dumps(manifest))

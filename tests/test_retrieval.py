@@ -180,7 +180,7 @@ def _profile(tmp_path, **study_kw) -> Profile:
                                variants=["wise_ft"], n_boot=50,
                                train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1, lock_text=False))
     cfg = dataclasses.replace(cfg, **study_kw)
-    return Profile(name="t", smoke=True, data_dir=str(tmp_path / "data"), reports_dir=str(tmp_path / "reports"),
+    return Profile(name="t", kind="smoke", data_dir=str(tmp_path / "data"), reports_dir=str(tmp_path / "reports"),
                    runs_dir=str(tmp_path / "runs"), datasets=[spec], retrieval_study=cfg)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from medlib import preflight, runner
+from medlib.run import preflight, runner
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 
@@ -56,7 +56,7 @@ def test_preflight_offline_names_every_missing_download(tmp_path, monkeypatch):
 def test_preflight_passes_when_local_copies_exist(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight, "online", lambda *a, **k: False)
     P = load_profile("smoke", data_dir=tmp_path)
-    P.smoke = False  # a non-smoke profile whose data and models are all local
+    P.kind = "real"  # a non-smoke profile whose data and models are all local
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"x")
     for m in P.models:

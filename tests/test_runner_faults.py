@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medlib import kernels, preflight, runner, runspace
+from medlib.run import kernel as kernels, preflight, runner, workspace as runspace
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 
@@ -47,7 +47,7 @@ def _checkout(tmp_path: Path) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "notebooks" / "01_wait.ipynb")
     for name in ("a", "b", "c"):
-        (root / f"{name}.yaml").write_text("smoke: true\ndevice: cpu\nmodels: []\ndatasets: []\n")
+        (root / f"{name}.yaml").write_text("kind: smoke\ndevice: cpu\nmodels: []\ndatasets: []\n")
     tmp = _tmp(root)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -68,7 +68,7 @@ def _env(root: Path) -> dict:
 
 
 def _start(root: Path, profile: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "medlib.runner", "--profile", str(root / f"{profile}.yaml"),
+    return subprocess.Popen([sys.executable, "-m", "medlib.run", "--profile", str(root / f"{profile}.yaml"),
                              "--no-report"], cwd=root, env=_env(root), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -98,14 +98,14 @@ def test_second_run_of_a_profile_stops_at_once_and_other_profiles_run_beside_it(
         assert not list(root.glob("kernel-ipc*"))
         assert [d.name.split("-")[1] for d in _tmp(root).glob("medclip-*")] == [str(a.pid)]
         t0 = time.time()
-        same = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "a.yaml"),
+        same = subprocess.run([sys.executable, "-m", "medlib.run", "--profile", str(root / "a.yaml"),
                                "--no-report"], cwd=root, env=_env(root), capture_output=True, text=True, timeout=60)
         assert time.time() - t0 < 45
         assert same.returncode != 0
         err = same.stderr.strip().splitlines()
         assert len(err) == 1 and "already running" in err[0] and f"PID {a.pid}" in err[0]
         assert "a.yaml" in err[0]  # the running process's command
-        other = subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "b.yaml"),
+        other = subprocess.run([sys.executable, "-m", "medlib.run", "--profile", str(root / "b.yaml"),
                                 "--no-report"], cwd=root, env=_env(root), capture_output=True, text=True,
                                timeout=180)
         assert other.returncode == 0, other.stderr
@@ -353,7 +353,7 @@ def test_ensure_kernel_accepts_a_spec_that_starts_this_python(tmp_path, monkeypa
 
 
 def _smoke_like(root: Path, data: Path) -> Path:
-    text = (REPO / "medlib" / "profiles" / "smoke.yaml").read_text()
+    text = (REPO / "medlib" / "config" / "profiles" / "smoke.yaml").read_text()
     prof = root / "gen.yaml"
     data.mkdir(parents=True, exist_ok=True)
     prof.write_text(text.replace("name: smoke", "name: gen").replace("data_dir: data", f"data_dir: {data}"))
@@ -423,7 +423,7 @@ def test_ctrl_c_during_a_swallowing_import_still_interrupts(tmp_path, monkeypatc
 
 
 def test_peak_memory_sees_the_kernel_process():
-    from medlib.runlog import PeakMemory
+    from medlib.run.manifest import PeakMemory
 
     code = "import time; x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(2.5)"
     with PeakMemory(every=0.2) as pm:

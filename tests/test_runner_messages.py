@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medlib import runner
+from medlib.run import runner
 from test_runner_faults import REPO, _env, _smoke_like, _tmp
 
 
@@ -41,7 +41,7 @@ def test_medlib_command_line_errors_are_one_line(capsys):
 
 
 def test_bad_gpus_on_the_command_line_is_one_line():
-    res = subprocess.run([sys.executable, "-m", "medlib.runner", "--gpus", "abc"], cwd=REPO, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "medlib.run", "--gpus", "abc"], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert res.returncode == 2 and res.stdout == ""
     assert len(res.stderr.strip().splitlines()) == 1 and "usage:" not in res.stderr and "--gpus" in res.stderr
@@ -73,13 +73,13 @@ def _checkout(tmp_path: Path, body: str) -> Path:
                 nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "notebooks" / "01_fail.ipynb")
-    (root / "p.yaml").write_text("smoke: true\ndevice: cpu\nmodels: []\ndatasets: []\n")
+    (root / "p.yaml").write_text("kind: smoke\ndevice: cpu\nmodels: []\ndatasets: []\n")
     _tmp(root).mkdir(exist_ok=True)
     return root
 
 
 def _run(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medlib.runner", "--profile", str(root / "p.yaml"), "--no-report"],
+    return subprocess.run([sys.executable, "-m", "medlib.run", "--profile", str(root / "p.yaml"), "--no-report"],
                           cwd=root, env=_env(root), capture_output=True, text=True, timeout=300)
 
 

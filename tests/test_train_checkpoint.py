@@ -41,7 +41,7 @@ def test_crafted_engine_checkpoint_is_refused_and_runs_nothing(bundle, tmp_path)
     run.mkdir()
     _craft(run / "last.pt", marker)
     with pytest.raises(MedlibError, match=r"last\.pt.*would run code") as e:
-        engine.train(bundle, make_data(n_train=64), mode="label", cfg=CFG, run_dir=run, seed=0,
+        engine.fit(bundle, make_data(n_train=64), mode="label", cfg=CFG, run_dir=run, seed=0,
                      class_texts=CLASS_TEXTS, progress=False)
     assert "\n" not in str(e.value) and "fresh=True" in str(e.value)
     assert not marker.exists()
@@ -70,7 +70,7 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     data = make_data(n_train=128)
     n_text = sum(p.numel() for n, p in bundle.model.named_parameters() if not n.startswith("visual."))
     # full label fine-tune: image tower + head, no text tower (the tiny text tower is ~90% of the model)
-    r = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0, class_texts=CLASS_TEXTS,
+    r = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     best = _names(torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["model"])
     assert "head.weight" in best and any(k.startswith("clip.visual.") for k in best)
@@ -81,11 +81,11 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     assert _sizes(tmp_path / "ft")["best.pt"] < 4 * (sum(p.numel() for p in bundle.model.parameters()) - n_text) + 1e6
     # a linear probe's checkpoint is its head alone
     probe = dataclasses.replace(CFG, lock_image=True)
-    engine.train(bundle, data, mode="label", cfg=probe, run_dir=tmp_path / "lp", seed=0, class_texts=CLASS_TEXTS,
+    engine.fit(bundle, data, mode="label", cfg=probe, run_dir=tmp_path / "lp", seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
     assert _names(torch.load(tmp_path / "lp" / "best.pt", weights_only=True)["model"]) == {"head.weight", "head.bias"}
     # the re-run of a finished run returns the same model at once, from best.pt
-    again = engine.train(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0,
+    again = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0,
                          class_texts=CLASS_TEXTS, progress=False)
     assert again.resumed_from == 2
     for k, v in r.model.model.state_dict().items():

@@ -62,10 +62,10 @@ def runs():
     out = {}
     for mode, cfg in (("label", CFG), ("contrastive", CONTRASTIVE)):
         kw = {"mode": mode, "seed": 0, "class_texts": CLASS_TEXTS}
-        one = engine.train(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-1", progress=False, **kw)
-        run_distributed(SPEC, data, trainer="train", run_dir=f"{root.name}/{mode}-2", nproc_per_node=2,
+        one = engine.fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-1", progress=False, **kw)
+        run_distributed(SPEC, data, run_dir=f"{root.name}/{mode}-2", nproc_per_node=2,
                         device="cpu", kwargs={**kw, "cfg": dataclasses.asdict(cfg)})
-        two = engine.train(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-2", progress=False, **kw)
+        two = engine.fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-2", progress=False, **kw)
         out[mode] = (one, two)
     yield bundle, data, root.name, out
     root.cleanup()
@@ -115,7 +115,7 @@ def test_killed_rank_stops_the_run_and_restart_resumes_to_the_same_end(runs):
     kw = {"mode": "label", "seed": 0, "class_texts": CLASS_TEXTS, "cfg": dataclasses.asdict(CFG)}
     run = f"{root}/label-killed"
     with pytest.raises(MedlibError, match="distributed training failed") as e:  # rank 1 SIGKILLed in epoch 2
-        run_distributed(SPEC, data, trainer="train", run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
+        run_distributed(SPEC, data, run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
                         env={FAULT_ENV: "kill:1:2:1"})
     msg = str(e.value)  # one line: which rank, how, where its output is, that a rerun resumes; no gloo text
     assert "\n" not in msg and len(msg) < 400 and "gloo" not in msg and "Connection" not in msg
@@ -123,9 +123,9 @@ def test_killed_rank_stops_the_run_and_restart_resumes_to_the_same_end(runs):
     assert f"{run}/launch/torchrun.log" in msg and f"resume from {run}/last.pt" in msg
     assert "(SIGKILL)" in (Path(run) / "launch" / "torchrun.log").read_text()  # torchrun's summary, kept
     assert torch.load(f"{run}/last.pt", weights_only=True)["epoch"] == 1
-    run_distributed(SPEC, data, trainer="train", run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
+    run_distributed(SPEC, data, run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
                     env={FAULT_ENV: ""})
-    resumed = engine.train(bundle, data, cfg=CFG, run_dir=run, progress=False, mode="label", seed=0,
+    resumed = engine.fit(bundle, data, cfg=CFG, run_dir=run, progress=False, mode="label", seed=0,
                            class_texts=CLASS_TEXTS)
     _assert_same_weights(out["label"][1], resumed, 0)  # exactly the uninterrupted 2-process run
     for k, v in out["label"][1].model.model.state_dict().items():
@@ -137,7 +137,7 @@ def test_a_failing_rank_stops_all_with_its_one_line_error(runs):
     _, data, root, _ = runs
     kw = {"mode": "label", "seed": 0, "class_texts": CLASS_TEXTS, "cfg": dataclasses.asdict(CFG)}
     with pytest.raises(MedlibError, match=r"rank 1: .*injected fault") as e:
-        run_distributed(SPEC, data, trainer="train", run_dir=f"{root}/label-raise", nproc_per_node=2, device="cpu",
+        run_distributed(SPEC, data, run_dir=f"{root}/label-raise", nproc_per_node=2, device="cpu",
                         kwargs=kw, env={FAULT_ENV: "raise:1:1:0"})
     assert "\n" not in str(e.value)
 
@@ -179,7 +179,7 @@ def test_failure_names_the_rank_that_failed_first_and_how(tmp_path, root, code, 
 
 def test_gpus_flag_reaches_the_profile(monkeypatch):
     from medlib.config import load_profile
-    from medlib.runner import main
+    from medlib.run.runner import main
 
     assert load_profile("smoke").distributed.nproc_per_node == 1  # one process unless asked
     monkeypatch.setenv("MEDLIB_GPUS", "2")  # what ./run_all.sh --gpus 2 exports to the notebooks' kernels
@@ -197,15 +197,13 @@ def test_pipeline_finetune_launches_torchrun_and_evaluates_here(tmp_path, monkey
     this process, and the test split's metrics are written as with one process."""
     from medlib.studies import runs
     from medlib.config import load_profile
-    from medlib.train import lp_ft
-
     P = load_profile("smoke", {"reports_dir": str(tmp_path / "reports"), "runs_dir": str(tmp_path / "runs"),
                                "distributed.nproc_per_node": 2})
     data = make_data(n_train=64, n_val=32)
     clip = load_model(P.model("tiny"))
     cfg = dataclasses.replace(CFG, epochs=1)
     result, rec = runs.finetune(P, clip, data, notebook="04_label_finetune", method="lp-ft", mode="label",
-                                    cfg=cfg, trainer=lp_ft, probe_epochs=1, class_texts=CLASS_TEXTS)
+                                cfg=cfg, variant="lp_ft", probe_epochs=1, class_texts=CLASS_TEXTS)
     assert result.resumed_from == 1 and list(result.history["stage"]) == ["probe", "probe", "ft", "ft"]
     assert rec["n"] == 64 and 0 <= rec["metrics"]["acc"] <= 1
     assert not (result.run_dir / "launch").exists()  # the run spec and its arrays are removed after success

@@ -61,7 +61,7 @@ def test_multilabel_zero_shot_head_is_not_positive_prompts_alone(tiny):
 def test_log_starts_with_epoch_zero_equal_to_zero_shot(tiny, tmp_path, mode):
     data = make_data(n_train=64, n_val=32, multilabel=mode == "multilabel")
     texts = class_prompts(data.class_names, templates_for("chest_xray"))
-    engine.train(tiny, data, mode=mode, cfg=CFG, run_dir=tmp_path, seed=0, class_texts=texts, progress=False)
+    engine.fit(tiny, data, mode=mode, cfg=CFG, run_dir=tmp_path, seed=0, class_texts=texts, progress=False)
     log = pd.read_csv(tmp_path / "log.csv")
     assert list(log["epoch"]) == [0, 1]
     task = "multilabel" if mode == "multilabel" else "multiclass"

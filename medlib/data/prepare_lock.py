@@ -2,7 +2,7 @@
 
 The lock is ``<data_dir>/cache/<profile>/<name>.lock``, beside the dataset's folder of prepared splits (not in it:
 ``refresh`` removes that folder, and a lock file removed while held would let a third process lock a new inode).
-It is the same exclusive ``flock`` as the runner's per-profile lock (:class:`medlib.runspace.ProfileLock`, whose
+It is the same exclusive ``flock`` as the runner's per-profile lock (:class:`medlib.files.lock.ProfileLock`, whose
 holder record and release this reuses): the kernel drops it when its holder dies, even by ``kill -9``, so a killed
 preparation never leaves a stale lock, and the next one resumes from its ``.partial`` file. Unlike the runner's
 lock, a second preparation waits for the first (saying so in one line) instead of stopping at once, and then reads
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import fail
-from ..runspace import ProfileLock, fcntl
+from ..files.lock import ProfileLock, fcntl
 
 WAIT_S = 6 * 3600.0  # how long a second preparation waits for the first (MIMIC-CXR on 2 cores takes hours)
 POLL_S = 0.25  # how often a waiting preparation tries the lock again

@@ -240,9 +240,15 @@ def load_runs(profile_or_reports_dir: Profile | str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else list(RUN_KEYS))
 
 
+NOT_RESULTS = "not_results"  # the last column of a smoke or rehearsal run's tables: the run's notice on every row
+
+
 def save_table(profile: Profile | str | Path, name: str, df: pd.DataFrame) -> Path:
-    """Write ``reports/<profile>/tables/<name>.csv`` atomically (no index column)."""
+    """Write ``reports/<profile>/tables/<name>.csv`` atomically (no index column). A smoke or rehearsal run's
+    table gets a last column :data:`NOT_RESULTS` holding the run's notice."""
     if not name or slug(name) != name:
         raise fail("save_table", f"table name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
+    if isinstance(profile, Profile) and profile.notice:
+        df = df.assign(**{NOT_RESULTS: profile.notice})
     folder = reports_base(profile) / "tables"
     return write_text(folder / f"{name}.csv", df.to_csv(index=False))

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import MedlibError, fail
-from ..outputs.records import read_metrics
+from ..config.schema import RUN_KINDS
+from ..errors import fail
+from ..outputs.records import NOT_RESULTS, read_metrics
 from .escape import from_data
 from .formatting import _truthy
 
@@ -71,25 +72,15 @@ class Inputs:
     @staticmethod
     def _csv(path: Path) -> pd.DataFrame:
         try:
-            return from_data(pd.read_csv(path))
+            return from_data(pd.read_csv(path).drop(columns=[NOT_RESULTS], errors="ignore"))
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise fail(path, f"unreadable table ({type(exc).__name__})",
                        "delete it and re-run the notebook that wrote it") from None
 
     def _run_type(self) -> str:
-        m, cfg = self.manifest, self.cfg
-        if (m.get("rehearse") or m.get("rehearsal") or cfg.get("rehearse") or cfg.get("rehearsal")
-                or self.profile.endswith("-rehearsal") or str(cfg.get("name", "")).endswith("-rehearsal")):
-            return "REHEARSAL"
-        smoke = m.get("smoke", cfg.get("smoke"))
-        if smoke is None:
-            try:
-                from ..config import load_profile
-
-                smoke = load_profile(self.profile).smoke
-            except MedlibError:
-                smoke = self.profile == "smoke"
-        return "SMOKE" if smoke else "FULL"
+        """SMOKE | REHEARSAL | FULL from the run's ``kind`` (the manifest's, as the runner wrote it)."""
+        kind = self.manifest.get("kind") or self.cfg.get("kind") or "real"
+        return RUN_KINDS.get(str(kind)) or "FULL"
 
     def _synthetic(self) -> dict[str, bool]:
         """dataset -> True when it is a generated stand-in (data_summary.csv, metrics files, the manifest)."""

@@ -11,6 +11,7 @@ import pandas as pd
 from ..config import Profile, TrainConfig
 from ..data.base import DatasetBundle
 from ..models import ClipBundle
+from ..train import probe_config
 from .runs import finetune
 
 
@@ -39,12 +40,6 @@ def _k_per_class(split, k: int, num_classes: int, entropy: tuple[int, ...]):
     return split.subset(np.sort(idx))
 
 
-def probe_config(profile: Profile) -> TrainConfig:
-    """The linear-probe configuration: the label config with a frozen image tower, probe epochs and probe lr."""
-    label_cfg = profile.label_finetune
-    return dataclasses.replace(label_cfg.train, lock_image=True, epochs=label_cfg.probe_epochs, lr=label_cfg.probe_lr)
-
-
 def few_shot_config(cfg: TrainConfig, n_train: int, min_steps: int) -> TrainConfig:
     """``cfg`` stretched so a k-shot run takes at least ``min_steps`` optimizer steps (a 2-image training set has
     one step per epoch); warmup shrinks to a tenth of the run and early stopping is off (the best epoch is still
@@ -62,7 +57,7 @@ def few_shot_run(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, not
     minimum number of steps; saved as ``<method>-<k>shot-d<draw>``. Returns the metrics record."""
     cfg = profile.label_finetune
     sub = few_shot(data, k, profile.seed, draw)
-    base_cfg = probe_config(profile) if method == "linear-probe" else cfg.train
+    base_cfg = probe_config(cfg.train, cfg.probe_epochs, cfg.probe_lr) if method == "linear-probe" else cfg.train
     k_cfg = few_shot_config(base_cfg, len(sub.splits["train"]), cfg.few_shot_min_steps)
     _, rec = finetune(profile, clip, sub, notebook=notebook, method=f"{method}-{k}shot-d{draw}", mode="label", cfg=k_cfg,
                       fresh=fresh, keep_weights=False,

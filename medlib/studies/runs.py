@@ -17,7 +17,7 @@ from ..metrics import evaluate
 from ..models import ClipBundle
 from ..outputs.records import load_run, load_runs, run_dir, save_retrieval_run, save_run, seeded_run_name
 from ..outputs.tables import best_by_validation
-from ..train import lp_ft, predict, train
+from ..train import predict, train
 from ..train.checkpoint import drop_weights
 from ..train.launch import run_distributed
 from ..models.zeroshot import encode_images, encode_texts, zero_shot_scores
@@ -76,11 +76,12 @@ def retrieval(profile: Profile, clip: ClipBundle, data: DatasetBundle, notebook:
 
 
 def finetune(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, notebook: str, method: str, mode: str,
-             cfg: TrainConfig, fresh: bool = False, evaluate: bool = True, trainer: Any = None,
+             cfg: TrainConfig, variant: str = "fine_tune", fresh: bool = False, evaluate: bool = True,
              seed: int | None = None, extra: dict | None = None, keep_weights: bool = True, **train_kwargs: Any):
-    """Train with the one engine (resumable under runs/<profile>/<run>/), evaluate the test split once, save.
+    """Train with :func:`medlib.train.train` (resumable under runs/<profile>/<run>/), evaluate the test split once,
+    save.
 
-    ``trainer``: ``medlib.train.train`` (default) or ``medlib.train.lp_ft`` (takes ``probe_epochs``).
+    ``variant``: ``fine_tune``, ``linear_probe`` or ``lp_ft`` (these two take ``probe_epochs`` and ``probe_lr``).
     ``seed``: the training seed (default the profile's); the run of any seed but the profile's first is named
     ``...__s<seed>``. The metrics file also stores the validation split's metrics (``extra.val_metrics``) and
     ``extra``. ``keep_weights=False``: a sweep's run whose weights nothing loads again; under the profile's
@@ -93,17 +94,16 @@ def finetune(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, noteboo
     texts = train_kwargs.pop("class_texts", None) or class_texts(profile, data)
     dist = profile.distributed
     if dist.nproc_per_node * dist.nnodes > 1:  # several processes: torchrun runs the training, then resume it here
-        kind = {train: "train", lp_ft: "lp_ft"}.get(trainer or train)
-        run_distributed(profile.model(clip.name), data, trainer=kind or repr(trainer), run_dir=run_dir(profile, run),
-                        kwargs={"mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed, "class_texts": texts,
-                                "fresh": fresh, **train_kwargs},
+        run_distributed(profile.model(clip.name), data, run_dir=run_dir(profile, run),
+                        kwargs={"mode": mode, "cfg": dataclasses.asdict(cfg), "variant": variant, "seed": seed,
+                                "class_texts": texts, "fresh": fresh, **train_kwargs},
                         nproc_per_node=dist.nproc_per_node, nnodes=dist.nnodes, node_rank=dist.node_rank,
                         rdzv_backend=dist.rdzv_backend, rdzv_endpoint=dist.rdzv_endpoint, rdzv_id=dist.rdzv_id,
                         backend=dist.backend, device=profile.device,
                         seed=profile.seed)  # the MODEL's seed: each rank rebuilds `clip` as load_clip did; kwargs["seed"] trains
         fresh = False  # the finished run is loaded, not trained again
-    result = (trainer or train)(clip, data, mode=mode, cfg=cfg, run_dir=run_dir(profile, run), seed=seed,
-                                class_texts=texts, fresh=fresh, **train_kwargs)
+    result = train(clip, data, mode=mode, cfg=cfg, variant=variant, run_dir=run_dir(profile, run), seed=seed,
+                   class_texts=texts, fresh=fresh, **train_kwargs)
     if result.model is None:  # finished earlier, evaluated, weights not kept: its saved metrics are the result
         return result, saved_result(profile, run)
     rec = None
@@ -139,7 +139,10 @@ def saved_result(profile: Profile, run: str) -> dict:
 
 
 def train_extra(result: Any, cfg: TrainConfig) -> dict:
+    """What a metrics record says of its training run; ``train_config``: the configuration it trained with
+    (``result.cfg``, e.g. a linear probe's frozen tower and probe epochs), else ``cfg``."""
     hist = result.history
+    cfg = getattr(result, "cfg", None) or cfg
     return {"best_epoch": int(result.best_epoch), "best_val_metric": float(result.best_metric),
             "val_metric_name": result.metric_name, "epochs_run": int((hist["epoch"] > 0).sum()),  # row 0: before training
             "train_seconds": float(hist["seconds"].sum()) if "seconds" in hist else None,

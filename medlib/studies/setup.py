@@ -28,10 +28,6 @@ NOTEBOOKS = {
 }
 
 
-SMOKE_BANNER = ("SMOKE RUN: a tiny random-init model on small local data. These numbers test the code path; "
-                "they are NOT results.")
-
-
 def load(name: str = "smoke", data_dir: str | None = None, seed: int | None = None, **overrides: Any) -> Profile:
     """Load the profile ``name`` (a name or a YAML path; notebook parameters override single keys), seed
     everything, print the banner."""
@@ -43,7 +39,7 @@ def load(name: str = "smoke", data_dir: str | None = None, seed: int | None = No
 
 
 def banner(profile: Profile) -> str:
-    head = SMOKE_BANNER if profile.smoke else f"Profile {profile.name!r}."
+    head = profile.notice or f"Profile {profile.name!r}."
     return (f"{head}\nprofile {profile.name} (hash {profile.hash()}), seeds {profile.seed_list} (for {', '.join(profile.seeded_methods)}; "
             f"other runs seed {profile.seed}), device {profile.device}, data {profile.data_dir}")
 

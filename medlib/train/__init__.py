@@ -1,25 +1,25 @@
 """Training CLIP models, one job per module (as open_clip's training package):
 
-=================  ====================================================================
-``engine.py``      the loop: :func:`train` (contrastive, label, multilabel), resume
-``heads.py``       classifier heads from class prompts, :func:`predict`
-``variants.py``    LP-FT (:func:`lp_ft`) and WiSE-FT (:func:`wise_ft`)
-``optim.py``       trainable parameters, weight-decay groups, the optimizer
-``scheduler.py``   learning-rate warmup + cosine schedule
-``checkpoint.py``  the one checkpoint format (also used by ``medlib.train.cnn``)
-``validation.py``  split checks and the per-epoch validation metric
-``result.py``      :class:`TrainResult`
-``distributed.py`` several processes: this rank's rows, gathering (DDP under torchrun)
-``launch.py``      ``torchrun -m medlib.train.launch <run spec>`` and the launcher the pipeline calls
-=================  ====================================================================
-
-The loss factory is :func:`medlib.losses.make_loss`, next to the losses.
+====================  ====================================================================
+``variants.py``       :func:`train` with a variant (fine-tune, linear probe, LP-FT); WiSE-FT
+``engine.py``         the loop (:func:`~medlib.train.engine.fit`: contrastive, label, multilabel), resume
+``heads.py``          classifier heads from class prompts, :func:`predict`
+``losses.py``         contrastive and label losses, the loss factory
+``class_weights.py``  class weights and the class-balanced sampler (from the training labels)
+``optim.py``          trainable parameters, weight-decay groups, the optimizer
+``scheduler.py``      learning-rate warmup + cosine schedule
+``checkpoint.py``     the one checkpoint format of both trainers; ``delta.py``: its compact storage
+``validation.py``     split checks and the per-epoch validation metric
+``result.py``         :class:`TrainResult`
+``distributed.py``    several processes: this rank's rows, gathering (DDP under torchrun)
+``launch.py``         ``torchrun -m medlib.train.launch <run spec>`` and its launcher (several processes)
+``cnn.py``            the supervised ResNet-18 baseline, on the same checkpoints and validation
+====================  ====================================================================
 """
 
-from .engine import train
 from .heads import ClipClassifier, head_from_texts, predict
 from .result import MODES, TrainResult
-from .variants import lp_ft, wise_ft, wise_interpolate
+from .variants import VARIANTS, lp_ft, probe_config, train, wise_ft, wise_interpolate
 
-__all__ = ["train", "predict", "head_from_texts", "ClipClassifier", "TrainResult", "MODES", "lp_ft", "wise_ft",
-           "wise_interpolate"]
+__all__ = ["VARIANTS", "ClipClassifier", "MODES", "TrainResult", "head_from_texts", "lp_ft", "predict",
+           "probe_config", "train", "wise_ft", "wise_interpolate"]

@@ -403,10 +403,10 @@ class Engine:
             head = head_from_texts(self.bundle, self.class_texts)
         return TrainResult(model=self.bundle, history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
                            best_epoch=best_epoch, run_dir=run_dir, resumed_from=resumed_from, head=head,
-                           mode=self.mode, metric_name=self.metric_name, best_metric=best)
+                           mode=self.mode, metric_name=self.metric_name, best_metric=best, cfg=self.cfg)
 
 
-def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
+def fit(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
           class_texts: list[list[str]] | None = None, loss: str = "ce", loss_kwargs: dict | None = None,
           sampler: str = "none", fresh: bool = False, progress: bool = True,
           init_head: nn.Linear | None = None, negative_texts: list[list[str]] | None = None,

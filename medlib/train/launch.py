@@ -1,11 +1,11 @@
 """Training on several processes: ``torchrun ... -m medlib.train.launch <run spec>`` and its launcher.
 
-:func:`run_distributed` (what ``medlib.pipeline.finetune`` calls when the profile's ``distributed`` section
-asks for more than one process) writes a run spec -- JSON: the model's ``ModelSpec``, the trainer and its
+:func:`run_distributed` (what ``medlib.studies.runs.finetune`` calls when the profile's ``distributed`` section
+asks for more than one process) writes a run spec -- JSON: the model's ``ModelSpec``, the training
 arguments -- and the train/val splits as ``.npy`` files beside it, starts ``torchrun`` with it, streams its
 output (rank 0's progress bars) and waits. Each rank (:func:`main`) joins the process group (NCCL on GPUs,
 gloo on CPU), loads the model and the splits, and runs the same engine, which shards every batch and
-validation across ranks and lets rank 0 alone write the checkpoints. The caller then calls the trainer again
+validation across ranks and lets rank 0 alone write the checkpoints. The caller then calls train again
 in its own process: it finds the finished run and returns its best model at once, exactly as with one process.
 
 Each rank notes beside the spec that it started and, when it fails, its one-line error (marked where it is
@@ -33,7 +33,6 @@ import numpy as np
 
 from ..errors import MedlibError
 
-TRAINERS = ("train", "lp_ft")
 # Fault injection for the tests (kill or fail one rank at a given epoch/batch): "kill|raise:RANK:EPOCH:BATCH".
 FAULT_ENV = "MEDLIB_TRAIN_FAULT"
 
@@ -41,13 +40,12 @@ FAULT_ENV = "MEDLIB_TRAIN_FAULT"
 # ---- the launcher (the notebook's process) ------------------------------------------------------------
 
 
-def run_distributed(model_spec: Any, data: Any, *, trainer: str, kwargs: dict[str, Any], run_dir: Path,
+def run_distributed(model_spec: Any, data: Any, *, kwargs: dict[str, Any], run_dir: Path,
                     nproc_per_node: int, nnodes: int = 1, node_rank: int = 0, rdzv_backend: str = "c10d",
                     rdzv_endpoint: str = "", rdzv_id: str = "medclip", backend: str = "auto",
                     device: str = "auto", seed: int = 0, env: dict[str, str] | None = None) -> None:
-    """Run ``trainer(bundle, data, run_dir=run_dir, **kwargs)`` under torchrun; return when it has finished."""
-    if trainer not in TRAINERS:
-        raise MedlibError(f"trainer {trainer!r} cannot run on several processes. Fix: use one of {TRAINERS}")
+    """Run :func:`medlib.train.train` ``(bundle, data, run_dir=run_dir, **kwargs)`` under torchrun; return when it
+    has finished."""
     run_dir = Path(run_dir)
     spec_dir = run_dir / "launch"
     shutil.rmtree(spec_dir, ignore_errors=True)
@@ -58,7 +56,7 @@ def run_distributed(model_spec: Any, data: Any, *, trainer: str, kwargs: dict[st
         raise MedlibError(f"trainer arguments are not plain values ({exc}); several processes need a JSON run spec. "
                           "Fix: pass plain values (no heads or tensors), or run on one process") from None
     spec = {"model": dataclasses.asdict(model_spec), "seed": seed, "device": device, "backend": backend,
-            "trainer": trainer, "kwargs": kwargs, "run_dir": str(run_dir.resolve()),
+            "kwargs": kwargs, "run_dir": str(run_dir.resolve()),
             "data": _write_data(data, spec_dir)}
     spec_path = spec_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
@@ -192,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group(backend)
         from ..config import ModelSpec, TrainConfig
         from ..models import load_model
-        from . import engine, variants
+        from .variants import train
 
         device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
         bundle = load_model(ModelSpec(**spec["model"]), device, seed=spec["seed"])
@@ -200,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(spec["kwargs"])
         kw["cfg"] = TrainConfig(**kw["cfg"])
         _install_fault(rank)
-        fn = engine.train if spec["trainer"] == "train" else variants.lp_ft
-        fn(bundle, data, run_dir=Path(spec["run_dir"]), progress=rank == 0, **kw)
+        train(bundle, data, run_dir=Path(spec["run_dir"]), progress=rank == 0, **kw)
         dist.barrier()
         dist.destroy_process_group()
         return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch.nn as nn
 
+from ..config import TrainConfig
 from ..models import ClipBundle
 
 MODES = ("contrastive", "label", "multilabel")
@@ -16,7 +17,7 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_metric", "lr", "seconds", "images
 
 @dataclass
 class TrainResult:
-    """What :func:`medlib.train.engine.train` returns; ``model`` holds the best epoch's weights."""
+    """What :func:`medlib.train.train` returns; ``model`` holds the best epoch's weights."""
 
     model: ClipBundle | None  # None: a finished run whose weights were not kept (checkpoint.drop_weights)
     history: pd.DataFrame  # epoch, train_loss, val_metric, lr, seconds, images_per_s
@@ -27,3 +28,4 @@ class TrainResult:
     mode: str = "label"
     metric_name: str = "acc"
     best_metric: float = float("nan")
+    cfg: TrainConfig | None = None  # the configuration the (last stage of the) run trained with

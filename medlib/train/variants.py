@@ -1,4 +1,5 @@
-"""Fine-tuning variants built on the engine: LP-FT (probe, then fine-tune) and WiSE-FT (weight interpolation)."""
+"""How a model is trained: :func:`train` with a ``variant`` (fine-tune, linear probe, LP-FT), each a run of the
+engine's loop (:func:`medlib.train.engine.fit`); and WiSE-FT (weight interpolation, no training of its own)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..config import TrainConfig
 from ..data.base import DatasetBundle
 from ..errors import MedlibError
 from ..models import ClipBundle
-from .engine import train
+from .engine import fit
 from .heads import ClipClassifier, head_from_texts
 from .result import TrainResult
 
@@ -60,18 +61,47 @@ def wise_ft(result: TrainResult, zero_shot: ClipBundle, class_texts: list[list[s
     return dataclasses.replace(result, model=bundle, head=mixed.head)
 
 
-def lp_ft(bundle: ClipBundle, data: DatasetBundle, *, cfg: TrainConfig, probe_epochs: int, run_dir: Path,
+VARIANTS = ("fine_tune", "linear_probe", "lp_ft")
+
+
+def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
+          variant: str = "fine_tune", probe_epochs: int | None = None, probe_lr: float | None = None,
+          **kwargs: Any) -> TrainResult:
+    """Train a copy of ``bundle`` on ``data`` (resumable under ``run_dir``) and return the best epoch's model.
+
+    ``variant``: ``fine_tune`` -- one run with ``cfg`` as given (its ``lock_image``/``lock_text`` choose what
+    trains); ``linear_probe`` -- the image tower frozen, ``probe_epochs`` at ``probe_lr`` (:func:`probe_config`);
+    ``lp_ft`` -- the linear probe, then a fine-tune from the probed head (:func:`lp_ft`). ``kwargs`` go to the
+    engine (:func:`medlib.train.engine.fit`: class texts, loss, sampler, ``fresh``, ...).
+    """
+    if variant == "fine_tune":
+        return fit(bundle, data, mode=mode, cfg=cfg, run_dir=run_dir, seed=seed, **kwargs)
+    if variant == "linear_probe":
+        return fit(bundle, data, mode=mode, cfg=probe_config(cfg, probe_epochs, probe_lr), run_dir=run_dir,
+                   seed=seed, **kwargs)
+    if variant == "lp_ft":
+        return lp_ft(bundle, data, mode=mode, cfg=cfg, run_dir=run_dir, seed=seed, probe_epochs=probe_epochs,
+                     probe_lr=probe_lr, **kwargs)
+    raise MedlibError(f"train: unknown variant {variant!r}. Fix: use one of {VARIANTS}")
+
+
+def probe_config(cfg: TrainConfig, epochs: int | None, lr: float | None) -> TrainConfig:
+    """``cfg`` for a linear probe: the image tower frozen, ``epochs`` (default ``cfg.epochs``) at ``lr`` (default
+    ``cfg.lr``): a head alone takes a larger step."""
+    return dataclasses.replace(cfg, lock_image=True, epochs=epochs or cfg.epochs, lr=lr or cfg.lr)
+
+
+def lp_ft(bundle: ClipBundle, data: DatasetBundle, *, cfg: TrainConfig, probe_epochs: int | None, run_dir: Path,
           seed: int, class_texts: list[list[str]] | None = None, mode: str = "label",
           probe_lr: float | None = None, **kwargs: Any) -> TrainResult:
     """LP-FT (Kumar et al., ICLR 2022): linear probe for ``probe_epochs`` on frozen features, then a
     full fine-tune starting from the probed head. Stages live in ``run_dir/probe`` and ``run_dir/ft``;
     the returned history has both, with a ``stage`` column."""
     run_dir = Path(run_dir)
-    probe_cfg = dataclasses.replace(cfg, lock_image=True, epochs=probe_epochs, lr=probe_lr or cfg.lr)
-    probe = train(bundle, data, mode=mode, cfg=probe_cfg, run_dir=run_dir / "probe", seed=seed,
-                  class_texts=class_texts, **kwargs)
+    probe = fit(bundle, data, mode=mode, cfg=probe_config(cfg, probe_epochs, probe_lr), run_dir=run_dir / "probe",
+                seed=seed, class_texts=class_texts, **kwargs)
     ft_cfg = dataclasses.replace(cfg, lock_image=False)
-    ft = train(bundle, data, mode=mode, cfg=ft_cfg, run_dir=run_dir / "ft", seed=seed, class_texts=class_texts,
-               init_head=probe.head, **kwargs)
+    ft = fit(bundle, data, mode=mode, cfg=ft_cfg, run_dir=run_dir / "ft", seed=seed, class_texts=class_texts,
+             init_head=probe.head, **kwargs)
     hist = pd.concat([probe.history.assign(stage="probe"), ft.history.assign(stage="ft")], ignore_index=True)
     return dataclasses.replace(ft, history=hist, run_dir=run_dir)

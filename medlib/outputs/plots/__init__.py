@@ -14,13 +14,13 @@ and :func:`save_figure` writes it under ``reports/<profile>/figures/`` with the 
 from .classification import confusion_matrix_plot, multilabel_confusion_plot, per_class_bars, pr_curves
 from .comparison import bar_with_ci, paired_differences_plot, sota_bars, tradeoff_scatter
 from .data import class_counts_bar, sample_grid, text_statistics_plot
-from .figure import (DPI, GENERATED_MARK, NOT_COMPARABLE, PAGE_WIDTH_IN, PALETTE, SMOKE_PREFIX, majority_rate,
-                     mark_generated, mark_smoke, save_figure)
+from .figure import (DPI, GENERATED_MARK, NOT_COMPARABLE, PAGE_WIDTH_IN, PALETTE, majority_rate,
+                     mark_generated, mark_run, save_figure)
 from .retrieval import recall_vs_train_size
 from .training import label_efficiency_plot, learning_curve, seed_bars, wise_curve
 
-__all__ = ["DPI", "GENERATED_MARK", "NOT_COMPARABLE", "PAGE_WIDTH_IN", "PALETTE", "SMOKE_PREFIX", "bar_with_ci",
+__all__ = ["DPI", "GENERATED_MARK", "NOT_COMPARABLE", "PAGE_WIDTH_IN", "PALETTE", "bar_with_ci",
            "class_counts_bar", "confusion_matrix_plot", "label_efficiency_plot", "learning_curve", "majority_rate",
-           "mark_generated", "mark_smoke", "multilabel_confusion_plot", "paired_differences_plot", "per_class_bars",
+           "mark_generated", "mark_run", "multilabel_confusion_plot", "paired_differences_plot", "per_class_bars",
            "pr_curves", "recall_vs_train_size", "sample_grid", "save_figure", "seed_bars", "sota_bars",
            "text_statistics_plot", "tradeoff_scatter", "wise_curve"]

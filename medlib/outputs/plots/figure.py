@@ -25,7 +25,6 @@ from ...files import write_bytes
 from ..records import reports_dir, slug
 
 
-SMOKE_PREFIX = "SMOKE — "
 GENERATED_MARK = "GENERATED DATA"
 
 
@@ -44,18 +43,20 @@ def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
     """Write ``fig`` to ``reports/<profile>/figures/<name>.png`` atomically and return the path.
 
     ``name`` follows ``<NN>_<what>__<dataset>__<model>__<method>`` (NN = notebook number), e.g.
-    ``02_confusion__pneumoniamnist__tiny__zero-shot``. On smoke profiles the suptitle gets the prefix
-    "SMOKE — " (or becomes "SMOKE" when the figure has none).
+    ``02_confusion__pneumoniamnist__tiny__zero-shot``. A smoke or rehearsal run's figure gets its mark in front of
+    the suptitle ("SMOKE — ...", "REHEARSAL — ...") and its notice in the PNG's ``Warning`` text; a figure of a
+    generated stand-in gets "GENERATED DATA — ".
     """
     name = name[:-4] if name.endswith(".png") else name
     if not name or slug(name) != name:
         raise fail("save_figure", f"figure name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
     if _is_generated(profile, name):
         mark_generated(fig)
-    if profile.smoke:
-        mark_smoke(fig)
+    if profile.label:
+        mark_run(fig, profile.label)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",
+                metadata={"Warning": profile.notice} if profile.notice else None)
     return write_bytes(reports_dir(profile, "figures") / f"{name}.png", buf.getvalue())
 
 
@@ -90,11 +91,11 @@ def mark_generated(fig: Figure) -> Figure:
     return fig
 
 
-def mark_smoke(fig: Figure) -> Figure:
-    """Prefix the suptitle with "SMOKE — " (once)."""
+def mark_run(fig: Figure, label: str) -> Figure:
+    """Prefix the suptitle with the run's mark, e.g. "SMOKE — " (once)."""
     current = fig.get_suptitle()
-    if not current.startswith("SMOKE"):
-        fig.suptitle(f"{SMOKE_PREFIX}{current}" if current else "SMOKE")
+    if not current.startswith(label):
+        fig.suptitle(f"{label} — {current}" if current else label)
     return fig
 
 

@@ -1,6 +1,6 @@
 """Run the numbered notebooks headless through papermill, then the report.
 
-``python -m medlib.runner --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report] [--gpus N]``
+``python -m medlib.run --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report] [--gpus N]``
 (``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
 the path of its executed copy, and exits non-zero.
 
@@ -29,12 +29,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from .config import Profile, load_profile, project_root
-from .errors import MedlibError
-from .kernels import KERNEL_NAME, checkout_env, client_logs_to, ensure_kernel, kernel_manager_class
-from .runspace import LOCK_NAME, CtrlC, ProfileLock, kernel_dir, remove_stale_running, running_path
+from ..config import Profile, load_profile, project_root
+from ..errors import MedlibError
+from .kernel import KERNEL_NAME, checkout_env, client_logs_to, ensure_kernel, kernel_manager_class
+from ..files.lock import ProfileLock
+from .workspace import LOCK_NAME, CtrlC, kernel_dir, remove_stale_running, running_path
 
 __all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line",
            "failed_cell"]
@@ -121,6 +122,17 @@ def os_errors(path: str | Path) -> Iterator[None]:
         raise MedlibError(os_error_line(exc, path)) from None
 
 
+def notebook_source(nb: Path, profile: Profile) -> Any:
+    """The notebook papermill executes: ``nb`` as it is, or, for a smoke or rehearsal run, with a first cell
+    holding the run's notice, so its executed copy says NOT results from the moment it is written."""
+    import nbformat
+
+    source = nbformat.read(nb, as_version=4)
+    if profile.notice:
+        source.cells.insert(0, nbformat.v4.new_markdown_cell(f"> **{profile.notice}**", metadata={"medlib": "notice"}))
+    return source
+
+
 def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path,
                  socket_dir: Path | None = None, kernel_log: Path | None = None,
                  kernel_pids: list[int] | None = None) -> None:
@@ -130,7 +142,7 @@ def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel
     # profile_arg is what the user typed (a name or a YAML path): the notebook loads it the same way.
     params = {"profile": profile_arg, "data_dir": profile.data_dir}
     manager = kernel_manager_class(socket_dir, kernel_log, env=checkout_env(cwd), pids=kernel_pids)
-    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
+    pm.execute_notebook(notebook_source(nb, profile), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
                         kernel_manager_class=manager)
 
@@ -231,7 +243,7 @@ def _main(argv: list[str] | None, ctrl_c: CtrlC) -> int:
         if args.rehearse:
             from . import rehearsal
 
-            print(f"{rehearsal.LABEL}. Preparing the rehearsal of profile {args.profile} (fixtures, model "
+            print(f"{rehearsal.NOTICE}. Preparing the rehearsal of profile {args.profile} (fixtures, model "
                   "folders) ...", flush=True)
             with os_errors(Path(args.data_dir or "data") / "rehearsal"):
                 path, rehearsal_info = rehearsal.prepare(args.profile, args.data_dir, args.device)
@@ -278,7 +290,7 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     executed_dir = profile.reports_path / "executed"
     try:
         preflight(profile)
-        from .runlog import start_manifest
+        from .manifest import start_manifest
 
         with os_errors(profile.reports_path / "manifest.json"):
             start_manifest(profile, command, [p.stem for p in notebooks],
@@ -290,20 +302,14 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     except MedlibError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
-    banner = " [SMOKE: tiny model, not results]" if profile.smoke else ""
+    banner = f" [{profile.label}: not results]" if profile.label else ""
     print(f"medclip: profile {profile.name}{banner}; data {profile.data_dir}; {len(notebooks)} notebook(s)")
     rc = 0
     try:
         rc = _notebooks(args, profile, notebooks, root, executed_dir, kernel, sockets, ctrl_c)
         if rc == 0 and not args.no_report:
             # Same as `python -m medlib.report --profile <p> --reports-dir <dir>` (callable alone).
-            from .report import main as report_main
-
-            if rehearsal_info is not None:
-                from .rehearsal import label_figures
-
-                with os_errors(profile.reports_path / "figures"):
-                    label_figures(profile.reports_path)  # the report embeds them: stamp first
+            from ..report import main as report_main
 
             with os_errors(profile.reports_path / "report.md"):
                 rc = report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
@@ -323,11 +329,10 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
 
 
 def _finish_rehearsal(profile: Profile, info: dict) -> int:
-    """Label every output REHEARSAL, then write and print the projection of the real run."""
+    """Write and print the projection of the real run; drop the rehearsal's checkpoints."""
     from . import projection, rehearsal
 
     with os_errors(profile.reports_path):
-        rehearsal.label_outputs(profile.reports_path)
         table = projection.project(profile, info["full"], projection.measure_eval(profile))
         path = projection.write(profile, table)
         rehearsal.drop_checkpoints(profile.runs_path)
@@ -338,7 +343,7 @@ def _finish_rehearsal(profile: Profile, info: dict) -> int:
 
 def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, executed_dir: Path,
                kernel: str, sockets: Path, ctrl_c: CtrlC) -> int:
-    from .runlog import PeakMemory, record_notebook
+    from .manifest import PeakMemory, record_notebook
 
     manifest = profile.reports_path / "manifest.json"
     for nb in notebooks:

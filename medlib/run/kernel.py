@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import MedlibError
+from ..errors import MedlibError
 
 KERNEL_NAME = "medclip"
 

@@ -1,10 +1,7 @@
 """What one run holds in the checkout while it runs, so that two runs never share it.
 
-* A per-profile lock, ``reports/<profile>/.run.lock``: an exclusive ``flock`` on a file that holds the PID and
-  command of the run that owns it. A second run of the same profile stops at once naming that process. The
-  kernel releases a ``flock`` when its holder dies (even by ``kill -9``), so a killed run never leaves a stale
-  lock; the file itself stays (removing it would let a third run lock a fresh inode while a second still
-  holds the old one).
+* A per-profile lock, ``reports/<profile>/.run.lock`` (:class:`medlib.files.lock.ProfileLock`): a second run of
+  the same profile stops at once naming the process that holds it.
 * A private folder for the kernels' IPC socket files, ``$TMPDIR/medclip-<pid>-XXXX`` (short, because a Unix
   socket path is limited to ~100 bytes), removed on exit; folders of runs that no longer exist are removed
   when the next run starts.
@@ -17,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
@@ -28,86 +24,14 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .errors import MedlibError
-from .kernels import interrupt_kernels
+from ..files.lock import pid_alive
+from .kernel import interrupt_kernels
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock (the runner's IPC and locking are POSIX features)
-    fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".run.lock"
 KERNEL_DIR_PREFIX = "medclip-"
 _KERNEL_DIR = re.compile(r"^medclip-(\d+)-")
 _RUNNING = re.compile(r"^\.(?P<stem>.+?)(?:\.(?P<pid>\d+))?\.running\.ipynb$")
-
-
-def pid_alive(pid: int) -> bool:
-    """True while a process with this PID exists (signal 0 checks without signalling)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-class ProfileLock:
-    """``with ProfileLock(path, profile, command):`` -- at most one run per profile (per reports folder)."""
-
-    def __init__(self, path: str | Path, profile: str, command: str):
-        self.path, self.profile, self.command = Path(path), profile, command
-        self._fd: int | None = None
-
-    def holder(self) -> tuple[str, str]:
-        """(pid, command) written by the run that holds the lock ('?' where unreadable)."""
-        try:
-            lines = self.path.read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-        return (lines[0].strip() if lines else "?"), (lines[1].strip() if len(lines) > 1 else "?")
-
-    def acquire(self) -> "ProfileLock":
-        if fcntl is None:  # pragma: no cover
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            pid, command = self.holder()
-            raise MedlibError(
-                f"profile {self.profile!r} is already running in this checkout: PID {pid} ({command}); "
-                f"lock {self.path}. Fix: wait for it to finish or stop it (kill {pid}); a different profile "
-                "may run side by side") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n{self.command}\n".encode())
-        except OSError:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)  # an empty lock file = nobody running
-        os.close(self._fd)  # closing the descriptor drops the flock
-        self._fd = None
-
-    def __enter__(self) -> "ProfileLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def remove_stale_kernel_dirs(tmp: str | Path | None = None) -> list[Path]:

@@ -11,8 +11,8 @@ import socket
 import sys
 from pathlib import Path
 
-from .config import DatasetSpec, ModelSpec, Profile
-from .errors import MedlibError
+from ..config import DatasetSpec, ModelSpec, Profile
+from ..errors import MedlibError
 
 HOSTS = {"huggingface.co": 443, "zenodo.org": 443}
 
@@ -59,7 +59,7 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
     if spec.synthetic == "always":
         return None
     if spec.source == "medmnist" and spec.download:
-        from .data.sources.medmnist import file_name
+        from ..data.sources.medmnist import file_name
 
         fname = file_name(spec.flag, spec.size)
         if not (data / "medmnist" / fname).is_file():
@@ -69,7 +69,7 @@ def _dataset_missing(profile: Profile, spec: DatasetSpec) -> str | None:
         if not any((local / f).is_file() for f in ("records.jsonl", "records.parquet")):
             return f"PubMedVision sample from {spec.hf_id} (would be saved under {local})"
     if spec.source == "retrieval" and spec.download and spec.hf_id:
-        from .data.sources.karpathy import local_json
+        from ..data.sources.karpathy import local_json
 
         if not (spec.path and local_json(profile, spec).is_file()) and not _hf_dataset_cached(spec.hf_id):
             return f"retrieval set {spec.hf_id} (Hugging Face datasets cache)"
@@ -87,12 +87,12 @@ def preflight(profile: Profile) -> None:
 
     First, every dataset's source is decided (a path of the wrong kind is an error here) and each generated
     stand-in is named on the console, one line per dataset."""
-    from .data import source_plan
+    from ..data import source_plan
 
     for name, kind in source_plan(profile).items():
         if kind == "generated":
             print(f"GENERATED {name}: a generated stand-in is used (the profile allows it); its numbers are NOT results")
-    if profile.smoke:
+    if profile.kind == "smoke":
         return
     needs = [f"model {m.arch} ({m.pretrained or 'hub weights'})" for m in profile.models if not _model_cached(m)]
     needs += [line for d in profile.datasets if (line := _dataset_missing(profile, d))]
@@ -145,7 +145,7 @@ def data_origin(profile: Profile, spec: DatasetSpec) -> str:
     Asks the source module which files it would read now (``inputs``: no download, no generation); files
     under ``<data_dir>/fixtures/`` are generated stand-ins.
     """
-    from .data import DatasetSkipped, source_module
+    from ..data import DatasetSkipped, source_module
 
     if spec.synthetic == "always":
         return "generated"

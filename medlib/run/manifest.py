@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import Profile
-from .files import write_json
+from ..config import Profile
+from ..files import write_json
 
 PACKAGES = ("medlib", "torch", "torchvision", "open_clip_torch", "medmnist", "numpy", "scikit-learn", "pandas",
             "matplotlib", "datasets", "papermill")
@@ -84,7 +84,7 @@ def start_manifest(profile: Profile, command: str, notebooks: list[str],
     timings = old.get("notebooks", {}) if old.get("profile_hash") == profile.hash() else {}
     manifest = {
         "profile": profile.name,
-        "smoke": profile.smoke,
+        "kind": profile.kind,
         "profile_hash": profile.hash(),
         "profile_config": profile.to_dict(),
         "seed": profile.seed,

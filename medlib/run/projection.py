@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Profile
+from ..config import Profile
 
 # Real split sizes (train, val, test) of the full profile's datasets.
 REAL_SIZES: dict[str, tuple[int, int, int]] = {
@@ -130,7 +130,7 @@ def run_bytes(folder: Path) -> int:
     """Bytes a finished run keeps under runs/: its files, each ``best.pt`` counted at its uncompressed size (the
     tensors it holds: exact for the architecture; the real run's difference from pretrained weights packs smaller,
     by how much depends on how far fine-tuning moves them)."""
-    from .train import checkpoint, delta
+    from ..train import checkpoint, delta
 
     total = 0
     for f in folder.rglob("*"):
@@ -168,7 +168,7 @@ def measure_eval(profile: Profile, batch: int = 16, repeats: int = 2) -> dict[st
 
     import torch
 
-    from .models import load_model, resolve_device
+    from ..models import load_model, resolve_device
 
     device = resolve_device(profile.device)
     out: dict[str, float] = {}
@@ -303,11 +303,11 @@ def project(rehearsal: Profile, full: Profile, eval_s_per_image: dict[str, float
 
 
 def write(rehearsal: Profile, table: pd.DataFrame) -> Path:
-    from .files import write_text
-    from .rehearsal import LABEL
+    from ..files import write_text
+    from .rehearsal import NOTICE
 
     out = table.copy()
-    out.insert(0, "rehearsal", LABEL)
+    out.insert(0, "rehearsal", NOTICE)
     return write_text(rehearsal.reports_path / "projection.csv", out.to_csv(index=False))
 
 
@@ -331,16 +331,16 @@ def _hms(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m medlib.projection [--profile full] [--data-dir DIR]``: (re)write and print the projection
+    """``python -m medlib.run.projection [--profile full] [--data-dir DIR]``: (re)write and print the projection
     from the last rehearsal's outputs (also after a partial rehearsal: the notebooks it finished)."""
     import argparse
     import sys
 
-    from .config import load_profile
-    from .errors import MedlibError
+    from ..config import load_profile
+    from ..errors import MedlibError
     from .rehearsal import NAME_SUFFIX
 
-    ap = argparse.ArgumentParser(prog="python -m medlib.projection", description=main.__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m medlib.run.projection", description=main.__doc__.splitlines()[0])
     ap.add_argument("--profile", default="full")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
