@@ -25,3 +25,12 @@ def _no_data_dir_env(monkeypatch):
     monkeypatch.delenv("MEDLIB_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    """The tiny random-init CLIP (one per test module)."""
+    from medlib.config import ModelSpec
+    from medlib.models import load_model
+
+    return load_model(ModelSpec(name="tiny", arch="medclip-tiny"))

@@ -12,7 +12,8 @@ reader checks it (:func:`verify`) before using anything in it.
   is a one-line error naming the file (torch's own report of it is ``unexpected pos ...``, without a path or a
   cause), and the previous file is left as it was.
 - :func:`runs_code` / :func:`reason`: what a failed ``torch.load(weights_only=True)`` means, in a line that never
-  repeats torch's advice to load the file with ``weights_only=False`` (that runs the code a crafted file holds).
+  repeats torch's advice to load the file in its unsafe mode (``weights_only`` off), which runs the code a
+  crafted file holds.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def refused(exc: BaseException) -> bool:
 
 def reason(exc: BaseException) -> str:
     """One line on why a torch file could not be read: torch's first line, except for a weights-only refusal,
-    whose text advises ``weights_only=False`` (running whatever code the file holds) and is not repeated."""
+    whose text advises torch's unsafe loading mode (``weights_only`` off: it runs whatever code the file holds)
+    and is not repeated."""
     text = str(exc)
     if refused(exc) or "weights_only" in text:
         return "it holds more than tensors and plain values"

@@ -15,7 +15,7 @@
 Offline or failed downloads raise :class:`~medlib.errors.MedlibError` naming what could not be
 fetched and how to provide it locally. Nothing ever falls back to another model. Weights files are read
 with ``torch.load(weights_only=True)``: one that would run code is refused, and no message repeats torch's
-advice to load it with ``weights_only=False``.
+advice to load it with the unsafe loading mode (``weights_only`` off).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def _hf_home() -> str:
 
 def _first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message; for torch's weights-only refusal, our own words (its text advises
-    ``weights_only=False``, which would run whatever code the file holds)."""
+    the unsafe loading mode (``weights_only`` off), which would run whatever code the file holds)."""
     return torchfile.reason(exc)
 
 

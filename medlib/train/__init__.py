@@ -2,7 +2,8 @@
 
 ====================  ====================================================================
 ``variants.py``       :func:`train` with a variant (fine-tune, linear probe, LP-FT); WiSE-FT
-``engine.py``         the loop (:func:`~medlib.train.engine.fit`: contrastive, label, multilabel), resume
+``fit.py``            the epoch loop (contrastive, label, multilabel): checkpoints, resume
+``engine.py``         one run's state and steps: a training epoch, a validation pass
 ``heads.py``          classifier heads from class prompts, :func:`predict`
 ``losses.py``         contrastive and label losses, the loss factory
 ``class_weights.py``  class weights and the class-balanced sampler (from the training labels)

@@ -1,10 +1,9 @@
-"""The training loop: one engine, three modes (contrastive, label, multilabel), resumable.
+"""The engine of one training run: three modes (contrastive, label, multilabel) over the same steps.
 
-``train(bundle, data, mode=..., cfg=..., run_dir=..., seed=...)`` fine-tunes a copy of ``bundle``
-on ``data.splits["train"]``, validates each epoch on ``data.splits["val"]`` (the test split is never
-read here), keeps the best epoch by the validation metric, and checkpoints every epoch atomically to
-``run_dir/last.pt`` (+ ``best.pt``). Calling it again with the same ``run_dir`` resumes from
-``last.pt`` (or returns at once if that run had finished) unless ``fresh=True``.
+:class:`Engine` holds a run's state -- a copy of the model (with a classifier head in label modes), the optimizer
+and schedule, the data order and RNGs -- and does one epoch of training (:meth:`Engine.train_epoch`) and one
+validation pass (:meth:`Engine.validate`, on ``data.splits["val"]``; the test split is never read here). The epoch
+loop, resume and checkpoints are :func:`medlib.train.fit.fit`'s.
 
 Modes
 - ``contrastive``: image-caption pairs, open_clip's CLIP loss (or the label-aware variant). Captions
@@ -18,16 +17,11 @@ Modes
 - ``multilabel``: the same head over C labels, initialised as the zero-shot classifier
   ``s * (pos - neg)`` (positive vs. negative prompts), BCE or an imbalance loss.
 
-Every run's ``log.csv`` starts with an epoch-0 row: the validation metric before the first update (for
-label/multilabel modes, the zero-shot classifier's). Checkpoints hold only what the run changes (``best.pt``:
-losslessly, as its difference from the run's start, ``delta.py``) and shrink to a small record once it has
-finished (``checkpoint.py``). Under ``torchrun`` (``launch.py``) the same loop runs
-on every rank with DistributedDataParallel (``distributed.py``): one process and N processes with the same
-global batch give the same run up to floating-point rounding.
-
-The other steps live beside this file: heads (``heads.py``), trainable parameters and the optimizer
-(``optim.py``), the schedule (``scheduler.py``), checkpoint I/O (``checkpoint.py``), the validation
-metric (``validation.py``); the loss factory is :func:`medlib.losses.make_loss`.
+Under ``torchrun`` (``launch.py``) the same steps run on every rank with DistributedDataParallel
+(``distributed.py``): one process and N processes with the same global batch give the same run up to
+floating-point rounding. The other parts live beside this file: heads (``heads.py``), trainable parameters and
+the optimizer (``optim.py``), the schedule (``scheduler.py``), checkpoint I/O (``checkpoint.py``), the validation
+metric (``validation.py``), the losses (``losses.py``).
 """
 
 from __future__ import annotations
@@ -37,8 +31,6 @@ import copy
 import dataclasses
 import functools
 import math
-import random
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,7 +46,6 @@ from ..models.augment import AugmentConfig, augment_batch
 from ..config import TrainConfig
 from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError, fail
-from ..files import write_text
 from ..models import ClipBundle
 from ..models.preprocess import bundle_input
 from ..progress import enabled as progress_enabled
@@ -62,8 +53,8 @@ from ..models.prompts import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
 from ..models.zeroshot import autocast, image_features, resolve_precision, text_features
 from . import checkpoint, delta
-from .distributed import World, barrier, gather_rows, rows, sum_all, world
-from .heads import ClipClassifier, check_mode, head_from_texts
+from .distributed import World, gather_rows, rows, sum_all, world
+from .heads import ClipClassifier, head_from_texts
 from .optim import build_optimizer, set_trainable
 from .result import HISTORY_COLUMNS, TrainResult
 from .scheduler import build_scheduler
@@ -404,97 +395,3 @@ class Engine:
         return TrainResult(model=self.bundle, history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
                            best_epoch=best_epoch, run_dir=run_dir, resumed_from=resumed_from, head=head,
                            mode=self.mode, metric_name=self.metric_name, best_metric=best, cfg=self.cfg)
-
-
-def fit(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig, run_dir: Path, seed: int,
-          class_texts: list[list[str]] | None = None, loss: str = "ce", loss_kwargs: dict | None = None,
-          sampler: str = "none", fresh: bool = False, progress: bool = True,
-          init_head: nn.Linear | None = None, negative_texts: list[list[str]] | None = None,
-          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
-    """Fine-tune a copy of ``bundle`` on ``data`` (train split; val for selection) and return the best model.
-
-    ``class_texts``: prompts per class (head init, zero-shot validation, label-generated captions);
-    default: the domain's templates from ``medlib.models.prompts``. ``loss``: label mode ce | weighted_ce |
-    focal | logit_adjust; multilabel bce (= ce) | weighted_bce | focal | logit_adjust; options in
-    ``loss_kwargs`` (weights="inverse_freq"|"effective_number"|list, beta, gamma, tau, alpha).
-    ``init_head``: start from this head instead of the text-initialised one (LP-FT).
-    ``negative_texts``: multilabel only, the "absent" prompts per class; the head starts as the zero-shot
-    classifier ``s * (pos - neg)`` (default: the domain's negative templates, as ``medlib.models.zeroshot``).
-    ``on_epoch_end(epoch, row)``: called after each epoch's checkpoint is written.
-    """
-    check_mode(mode)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    eng = Engine(bundle, data, mode, cfg, seed, class_texts, loss, dict(loss_kwargs or {}), sampler, init_head,
-                 negative_texts)
-    last, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    history: list[dict[str, Any]] = []
-    start, best, best_epoch, bad, resumed_from = 0, -math.inf, 0, 0, None
-    w = eng.world  # several processes: every rank reads the same last.pt; rank 0 alone writes
-    resume = last.exists() and not fresh
-    barrier(w)  # every rank has decided before rank 0 removes anything
-    if resume:
-        ck = checkpoint.load(last, eng.signature)
-        history, start, best, best_epoch, bad = ck["history"], ck["epoch"], ck["best"], ck["best_epoch"], ck["bad"]
-        resumed_from = start
-        if ck["finished"] and ck.get("weights_dropped"):  # evaluated once and not kept: no model to return
-            return dataclasses.replace(eng.result(run_dir, history, best_epoch, best, resumed_from), model=None,
-                                       head=None)
-        if ck["finished"]:  # a small record: the weights are best.pt's
-            eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
-            return eng.result(run_dir, history, best_epoch, best, resumed_from)
-        eng.load_model_state(ck["model"], last)
-        eng.step_lrs[:] = ck.get("step_lrs", [])
-        eng.opt.load_state_dict(ck["optimizer"])
-        eng.sched.load_state_dict(ck["scheduler"])
-        eng.set_rng_state(ck["rng"])
-    else:
-        # seed the global RNGs too (dropout, anything drawing from them); shuffling uses our generators
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        # a fresh start drops the old run's checkpoints at once: if it is interrupted before its first
-        # epoch is saved, the next call must not resume the old run (nor find it without its best.pt)
-        if w.main:
-            for stale in (last, best_path, run_dir / "log.csv"):
-                stale.unlink(missing_ok=True)
-        barrier(w)
-        # epoch 0: where training starts (label/multilabel: the zero-shot classifier). Logged, not selectable.
-        t0 = time.perf_counter()
-        history.append({"epoch": 0, "train_loss": math.nan, "val_metric": eng.validate(), "lr": math.nan,
-                        "seconds": time.perf_counter() - t0, "images_per_s": math.nan})
-    finished = False
-    for epoch in range(start + 1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        train_loss, seen = eng.train_epoch(epoch, progress)
-        t_train = time.perf_counter() - t0
-        metric = eng.validate()
-        row = {"epoch": epoch, "train_loss": train_loss, "val_metric": metric,
-               "lr": eng.opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-               "images_per_s": seen / max(t_train, 1e-9)}
-        history.append(row)
-        if metric > best:  # strictly better: ties keep the earlier epoch
-            best, best_epoch, bad = metric, epoch, 0
-            if w.main:
-                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.packed_model_state(), "epoch": epoch,
-                                            "metric": metric})
-        else:
-            bad += 1
-        finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
-        record = {"signature": eng.signature, "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
-                  "history": history, "finished": finished}
-        if not finished:  # what an exact resume needs; a finished run keeps the small record alone
-            record.update(model=eng.model_state(), optimizer=eng.opt.state_dict(), scheduler=eng.sched.state_dict(),
-                          rng=eng.rng_state(), step_lrs=list(eng.step_lrs))
-        if w.main:
-            checkpoint.save(last, record)
-            write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-        barrier(w)  # the checkpoint is complete before any rank goes on (or is killed)
-        if finished:
-            break
-    if not best_path.exists():  # zero epochs requested
-        raise MedlibError(f"{run_dir}: no epoch was trained (epochs={cfg.epochs}). Fix: set epochs >= 1")
-    eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
-    return eng.result(run_dir, history, best_epoch, best, resumed_from)

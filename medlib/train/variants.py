@@ -1,5 +1,5 @@
 """How a model is trained: :func:`train` with a ``variant`` (fine-tune, linear probe, LP-FT), each a run of the
-engine's loop (:func:`medlib.train.engine.fit`); and WiSE-FT (weight interpolation, no training of its own)."""
+engine's loop (:func:`medlib.train.fit.fit`); and WiSE-FT (weight interpolation, no training of its own)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..config import TrainConfig
 from ..data.base import DatasetBundle
 from ..errors import MedlibError
 from ..models import ClipBundle
-from .engine import fit
+from .fit import fit
 from .heads import ClipClassifier, head_from_texts
 from .result import TrainResult
 
@@ -72,7 +72,7 @@ def train(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfi
     ``variant``: ``fine_tune`` -- one run with ``cfg`` as given (its ``lock_image``/``lock_text`` choose what
     trains); ``linear_probe`` -- the image tower frozen, ``probe_epochs`` at ``probe_lr`` (:func:`probe_config`);
     ``lp_ft`` -- the linear probe, then a fine-tune from the probed head (:func:`lp_ft`). ``kwargs`` go to the
-    engine (:func:`medlib.train.engine.fit`: class texts, loss, sampler, ``fresh``, ...).
+    engine (:func:`medlib.train.fit.fit`: class texts, loss, sampler, ``fresh``, ...).
     """
     if variant == "fine_tune":
         return fit(bundle, data, mode=mode, cfg=cfg, run_dir=run_dir, seed=seed, **kwargs)

@@ -6,7 +6,7 @@ import shutil
 
 import medlib.report as rep
 from medlib.report import build_report, write_report
-from test_io import killed_write, seen_by_reader, steps_of
+from helpers import killed_write, seen_by_reader, steps_of
 from test_report import _folder, _paired
 
 NAMES = ("report.md", "report.html", "report.pdf")

@@ -11,8 +11,9 @@ from medlib.config import ModelSpec, TrainConfig
 from medlib.models import load_model
 from medlib.models.prompts import class_prompts, negative_prompts, negative_templates_for, templates_for
 from medlib.train import engine, heads
+from medlib.train.fit import fit
 from medlib.train.validation import val_metric
-from tests.test_finetune import make_data
+from helpers import make_data
 
 CFG = TrainConfig(epochs=1, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0, augment=False)
 
@@ -61,7 +62,7 @@ def test_multilabel_zero_shot_head_is_not_positive_prompts_alone(tiny):
 def test_log_starts_with_epoch_zero_equal_to_zero_shot(tiny, tmp_path, mode):
     data = make_data(n_train=64, n_val=32, multilabel=mode == "multilabel")
     texts = class_prompts(data.class_names, templates_for("chest_xray"))
-    engine.fit(tiny, data, mode=mode, cfg=CFG, run_dir=tmp_path, seed=0, class_texts=texts, progress=False)
+    fit(tiny, data, mode=mode, cfg=CFG, run_dir=tmp_path, seed=0, class_texts=texts, progress=False)
     log = pd.read_csv(tmp_path / "log.csv")
     assert list(log["epoch"]) == [0, 1]
     task = "multilabel" if mode == "multilabel" else "multiclass"

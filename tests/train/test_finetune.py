@@ -18,37 +18,7 @@ from medlib.errors import MedlibError
 from medlib.models import load_model
 from medlib.models.preprocess import bundle_input
 
-CLASS_TEXTS = [["a chest X-ray showing normal lungs.", "a normal chest radiograph."],
-               ["a chest X-ray showing pneumonia.", "a chest radiograph with pneumonia."]]
-CFG = TrainConfig(epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0)
-
-
-def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """28x28 gray images: class 1 has a bright disc at a random place; learnable in a few steps."""
-    n = len(labels)
-    img = rng.normal(60, 20, (n, 28, 28))
-    yy, xx = np.mgrid[:28, :28]
-    for i in np.flatnonzero(labels == 1):
-        cy, cx = rng.integers(8, 20, 2)
-        img[i][(yy - cy) ** 2 + (xx - cx) ** 2 < 25] += 120
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def make_data(n_train=256, n_val=64, multilabel=False, seed=0) -> DatasetBundle:
-    rng = np.random.default_rng(seed)
-    splits = {}
-    for name, n in (("train", n_train), ("val", n_val), ("test", 64)):
-        y = (rng.random(n) < 0.35).astype(np.int64)
-        labels = np.stack([y, (rng.random(n) < 0.3).astype(np.int64)], 1) if multilabel else y
-        splits[name] = Split(images=_images(y, rng), labels=labels)
-    return DatasetBundle(name="toy", task="multilabel" if multilabel else "multiclass",
-                         class_names=["normal", "pneumonia"], splits=splits, source="(generated in test)",
-                         synthetic=True, domain="chest_xray")
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_model(ModelSpec(name="tiny", arch="medclip-tiny"))
+from helpers import CFG, CLASS_TEXTS, make_data
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from medlib.run import kernel as kernels, preflight, runner, workspace as runspa
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # The notebook waits (up to 60 s) for a "release" file when run with profile a.yaml, fails with profile
 # c.yaml, and finishes at once otherwise; it writes "started-<profile>" first so the test knows it runs.

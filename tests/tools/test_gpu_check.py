@@ -12,7 +12,7 @@ from tools.bench_openclip import parse_log, write_image_csv
 from medlib.errors import MedlibError
 from tools.gpu_check import mfu, peak_tflops, summarize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # open_clip_train's own log lines (open_clip 3.3, --log-every-n-steps 1), batch 16, 2 epochs of 4 steps
 LOG = """\

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from medlib.train import cnn
+from medlib.train.fit import fit
 from medlib.errors import MedlibError
 from medlib.train import checkpoint, delta, engine
-from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture
+from helpers import CFG, CLASS_TEXTS, make_data
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -49,7 +50,7 @@ def test_contrastive_best_pt_is_a_fraction_of_the_changed_weights_and_loads_exac
     only the rows of the captions' tokens move otherwise: best.pt keeps those and the other weights' low bits."""
     data = make_data(n_train=128)
     cfg = dataclasses.replace(CFG, epochs=2, lock_text=False, weight_decay=0.1)
-    r = engine.fit(bundle, data, mode="contrastive", cfg=cfg, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+    r = fit(bundle, data, mode="contrastive", cfg=cfg, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     changed = sum(p.numel() * 4 for p in r.model.model.parameters())
     size = (tmp_path / "best.pt").stat().st_size
@@ -57,7 +58,7 @@ def test_contrastive_best_pt_is_a_fraction_of_the_changed_weights_and_loads_exac
     packed = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
     assert packed["tensors"]["token_embedding.weight"]["pred"] == "replay"
     assert packed["tensors"]["token_embedding.weight"]["data"].numel() < 0.02 * 49408 * 128 * 4
-    again = engine.fit(bundle, data, mode="contrastive", cfg=cfg, run_dir=tmp_path, seed=0,
+    again = fit(bundle, data, mode="contrastive", cfg=cfg, run_dir=tmp_path, seed=0,
                          class_texts=CLASS_TEXTS, progress=False)
     assert again.resumed_from == r.history["epoch"].max()
     for k, v in r.model.model.state_dict().items():
@@ -79,14 +80,14 @@ def test_resnet_best_pt_is_packed_and_a_rerun_returns_the_same_weights(tmp_path)
 
 def test_a_damaged_packed_best_pt_is_a_one_line_error(bundle, tmp_path):
     data = make_data(n_train=128)
-    engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+    fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
     ck = checkpoint.load(tmp_path / "best.pt")
     name = next(iter(ck["model"]["tensors"]))
     ck["model"]["tensors"][name]["data"] = ck["model"]["tensors"][name]["data"][:-40].clone()
     checkpoint.save(tmp_path / "best.pt", {k: v for k, v in ck.items() if k not in ("format", "version")})
     with pytest.raises(MedlibError, match="best.pt") as e:
-        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+        fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     assert "\n" not in str(e.value)
 
@@ -108,7 +109,7 @@ def test_a_finished_engine_is_freed_without_the_cycle_collector(bundle, tmp_path
     gc.collect()
     gc.disable()
     try:
-        r = engine.fit(bundle, make_data(n_train=128), mode="label", cfg=CFG, run_dir=tmp_path, seed=0,
+        r = fit(bundle, make_data(n_train=128), mode="label", cfg=CFG, run_dir=tmp_path, seed=0,
                          class_texts=CLASS_TEXTS, progress=False)
         del r
         assert seen and seen[0]() is None

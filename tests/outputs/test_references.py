@@ -7,7 +7,7 @@ import pytest
 
 from medlib.outputs.references import DATASET_FACTS, REFERENCES, published
 
-REFERENCES_MD = Path(__file__).resolve().parents[2] / "shared" / "REFERENCES.md"
+REFERENCES_MD = Path(__file__).resolve().parents[3] / "shared" / "REFERENCES.md"
 
 
 def _value(dataset, metric, model=None, method=None, label=""):

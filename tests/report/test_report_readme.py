@@ -9,7 +9,7 @@ from medlib.errors import MedlibError
 from medlib.report.readme import BEGIN, END, main, update_readme
 from test_report import _folder, _paired
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_results_block_is_rewritten_from_the_reports_folder(tmp_path):

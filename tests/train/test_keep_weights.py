@@ -9,8 +9,9 @@ from medlib.studies import runs
 from medlib.config import load_profile
 from medlib.errors import MedlibError
 from medlib.train import checkpoint, engine
+from medlib.train.fit import fit
 from medlib.train.checkpoint import drop_weights
-from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture
+from helpers import CFG, CLASS_TEXTS, make_data
 
 ONE = dataclasses.replace(CFG, epochs=1)
 
@@ -61,7 +62,7 @@ def test_dropped_weights_without_metrics_is_a_one_line_error(bundle, tmp_path):
 
 def test_weights_of_an_unfinished_run_are_not_dropped(bundle, tmp_path):
     data = make_data(n_train=128)
-    engine.fit(bundle, data, mode="label", cfg=ONE, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+    fit(bundle, data, mode="label", cfg=ONE, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
     ck = checkpoint.load(tmp_path / "last.pt")
     ck["finished"] = False

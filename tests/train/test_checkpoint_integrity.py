@@ -20,14 +20,15 @@ import torch
 
 from medlib.studies import runs
 from medlib.train import cnn
+from medlib.train.fit import fit
 from medlib.config import ModelSpec, load_profile
 from medlib.errors import MedlibError
 from medlib.models import CONFIG_DIR, load_checkpoint, load_model, save_checkpoint
 from medlib.train import checkpoint, engine
-from tests.test_finetune import CFG, CLASS_TEXTS, bundle, make_data  # noqa: F401 - fixture
+from helpers import CFG, CLASS_TEXTS, make_data
 
 ONE = dataclasses.replace(CFG, epochs=1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _records(path: Path) -> list[tuple[int, int]]:
@@ -92,7 +93,7 @@ def trained(bundle, tmp_path_factory):
     """A finished one-epoch label run: its best.pt, and an engine built as the run's (its start: the base)."""
     run = tmp_path_factory.mktemp("run")
     data = make_data(n_train=128)
-    engine.fit(bundle, data, mode="label", cfg=ONE, run_dir=run, seed=0, class_texts=CLASS_TEXTS, progress=False)
+    fit(bundle, data, mode="label", cfg=ONE, run_dir=run, seed=0, class_texts=CLASS_TEXTS, progress=False)
     eng = engine.Engine(bundle, data, "label", ONE, 0, CLASS_TEXTS, "ce", {}, "none", None)
     return run, data, eng
 
@@ -154,11 +155,11 @@ def test_a_flipped_byte_in_an_unfinished_runs_last_pt_is_refused(bundle, tmp_pat
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+        fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False, on_epoch_end=stop)
     last = _flip(tmp_path / "last.pt", _middle_of_largest_tensor(tmp_path / "last.pt"))
     with pytest.raises(MedlibError, match="damaged") as e:
-        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
+        fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path, seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     _one_line_naming(e, last)
 
@@ -252,14 +253,14 @@ def test_a_full_disk_while_training_names_the_checkpoint_and_keeps_the_last_good
             fillers.append(_fill(small_disk))
 
     with pytest.raises(MedlibError, match="no space left on device") as e:
-        engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+        fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
                      progress=False, on_epoch_end=fill_after_epoch_1)
     msg = str(e.value)
     assert "\n" not in msg and f"df -h {run}" in msg and ("last.pt" in msg or "best.pt" in msg), msg
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     assert checkpoint.load(run / "last.pt")["epoch"] == 1
     fillers[0].unlink()
-    again = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
+    again = fit(bundle, data, mode="label", cfg=CFG, run_dir=run, seed=0, class_texts=CLASS_TEXTS,
                          progress=False)
     assert again.resumed_from == 1 and again.history["epoch"].max() == 2
 

@@ -201,7 +201,7 @@ def test_projection_counts_seeds_per_method_and_the_weights_runs_keep(tmp_path):
 
 def test_the_resnet_baseline_logs_its_epochs_for_the_projection(tmp_path):
     from medlib.train import cnn
-    from tests.test_finetune import make_data
+    from helpers import make_data
 
     cnn.train_cnn(make_data(n_train=96), epochs=2, batch_size=32, lr=1e-3, seed=0, run_dir=tmp_path, weights="none",
                   progress=False)

@@ -19,7 +19,7 @@ from medlib.config import DatasetSpec, Profile
 from medlib.data import get_dataset, prepare_lock
 from medlib.errors import MedlibError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NIH = dict(name="chestxray14", source="chestxray14", path="chestxray14", size=28, synthetic="always", fixture_n=300)
 
 # One preparation in its own process. Every decoded chunk is counted in <count file>; with a <gate file> given,

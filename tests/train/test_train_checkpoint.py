@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from medlib.train import cnn
+from medlib.train.fit import fit
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model
 from medlib.train import checkpoint, delta, engine
-from tests.test_finetune import CLASS_TEXTS, make_data
+from helpers import CLASS_TEXTS, make_data
 
 CFG = TrainConfig(epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0, augment=False)
 
@@ -41,7 +42,7 @@ def test_crafted_engine_checkpoint_is_refused_and_runs_nothing(bundle, tmp_path)
     run.mkdir()
     _craft(run / "last.pt", marker)
     with pytest.raises(MedlibError, match=r"last\.pt.*would run code") as e:
-        engine.fit(bundle, make_data(n_train=64), mode="label", cfg=CFG, run_dir=run, seed=0,
+        fit(bundle, make_data(n_train=64), mode="label", cfg=CFG, run_dir=run, seed=0,
                      class_texts=CLASS_TEXTS, progress=False)
     assert "\n" not in str(e.value) and "fresh=True" in str(e.value)
     assert not marker.exists()
@@ -70,7 +71,7 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     data = make_data(n_train=128)
     n_text = sum(p.numel() for n, p in bundle.model.named_parameters() if not n.startswith("visual."))
     # full label fine-tune: image tower + head, no text tower (the tiny text tower is ~90% of the model)
-    r = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0, class_texts=CLASS_TEXTS,
+    r = fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0, class_texts=CLASS_TEXTS,
                      progress=False)
     best = _names(torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["model"])
     assert "head.weight" in best and any(k.startswith("clip.visual.") for k in best)
@@ -81,11 +82,11 @@ def test_checkpoints_hold_only_what_the_run_changed(bundle, tmp_path):
     assert _sizes(tmp_path / "ft")["best.pt"] < 4 * (sum(p.numel() for p in bundle.model.parameters()) - n_text) + 1e6
     # a linear probe's checkpoint is its head alone
     probe = dataclasses.replace(CFG, lock_image=True)
-    engine.fit(bundle, data, mode="label", cfg=probe, run_dir=tmp_path / "lp", seed=0, class_texts=CLASS_TEXTS,
+    fit(bundle, data, mode="label", cfg=probe, run_dir=tmp_path / "lp", seed=0, class_texts=CLASS_TEXTS,
                  progress=False)
     assert _names(torch.load(tmp_path / "lp" / "best.pt", weights_only=True)["model"]) == {"head.weight", "head.bias"}
     # the re-run of a finished run returns the same model at once, from best.pt
-    again = engine.fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0,
+    again = fit(bundle, data, mode="label", cfg=CFG, run_dir=tmp_path / "ft", seed=0,
                          class_texts=CLASS_TEXTS, progress=False)
     assert again.resumed_from == 2
     for k, v in r.model.model.state_dict().items():

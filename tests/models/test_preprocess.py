@@ -16,7 +16,7 @@ from medlib.models import load_model
 from medlib.models.preprocess import (TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, bundle_input, open_clip_preprocess,
                                pil_reference, to_model_input)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MEAN, STD = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
 
 

@@ -14,12 +14,13 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from medlib.train import losses
+from medlib.train.fit import fit
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model
 from medlib.train import engine, predict
 from medlib.train.launch import FAULT_ENV, run_distributed
-from tests.test_finetune import CLASS_TEXTS, make_data
+from helpers import CLASS_TEXTS, make_data
 
 SPEC = ModelSpec(name="tiny", arch="medclip-tiny")
 CFG = TrainConfig(epochs=2, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0, augment=True,
@@ -62,10 +63,10 @@ def runs():
     out = {}
     for mode, cfg in (("label", CFG), ("contrastive", CONTRASTIVE)):
         kw = {"mode": mode, "seed": 0, "class_texts": CLASS_TEXTS}
-        one = engine.fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-1", progress=False, **kw)
+        one = fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-1", progress=False, **kw)
         run_distributed(SPEC, data, run_dir=f"{root.name}/{mode}-2", nproc_per_node=2,
                         device="cpu", kwargs={**kw, "cfg": dataclasses.asdict(cfg)})
-        two = engine.fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-2", progress=False, **kw)
+        two = fit(bundle, data, cfg=cfg, run_dir=f"{root.name}/{mode}-2", progress=False, **kw)
         out[mode] = (one, two)
     yield bundle, data, root.name, out
     root.cleanup()
@@ -125,7 +126,7 @@ def test_killed_rank_stops_the_run_and_restart_resumes_to_the_same_end(runs):
     assert torch.load(f"{run}/last.pt", weights_only=True)["epoch"] == 1
     run_distributed(SPEC, data, run_dir=run, nproc_per_node=2, device="cpu", kwargs=kw,
                     env={FAULT_ENV: ""})
-    resumed = engine.fit(bundle, data, cfg=CFG, run_dir=run, progress=False, mode="label", seed=0,
+    resumed = fit(bundle, data, cfg=CFG, run_dir=run, progress=False, mode="label", seed=0,
                            class_texts=CLASS_TEXTS)
     _assert_same_weights(out["label"][1], resumed, 0)  # exactly the uninterrupted 2-process run
     for k, v in out["label"][1].model.model.state_dict().items():

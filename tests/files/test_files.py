@@ -8,6 +8,8 @@ import pytest
 from medlib.errors import MedlibError
 from medlib.files import write_files, write_json, write_npz, write_set, write_text, write_with
 
+from helpers import killed_write, seen_by_reader, steps_of
+
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     target = tmp_path / "sub" / "m.json"
@@ -81,53 +83,6 @@ def test_write_files_writes_every_file(tmp_path):
 OLD = {"report.md": "old md", "report.html": "old html", "report.pdf": b"old pdf"}
 NEW = {"report.md": "new md", "report.html": "new html", "report.pdf": b"new pdf \x00"}
 LINKS = {"figures": "../figures"}
-KILLER = """
-import os, pickle, signal, sys
-import medlib.files as mio
-args = pickle.loads(open(sys.argv[1], "rb").read())
-mio.sets._step = lambda name: os.kill(os.getpid(), signal.SIGKILL) if name == args["at"] else None
-mio.write_set(args["folder"], args["files"], links=args["links"], expose=args["expose"])
-"""
-
-
-def killed_write(folder, files, links, at, expose=True):
-    """Run write_set in a new process that SIGKILLs itself right after step ``at``."""
-    import os
-    import pickle
-    import signal
-    import subprocess
-    import sys
-
-    job = Path(folder).parent.parent / f"kill-{os.getpid()}.pkl"
-    job.write_bytes(pickle.dumps({"folder": str(folder), "files": files, "links": links, "at": at,
-                                  "expose": expose}))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(job)], env=env, capture_output=True, text=True)
-    job.unlink()
-    assert proc.returncode == -signal.SIGKILL, (at, proc.returncode, proc.stderr[-2000:])
-
-
-def steps_of(folder, files, links, monkeypatch):
-    """The step names of one write_set call on ``folder`` (run here, in this process)."""
-    import medlib.files as mio
-
-    seen = []
-    monkeypatch.setattr(mio.sets, "_step", seen.append)
-    write_set(folder, files, links=links)
-    monkeypatch.undo()
-    return seen
-
-
-def seen_by_reader(base, names, via="report"):
-    """What a reader finds: each file's bytes at base/<name> and at base/report/<name> (None: absent; the old
-    layout had no report/)."""
-    out = {}
-    for n in names:
-        a, b = base / n, base / via / n
-        got = [p.read_bytes() if p.is_file() else None for p in (a, b)]
-        assert got[0] == got[1] or not (base / via).exists(), (n, got)  # the two ways in agree
-        out[n] = got[0]
-    return out
 
 
 def _as_bytes(files):
