@@ -12,12 +12,13 @@
 # make report  -- regenerate reports/$(PROFILE)/report.{md,html,pdf} from that folder's outputs alone
 # make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
 # make readme-results -- rewrite the README's results block from reports/$(PROFILE)/
+# make layout-doc -- rewrite docs/layout.md (every medlib module and its first docstring sentence)
 # make clean-reports PROFILE=smoke
 SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse gpu-check lab kernel report data readme-results clean-reports
+.PHONY: test smoke full rehearse gpu-check lab kernel report data readme-results layout-doc clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -51,6 +52,9 @@ data:
 
 readme-results:
 	@source scripts/env.sh && "$$PY" -m medlib.report.readme --profile $(PROFILE) --readme README.md
+
+layout-doc:
+	@source scripts/env.sh && "$$PY" scripts/layout_doc.py
 
 clean-reports:
 	rm -rf reports/$(PROFILE) runs/$(PROFILE)

@@ -8,10 +8,10 @@ decodes it straight into a memory-mapped file (resuming where an interrupted pre
 Reduced-size decoding (:func:`decode_file`), for images at least :data:`REDUCE_FROM` times the target side: a
 JPEG is decoded by libjpeg's DCT-domain scaling (``Image.draft``: 1/2, 1/4 or 1/8 scale, never below the target
 side), any image is then box-reduced by an integer factor keeping at least :data:`OVERSAMPLE` times the target
-side (``Image.reduce``), and the same antialiased bilinear resize as before finishes. Stated tolerance against
+side (``Image.reduce``), and the same antialiased bilinear resize as the full decode finishes. Stated tolerance against
 the full decode + resize (tests/test_data_scale.py, on 1024 px PNGs and 2544x3056 JPEGs): mean absolute
 difference <= :data:`TOLERANCE_MEAN_ABS` grey level (measured 0.2-0.3). Smaller images (every smoke fixture,
-64 px -> 28 px) take exactly the old path, bit for bit.
+64 px -> 28 px) take the full decode + resize, bit for bit.
 
 The pool is the standard library's ``ProcessPoolExecutor`` on the ``forkserver`` start method: workers fork from a
 small single-threaded server process (started once per Python process, with this module preloaded), never from
@@ -32,7 +32,7 @@ import numpy as np
 
 from . import image_errors
 
-REDUCE_FROM = 4  # reduced decoding only for images at least 4x the target side (small ones: the old path exactly)
+REDUCE_FROM = 4  # reduced decoding only for images at least 4x the target side (smaller ones: the full decode)
 JPEG_OVERSAMPLE = 1  # JPEG draft keeps >= 1x the target side (libjpeg's DCT scaling is itself an area filter)
 OVERSAMPLE = 2  # Image.reduce keeps >= 2x the target side, then the antialiased resize does the rest
 TOLERANCE_MEAN_ABS = 1.0  # grey levels, reduced vs full decode (measured 0.2-0.3 on 1024 px PNG, 2544x3056 JPEG)

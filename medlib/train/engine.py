@@ -173,8 +173,7 @@ class Engine:
         self.base_state = self.model_state()
         self.step_lrs: list[float] = []
         # the hook holds the list, not the engine: an engine <-> optimizer cycle would keep every finished run's
-        # model, copies and optimizer state alive until the cycle collector ran (the full rehearsal's notebook 04
-        # grew to 23 GB and was killed)
+        # model, copies and optimizer state alive until the cycle collector runs
         self.opt.register_step_post_hook(functools.partial(_log_lr, self.step_lrs))
         self.embedding_tables = {f"{n}.weight" for n, m in self._state_module().named_modules()
                                  if isinstance(m, nn.Embedding)}

@@ -138,8 +138,8 @@ def logit_adjusted_bce(logits: torch.Tensor, target: torch.Tensor, priors: torch
 # ---- the loss factory of the training engine ---------------------------------------------------------
 
 
-# The options each loss reads from ``loss_kwargs``; anything else is an error (a silently ignored option
-# made two remedies the same model once).
+# The options each loss reads from ``loss_kwargs``; anything else is an error (a silently ignored option would
+# make two remedies the same model).
 LOSS_OPTIONS: dict[tuple[str, str], frozenset[str]] = {
     ("label", "ce"): frozenset(),
     ("label", "weighted_ce"): frozenset({"weights", "beta"}),
