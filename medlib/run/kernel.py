@@ -162,10 +162,18 @@ def interrupt_kernels(pids: list[int]) -> None:
 CLIENT_LOGGERS = ("papermill", "nbclient", "jupyter_client", "traitlets", "asyncio")
 
 
+_asyncio_handler: logging.Handler | None = None  # where asyncio reports after a notebook (see client_logs_to)
+
+
 @contextlib.contextmanager
 def client_logs_to(log_path: Path) -> Iterator[None]:
     """Route :data:`CLIENT_LOGGERS` to ``log_path`` (created only when something is logged) instead of the
-    console; on the way out settle the event loop papermill ran on (:func:`settle_loop`) while still routed."""
+    console; on the way out settle the event loop papermill ran on (:func:`settle_loop`) while still routed.
+
+    asyncio's logger stays routed to the last notebook's log afterwards: a task a cut-short cell left behind may be
+    collected later (its "Task exception was never retrieved" report then lands in that log, not on the console).
+    """
+    global _asyncio_handler
     handler = logging.FileHandler(log_path, delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     saved = []
@@ -180,10 +188,19 @@ def client_logs_to(log_path: Path) -> Iterator[None]:
         try:
             settle_loop()
         finally:
+            late = logging.FileHandler(log_path, delay=True)
+            late.setFormatter(handler.formatter)
             for logger, propagate in saved:
                 logger.removeHandler(handler)
                 logger.propagate = propagate
             handler.close()
+            asyncio_logger = logging.getLogger("asyncio")
+            if _asyncio_handler is not None:
+                asyncio_logger.removeHandler(_asyncio_handler)
+                _asyncio_handler.close()
+            _asyncio_handler = late
+            asyncio_logger.addHandler(late)
+            asyncio_logger.propagate = False
 
 
 def settle_loop(timeout: float = 10.0) -> None:
