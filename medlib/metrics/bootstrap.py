@@ -207,10 +207,12 @@ def paired_interval(pairs: Sequence[tuple[Statistic, Statistic]], n: int, n_boot
     replicate where a statistic is undefined (NaN) for any pair is skipped.
 
     Returns ``{"ci_low", "ci_high", "p_value", "replicates", "redrawn"}``: the interval ((None, None) when no
-    replicate is left), the two-sided bootstrap p-value of a zero difference
+    replicate is left), the two-sided p-value of a zero difference from the bootstrap standard error
     (:func:`medlib.metrics.verdicts.bootstrap_p_value`), replicates used and replicates redrawn."""
     rng_pairs = np.random.default_rng([seed, SEED_STREAM])
     k = len(pairs)
+    ones = np.ones((1, n))
+    point = float(np.mean([fa(ones)[0] - fb(ones)[0] for fa, fb in pairs]))  # the statistics on the units as drawn
     diffs, tally = [], {}
     for w in resample_weights(n, n_boot, seed, keep=keep, tally=tally):
         d = np.stack([fa(w) - fb(w) for fa, fb in pairs])  # (pairs, B)
@@ -227,7 +229,7 @@ def paired_interval(pairs: Sequence[tuple[Statistic, Statistic]], n: int, n_boot
                            "redrawn": int(tally.get("redrawn", 0))}
     if len(boot):
         lo, hi = np.percentile(boot, [2.5, 97.5])
-        out.update(ci_low=float(lo), ci_high=float(hi), p_value=bootstrap_p_value(boot))
+        out.update(ci_low=float(lo), ci_high=float(hi), p_value=bootstrap_p_value(point, boot))
     return out
 
 
