@@ -41,10 +41,7 @@ CAPTIONS_PER_IMAGE = {"flickr30k": 5, "coco": 5}  # Karpathy splits; the medical
 COLUMNS = ["notebook", "rehearsal_s", "trained_runs", "evaluations", "train_images", "val_images", "eval_images",
            "captions", "projected_s", "projected_h", "tflop", "implied_tflop_s", "runs_gb", "peak_memory_mb",
            "memory_kind", "device"]
-ASSUMPTIONS = """# Assumptions of projection.csv
-
-The projection counts what the notebooks' code runs for the real profile and times it with the rehearsal's
-measurements on this device (medlib.projection):
+ASSUMPTIONS = """# Assumptions of projection.csv (medlib.projection: what the real profile's code runs, timed here)
 
 - Training: the real training set (a k-shot run: k x classes images; a retrieval-study arm: its first n images) x
   the epochs the run really takes: the profile's epochs, stretched to the step floors (few_shot_min_steps for
@@ -202,33 +199,29 @@ def _split_sizes(reports: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def measure_eval(profile: Profile, batch: int = 16, repeats: int = 2) -> dict[str, dict[str, float]]:
-    """Per model, on the profile's device as the evaluations run it (bf16 autocast on CUDA): ``image_s`` and
-    ``text_s``, seconds per image / caption of the image and text towers (forward, no grad; best of ``repeats``
-    after a warm-up), and ``image_flops`` / ``text_flops``, their forward FLOPs per image / caption
-    (``torch.utils.flop_counter.FlopCounterMode`` on one batch; captions padded to the context length, as the
-    tokenizer gives them). The ResNet-18 baseline (where the profile trains it) is measured as ``resnet18``."""
+    """Per model on the profile's device, as evaluations run (bf16 autocast on CUDA): ``image_s`` / ``text_s``, seconds
+    per image / caption of each tower (forward, no grad, best of ``repeats`` after a warm-up), and ``image_flops`` /
+    ``text_flops``, forward FLOPs per image / caption (:func:`forward_flops`; captions padded to the context length
+    as tokenized). The ResNet-18 baseline (where the profile trains it) is measured as ``resnet18``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from .models import load_model, resolve_device
 
     device = resolve_device(profile.device)
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else \
-        (lambda: torch.autocast("cpu", enabled=False))
+    ctx = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")  # noqa: E731
 
-    def timed(fn, x) -> tuple[float, float]:  # (seconds, FLOPs) per row; the counted call is the warm-up
+    def timed(fn, x) -> tuple[float, float]:  # (seconds, FLOPs) per row
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
         with torch.inference_mode(), ctx():
-            with FlopCounterMode(display=False) as counter:
-                fn(x)
             best = math.inf
-            for _ in range(repeats):
+            for i in range(repeats + 1):  # the first call warms up
                 sync()
                 t0 = time.perf_counter()
                 fn(x)
                 sync()
-                best = min(best, time.perf_counter() - t0)
-        return best / len(x), counter.get_total_flops() / len(x)
+                best = min(best, time.perf_counter() - t0) if i else best
+        with ctx():
+            return best / len(x), forward_flops(fn, x[:2])
 
     out: dict[str, dict[str, float]] = {}
     for spec in profile.models:
@@ -254,6 +247,18 @@ def measure_eval(profile: Profile, batch: int = 16, repeats: int = 2) -> dict[st
     return out
 
 
+def forward_flops(fn, x) -> float:
+    """Forward FLOPs per row of ``fn(x)`` by ``torch.utils.flop_counter.FlopCounterMode`` (2 per multiply-add),
+    counted with autograd on: in inference mode ``nn.MultiheadAttention`` takes a fused kernel the counter does not
+    see (a ViT-B/32 image would count 5.9 instead of 8.8 GFLOPs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
+        fn(x)
+    return counter.get_total_flops() / len(x)
+
+
 def project(rehearsal: Profile, full: Profile,
             eval_s_per_image: dict[str, float | dict[str, float]] | None = None) -> pd.DataFrame:
     """One row per notebook of the rehearsal: measured and projected seconds, what the real run encodes and
@@ -263,17 +268,15 @@ def project(rehearsal: Profile, full: Profile,
     manifest = json.loads((reports / "manifest.json").read_text())
     sizes = _split_sizes(reports)
     real = dict(REAL_SIZES)
-    for d in full.datasets:  # a dataset the profile skips (MIMIC-CXR without a path) costs nothing
-        if d.source == "mimic_cxr" and not d.path:
-            real[d.name] = (0, 0, 0)
+    # a dataset the profile skips (MIMIC-CXR without a path) costs nothing
+    real.update({d.name: (0, 0, 0) for d in full.datasets if d.source == "mimic_cxr" and not d.path})
     # measured training throughput per run, per-image encoding time from epoch-0 validation passes
     trained: list[dict[str, Any]] = []
     eval_s_per_img: dict[str, list[float]] = {}
     logs = [(log, log.parent) for log in runs.glob("*/log.csv")]
     logs += [(log, log.parent.parent) for log in runs.glob("*/ft/log.csv")]  # LP-FT: the probe, then ft/ (timed)
     for log, folder in sorted(logs):
-        run = folder.name
-        p = _parts(run)
+        run, p = folder.name, _parts(folder.name)
         try:
             df = pd.read_csv(log)
         except (OSError, ValueError):
@@ -410,8 +413,9 @@ def render(table: pd.DataFrame, full: Profile) -> str:
     for _, r in table.iterrows():
         mem = f", peak {r['peak_memory_mb']} MB ({r['memory_kind']})" if r["peak_memory_mb"] not in ("", None) and \
             r["memory_kind"] else ""
+        flop = f"{r['tflop']:>10} TFLOP  " if r.get("tflop", "") not in ("", None) else ""
         lines.append(f"  {r['notebook']:<28} {_hms(float(r['projected_s'])):>10}  {float(r['runs_gb']):7.2f} GB  "
-                     f"(rehearsal {float(r['rehearsal_s']):.0f} s{mem})")
+                     f"{flop}(rehearsal {float(r['rehearsal_s']):.0f} s{mem})")
     return "\n".join(lines)
 
 

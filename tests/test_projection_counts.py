@@ -122,3 +122,12 @@ def test_measured_flops_match_the_architecture(tmp_path):
     assert m["resnet18"]["image_flops"] == pytest.approx(2 * 1.82e9, rel=0.03)
     for spec in P.models:
         assert m[spec.name]["image_flops"] > 0 and m[spec.name]["text_flops"] > 0 and m[spec.name]["text_s"] > 0
+
+
+def test_forward_flops_of_a_vit_b_32_image_match_its_published_count():
+    import open_clip
+    import torch
+
+    model = open_clip.create_model("ViT-B-32", pretrained=None).eval()  # random weights: nothing downloaded
+    flops = projection.forward_flops(model.encode_image, torch.randn(2, 3, 224, 224))
+    assert flops == pytest.approx(2 * 4.41e9, rel=0.03)  # 4.41 GMACs (timm's table), fused attention included
