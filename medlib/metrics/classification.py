@@ -25,7 +25,9 @@ multilabel (``y_true`` (N, C) of 0/1, ``y_score`` (N, C) sigmoid scores; predict
                   are listed in ``auroc_skipped``
     worst_class_recall  min per-label recall over labels with support > 0
 
-Undefined metrics (e.g. AUROC with one class present) are ``None``. The same metrics as functions of bootstrap
+Per class: precision, recall, F1, support and ``predicted`` (rows predicted as the class / label); ``degenerate``
+names a model whose decisions ignore the image (:func:`degenerate`). Undefined metrics (e.g. AUROC with one class
+present) are ``None``. The same metrics as functions of bootstrap
 row weights are in :mod:`medlib.metrics.replicates`; :func:`medlib.metrics.bootstrap.evaluate` adds the intervals.
 """
 
@@ -173,9 +175,27 @@ def _clean(x: float) -> float | None:
 
 
 def _per_class(y_true, y_pred, class_names, labels) -> dict[str, dict[str, Any]]:
+    """Per class: precision, recall, F1 (zero_division=0), support and ``predicted`` (rows predicted as it)."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    return {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i, name in enumerate(class_names)}
+    predicted = (np.bincount(y_pred, minlength=len(class_names)) if y_pred.ndim == 1 else y_pred.sum(axis=0))
+    return {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i]),
+                   "predicted": int(predicted[i])} for i, name in enumerate(class_names)}
+
+
+def degenerate(y_pred: np.ndarray, class_names: Sequence[str]) -> str | None:
+    """Why a model's decisions carry no information about the image, or None: multiclass (``y_pred`` (N,)) when
+    every row gets the same class; multi-label ((N, C) 0/1) when no row gets any positive label, or when every
+    label's decision is the same for every row. Stored as ``degenerate`` in the metrics record so tables and the
+    report can say so."""
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim == 1:
+        classes = np.unique(y_pred)
+        return f"predicts one class only ({class_names[int(classes[0])]})" if len(classes) == 1 else None
+    if not y_pred.any():
+        return "no positive predictions on any label"
+    if (y_pred == y_pred[:1]).all():
+        return "every label's decision is the same for every row"
+    return None
 
 
 def _evaluate_multiclass(y_true, y_score, class_names, threshold: float | None = None) -> dict[str, Any]:
@@ -202,7 +222,8 @@ def _evaluate_multiclass(y_true, y_score, class_names, threshold: float | None =
     else:
         out["threshold"] = [float(threshold)]
     return {"metrics": m, "per_class": _per_class(y_true, y_pred, class_names, labels),
-            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(), **out}
+            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "degenerate": degenerate(y_pred, class_names), **out}
 
 
 def _evaluate_multilabel(y_true, y_score, class_names, thr) -> dict[str, Any]:
@@ -227,7 +248,8 @@ def _evaluate_multilabel(y_true, y_score, class_names, thr) -> dict[str, Any]:
     return {"metrics": m, "per_class": per_class,
             "confusion": multilabel_confusion_matrix(y_true, y_pred).tolist(),
             "threshold": [float(t) for t in thr],
-            "auroc_skipped": [name for j, name in enumerate(class_names) if not both[j]]}
+            "auroc_skipped": [name for j, name in enumerate(class_names) if not both[j]],
+            "degenerate": degenerate(y_pred, class_names)}
 
 
 

@@ -15,6 +15,10 @@ from .bootstrap import evaluate
 from .classification import predict_labels
 
 THRESHOLD_METRICS = ("f1", "balanced_acc", "youden")
+# The decision rule of multi-label fine-tunes' thresholded metrics (per-label P/R/F1, confusion matrices).
+MULTILABEL_THRESHOLD_METRIC = "f1"
+MULTILABEL_THRESHOLD_RULE = ("per-label thresholds chosen on the validation split, each maximising that label's F1 "
+                             "(0.5 for a label without both values there); a score at or above it is positive")
 
 
 def _best_threshold(y: np.ndarray, s: np.ndarray, metric: str) -> float:
@@ -50,6 +54,13 @@ def tune_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray, metric: str
             f"tune_thresholds: got scores of shape {s.shape}; thresholds apply to binary (N, 2) or multi-label "
             "scores. Fix: use argmax predictions for multiclass with more than two classes")
     return np.array([_best_threshold((y == 1).astype(int), s[:, 1], metric)])
+
+
+def multilabel_thresholds(y_true_val: np.ndarray, y_score_val: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A multi-label fine-tune's decision thresholds, chosen on the VALIDATION split (:data:`MULTILABEL_THRESHOLD_RULE`),
+    and what its metrics record states about them: ``(thresholds (C,), {"threshold_rule": ...})``."""
+    thr = tune_thresholds(y_true_val, y_score_val, metric=MULTILABEL_THRESHOLD_METRIC)
+    return thr, {"threshold_rule": MULTILABEL_THRESHOLD_RULE}
 
 
 def cross_fitted_threshold_metrics(y_true_val: np.ndarray, y_score_val: np.ndarray, task: str,

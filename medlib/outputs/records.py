@@ -58,6 +58,7 @@ def run_dir(profile: Profile, run: str) -> Path:
     return p
 
 
+SECOND_VIEW = "at_0.5"  # a multilabel record's decisions at the fixed 0.5 when its thresholds were tuned
 RUN_KEYS = ("run", "notebook", "dataset", "model", "method", "task", "split", "n", "seed")
 
 
@@ -127,7 +128,10 @@ def save_run(
     seeds the bootstrap, so each seed's interval is recomputable from its own predictions file. Nothing is written
     when evaluation fails. Returns the metrics record as written (``record["metrics"]`` holds the headline
     numbers). Multilabel predictions (and binary ones evaluated with a ``threshold``) also store the
-    ``threshold`` so every number is recomputable.
+    ``threshold`` so every number is recomputable; a multilabel run evaluated at tuned thresholds also keeps the
+    fixed-0.5 decisions as a second view (``record["at_0.5"]``: metrics, per_class, confusion, degenerate; no
+    intervals). ``degenerate``: why the run's decisions ignore the image (one class only, no positive predictions),
+    else None; ``bootstrap``: replicates kept and redrawn (:func:`medlib.metrics.evaluate`).
     The predictions file holds the arrays exactly as evaluated: ``y_true`` int64 (N,) or (N, C), ``y_score`` float64.
     """
     seed = profile.seed if seed is None else int(seed)
@@ -138,13 +142,18 @@ def save_run(
     result = evaluate(y_true, y_score, task, class_names, n_boot=n_boot, seed=seed, threshold=threshold)
     record = _record(profile, run, notebook, dataset, split, task, model, method, len(y_true), seed)
     record.update({"n_boot": int(n_boot), "metrics": result["metrics"], "ci95": result["ci95"],
-                   "per_class": result["per_class"], "confusion": result["confusion"]})
+                   "bootstrap": result["bootstrap"], "per_class": result["per_class"],
+                   "confusion": result["confusion"], "degenerate": result["degenerate"]})
     arrays = {"y_true": y_true, "y_score": y_score, "class_names": np.asarray(class_names)}
     if "threshold" in result:  # multilabel, or binary with a tuned threshold: stored so metrics recompute
         record["threshold"] = result["threshold"]
         arrays["threshold"] = np.asarray(result["threshold"])
     if task == "multilabel":
         record["auroc_skipped"] = result["auroc_skipped"]
+        if threshold is not None:  # tuned thresholds decide; the fixed 0.5 stays as a labelled second view
+            at = evaluate(y_true, y_score, task, class_names, n_boot=0, threshold=0.5)
+            record[SECOND_VIEW] = {"threshold": 0.5, **{k: at[k] for k in ("metrics", "per_class", "confusion",
+                                                                           "degenerate")}}
     record["predictions"] = f"predictions/{run}.npz"
     record["extra"] = dict(extra or {})
     return _write_run(profile, run, record, arrays)

@@ -330,10 +330,10 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
 
 def _finish_rehearsal(profile: Profile, info: dict) -> int:
     """Write and print the projection of the real run; drop the rehearsal's checkpoints."""
-    from . import projection, rehearsal
+    from . import measure, projection, rehearsal
 
     with os_errors(profile.reports_path):
-        table = projection.project(profile, info["full"], projection.measure_eval(profile))
+        table = projection.project(profile, info["full"], measure.measure_eval(profile))
         path = projection.write(profile, table)
         rehearsal.drop_checkpoints(profile.runs_path)
     print(projection.render(table, info["full"]), flush=True)

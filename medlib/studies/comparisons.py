@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..config import Profile
 from ..errors import MedlibError, fail
-from ..metrics import mean_statistic, paired_bootstrap, paired_interval, retrieval_hits
+from ..metrics import (combined_p, holm, mean_statistic, paired_bootstrap, paired_interval, retrieval_hits,
+                       seed_summary, verdict)
 from ..outputs.records import load_predictions, load_run, load_runs, reports_base
 from ..outputs.tables import method_label
 from .remedies import REMEDY_SELECT_METRIC, best_remedy, remedy_runs
@@ -22,7 +23,11 @@ from .setup import NOTEBOOKS, main_model
 
 PAIRED_COLUMNS = ["method_a", "method_b", "dataset", "metric", "seed", "diff", "ci_low", "ci_high", "n",
                   "comparison", "model", "method_id_a", "method_id_b", "runs_a", "runs_b", "n_boot", "boot_seed",
-                  "selected_on"]
+                  "selected_on", "n_seeds", "variance", "resampled", "seed_ci_low", "seed_ci_high", "p_value",
+                  "p_holm", "verdict", "boot_replicates", "boot_redrawn"]
+# What the table's interval columns mean (the report's methods section says the same).
+VARIANCE_ONE_RUN = "test {unit}; conditional on the trained run"
+VARIANCE_SEEDS = "test {unit} and training seeds ({k})"
 
 
 @dataclass
@@ -83,9 +88,23 @@ def headline_comparisons(profile: Profile) -> list:
 
 def paired_differences(reports: Any, comparisons: Sequence[Comparison], n_boot: int, seed: int) -> pd.DataFrame:
     """The paired-differences table (``tables/paired_differences.csv``): for each comparison and metric one row
-    per seed and one ``pooled`` row (mean of the per-seed differences, rows resampled jointly across seeds; see
-    :func:`medlib.metrics.paired_bootstrap`), each recomputable from the runs' predictions files with
-    :func:`paired_difference` (``runs_a``/``runs_b`` list them, ``;``-separated, in pair order)."""
+    per seed and one ``pooled`` row (mean of the per-seed differences), each recomputable from the runs'
+    predictions files with :func:`paired_difference` (``runs_a``/``runs_b`` list them, ``;``-separated, in pair
+    order).
+
+    Per row: ``variance`` says which sources of variance its interval ``ci_low``-``ci_high`` carries (a per-seed
+    row or a single pair: the test split's sampling, conditional on the trained runs; a pooled row over several
+    seeds: the test sampling and the training seeds, by the two-level bootstrap of
+    :func:`medlib.metrics.paired_interval`) and ``resampled`` what the bootstrap draws (test rows; retrieval: test
+    images with all their captions). Pooled rows over several seeds also carry the seed-level t-interval
+    (``seed_ci_low``, ``seed_ci_high``). ``p_value``: the two-sided p-value of a zero difference (pooled rows: the
+    larger of the bootstrap's and the seed-level t-test's, :func:`medlib.metrics.combined_p`). ``p_holm``: Holm's
+    adjustment of ``p_value`` within the family of this table's pooled rows (the comparisons reported together;
+    empty on per-seed rows). ``verdict`` (:func:`medlib.metrics.verdict`): ``A higher``, ``B higher`` or
+    ``not resolved`` (``n/a`` without an interval); on pooled rows it needs both intervals to exclude zero on the
+    same side and ``p_holm`` < 0.05. ``boot_replicates``/``boot_redrawn``: replicates used and replicates redrawn
+    because they lost a class of the test split.
+    """
     rows = []
     for c in comparisons:
         pairs = c.pairs()
@@ -100,13 +119,23 @@ def paired_differences(reports: Any, comparisons: Sequence[Comparison], n_boot: 
                 except MedlibError as exc:  # the metric is undefined for one of the runs (e.g. AUROC, one class)
                     print(f"paired difference skipped ({c.comparison}, {c.dataset}, {metric}): {exc}")
                     break
+                k = d["n_seeds"]
                 rows.append({"method_a": c.label_a or method_label(c.runs_a[0]["method"]),
                              "method_b": c.label_b or method_label(c.runs_b[0]["method"]),
                              "dataset": c.dataset, "metric": metric, "seed": seed_label, "diff": d["diff"],
                              "ci_low": d["ci_low"], "ci_high": d["ci_high"], "n": d["n"],
                              "comparison": c.comparison, "model": c.model, "method_id_a": c.runs_a[0]["method"],
                              "method_id_b": c.runs_b[0]["method"], "runs_a": ";".join(ra), "runs_b": ";".join(rb),
-                             "n_boot": n_boot, "boot_seed": seed, "selected_on": c.selected_on})
+                             "n_boot": n_boot, "boot_seed": seed, "selected_on": c.selected_on, "n_seeds": k,
+                             "variance": (VARIANCE_SEEDS if k > 1 else VARIANCE_ONE_RUN).format(unit=d["unit"], k=k),
+                             "resampled": d["resampled"], "seed_ci_low": d["seed_ci_low"],
+                             "seed_ci_high": d["seed_ci_high"], "p_value": combined_p(d["p_value"], d["seed_p_value"]),
+                             "p_holm": None, "boot_replicates": d["replicates"], "boot_redrawn": d["redrawn"]})
+    pooled = [i for i, r in enumerate(rows) if r["seed"] == "pooled"]
+    for i, p in zip(pooled, holm([rows[i]["p_value"] for i in pooled])):
+        rows[i]["p_holm"] = p
+    for r in rows:
+        r["verdict"] = verdict(r["ci_low"], r["ci_high"], r["seed_ci_low"], r["seed_ci_high"], r["p_holm"])
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
@@ -117,7 +146,9 @@ def paired_difference(profile: Profile | str | Path, runs_a: Sequence[str], runs
     ``runs_a[i]`` and ``runs_b[i]`` are paired (the same seed, or a seed-free run such as zero-shot repeated); one
     pair gives a per-seed difference, several the pooled one (:func:`medlib.metrics.paired_bootstrap` says how).
     Every run must hold the same test rows (equal ``y_true``); multi-label thresholds come from the predictions.
-    Retrieval runs compare Recall@K (``metric`` such as ``t2i_R@5``) over their per-query hit vectors.
+    Retrieval runs compare Recall@K (``metric`` such as ``t2i_R@5``) over their per-query hit vectors, resampling
+    test images with all their captions. Returns :func:`medlib.metrics.paired_bootstrap`'s keys plus ``unit``
+    (``rows`` / ``images``) and ``resampled`` (what one bootstrap draw takes).
     """
     if len(runs_a) != len(runs_b) or not runs_a:
         raise fail("paired_difference", f"need paired runs, got {len(runs_a)} and {len(runs_b)}",
@@ -135,15 +166,19 @@ def paired_difference(profile: Profile | str | Path, runs_a: Sequence[str], runs
     if task == "retrieval":
         return _paired_recall(preds[:k], preds[k:], metric, n_boot=n_boot, seed=seed)
     thresholds = [p.get("threshold") for p in preds]
-    return paired_bootstrap(y_true, [p["y_score"] for p in preds[:k]], [p["y_score"] for p in preds[k:]], task,
-                            [str(c) for c in preds[0]["class_names"]], metric, n_boot=n_boot, seed=seed,
-                            thresholds_a=thresholds[:k], thresholds_b=thresholds[k:])
+    out = paired_bootstrap(y_true, [p["y_score"] for p in preds[:k]], [p["y_score"] for p in preds[k:]], task,
+                           [str(c) for c in preds[0]["class_names"]], metric, n_boot=n_boot, seed=seed,
+                           thresholds_a=thresholds[:k], thresholds_b=thresholds[k:])
+    return {**out, "unit": "rows", "resampled": "test rows (a replicate that loses a class of the test split is "
+                                                "redrawn)"}
 
 
 def _paired_recall(preds_a: Sequence[dict], preds_b: Sequence[dict], metric: str, *, n_boot: int,
                    seed: int) -> dict[str, Any]:
-    """:func:`paired_difference` for retrieval runs: the mean over pairs of Recall@K(A) - Recall@K(B), the queries
-    resampled jointly for both methods and every pair (:func:`medlib.metrics.paired_interval`)."""
+    """:func:`paired_difference` for retrieval runs: the mean over pairs of Recall@K(A) - Recall@K(B), by
+    :func:`medlib.metrics.paired_interval` over the test IMAGES: a replicate draws images with replacement and
+    weighs each text->image query (caption) by its image's draw (``text_to_image``), so an image's captions are
+    drawn together in both directions (they share the image, and a gain is often the image's)."""
     hits = []
     for p in (*preds_a, *preds_b):
         by_metric = retrieval_hits(p["i2t_rank"], p["t2i_rank"])
@@ -151,8 +186,11 @@ def _paired_recall(preds_a: Sequence[dict], preds_b: Sequence[dict], metric: str
             raise fail("paired_difference", f"unknown retrieval metric {metric!r}", f"use one of {sorted(by_metric)}")
         hits.append(by_metric[metric])
     k = len(preds_a)
+    n_img = len(preds_a[0]["i2t_rank"])
+    unit = np.asarray(preds_a[0]["text_to_image"]) if metric.startswith("t2i") else None
     per_pair = [float(a.mean() - b.mean()) for a, b in zip(hits[:k], hits[k:])]
-    lo, hi = paired_interval([(mean_statistic(a), mean_statistic(b)) for a, b in zip(hits[:k], hits[k:])],
-                             len(hits[0]), n_boot, seed)
-    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "n": int(len(hits[0])),
-            "n_boot": int(n_boot), "boot_seed": int(seed), "n_seeds": k, "per_seed": per_pair}
+    out = paired_interval([(mean_statistic(a, unit), mean_statistic(b, unit)) for a, b in zip(hits[:k], hits[k:])],
+                          n_img, n_boot, seed)
+    return {"diff": float(np.mean(per_pair)), **out, "n": int(len(hits[0])), "n_boot": int(n_boot),
+            "boot_seed": int(seed), **seed_summary(per_pair), "unit": "images",
+            "resampled": "test images, each with all its captions"}

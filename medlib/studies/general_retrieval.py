@@ -6,7 +6,8 @@ augmentation ablation (:data:`AUGMENTATIONS`: none, image, text, both), plus the
 (:data:`VARIANTS`) on the largest subset with both augmentations; one run per seed. Every run is evaluated once on
 the test split with :func:`medlib.studies.runs.retrieval` (its predictions file keeps the per-query ranks), and
 :func:`comparisons` pairs it with zero-shot on the same queries for
-:func:`medlib.studies.comparisons.paired_differences` (paired bootstrap over queries).
+:func:`medlib.studies.comparisons.paired_differences` (paired bootstrap over test images, each drawn with all its
+captions, and over seeds for the pooled rows).
 
 Text augmentation = the engine samples one of an image's captions per step (``TrainConfig.text_augment`` with
 ``Split.all_captions``), from a pool that also holds ``perturbed_copies`` simple perturbations of each caption
@@ -221,7 +222,8 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def comparisons(records: list[dict]) -> list[Comparison]:
     """Each fine-tuned arm minus the zero-shot run of the same dataset and model, on every Recall@K (per seed and
-    pooled over seeds), for :func:`medlib.studies.comparisons.paired_differences`."""
+    pooled over seeds), for :func:`medlib.studies.comparisons.paired_differences` (which resamples test images
+    with all their captions)."""
     zs = {(r["dataset"], r["model"]): r for r in records if r["method"] == f"{ZERO_SHOT}-retrieval"}
     groups: dict[tuple, list[dict]] = {}
     for r in records:

@@ -13,7 +13,7 @@ import pandas as pd
 from ..config import Profile, TrainConfig
 from ..data.base import DatasetBundle, caption_index
 from ..errors import MedlibError
-from ..metrics import evaluate
+from ..metrics import evaluate, multilabel_thresholds
 from ..models import ClipBundle
 from ..outputs.records import load_run, load_runs, run_dir, save_retrieval_run, save_run, seeded_run_name
 from ..outputs.tables import best_by_validation
@@ -84,7 +84,10 @@ def finetune(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, noteboo
     ``variant``: ``fine_tune``, ``linear_probe`` or ``lp_ft`` (these two take ``probe_epochs`` and ``probe_lr``).
     ``seed``: the training seed (default the profile's); the run of any seed but the profile's first is named
     ``...__s<seed>``. The metrics file also stores the validation split's metrics (``extra.val_metrics``) and
-    ``extra``. ``keep_weights=False``: a sweep's run whose weights nothing loads again; under the profile's
+    ``extra``. A multi-label fine-tune's thresholded test metrics (per-label P/R/F1, confusion) use per-label
+    thresholds chosen on validation (:func:`medlib.metrics.multilabel_thresholds`; the record keeps the 0.5 view as
+    ``at_0.5``), except notebook 05's ``remedy-*`` runs, compared at 0.5 by design (its ``threshold`` remedy is the
+    tuned one). ``keep_weights=False``: a sweep's run whose weights nothing loads again; under the profile's
     ``keep_weights: reused`` its ``best.pt`` is removed once the test split is evaluated, and a re-run returns the
     saved metrics record (with ``TrainResult.model`` None) at once.
     Returns ``(TrainResult, metrics record or None)``.
@@ -116,8 +119,14 @@ def finetune(profile: Profile, clip: ClipBundle, data: DatasetBundle, *, noteboo
             y_val = predict(result, data.splits["val"].images, mode=mode)
             y_score = predict(result, data.splits["test"].images, mode=mode)
         extra = {**train_extra(result, cfg), "val_metrics": validation_metrics(data, y_val), **(extra or {})}
+        # multi-label fine-tunes decide at per-label thresholds chosen on validation (0.5 kept as a second view);
+        # notebook 05 compares its remedies at 0.5 by design
+        thr = None
+        if mode == "multilabel" and not method.startswith("remedy-"):
+            thr, rule = multilabel_thresholds(data.splits["val"].labels, y_val)
+            extra.update(rule)
         rec = save_scores(profile, notebook=notebook, data=data, model=clip.name, method=method, y_score=y_score,
-                          extra=extra, seed=seed)
+                          extra=extra, seed=seed, threshold=thr)
         if not keep_weights:
             release_weights(profile, run_dir(profile, run))
     return result, rec

@@ -36,7 +36,9 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """``w_c = N / (C * n_c)``, normalised to sum to C (a class without examples counts as one)."""
+    """Inverse-frequency weights ``w_c = C * (1 / n_c) / sum_j (1 / n_j)``: proportional to ``1 / n_c`` (and so to
+    the textbook ``N / (C * n_c)``, which differs by a constant factor), scaled to sum to C. A class without
+    examples counts as one."""
     n = np.maximum(class_counts(labels, num_classes).astype(np.float64), 1.0)
     w = 1.0 / n
     return w / w.sum() * num_classes

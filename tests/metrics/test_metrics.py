@@ -63,7 +63,7 @@ def test_multiclass_matches_sklearn(c):
     p, r, f, sup = precision_recall_fscore_support(y, pred, labels=labels)
     for i, name in enumerate(names):
         assert out["per_class"][name] == pytest.approx({"precision": p[i], "recall": r[i], "f1": f[i],
-                                                        "support": sup[i]})
+                                                        "support": sup[i], "predicted": (pred == i).sum()})
     assert out["confusion"] == confusion_matrix(y, pred).tolist()
 
 

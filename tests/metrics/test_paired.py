@@ -21,14 +21,20 @@ SK = {"acc": lambda y, s: accuracy_score(y, s.argmax(1)),
 
 
 def _brute(y, pairs, metric, n_boot, seed):
-    """Resample rows with the documented RNG draw, score every run on the resample with scikit-learn."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), size=(n_boot, len(y)))  # n_boot <= 100: one chunk
+    """The documented two-level draw, one replicate at a time: rows resampled (``default_rng(seed)``, chunks of
+    at most 100; a resample that loses a class is redrawn), then, with several pairs, the seeds drawn with
+    replacement (``default_rng([seed, 1])``); every run scored on the resample with scikit-learn."""
+    rng, rng_seeds = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     diffs = []
-    for rows in idx:
-        if len(np.unique(y[rows])) < 2:
-            continue  # AUROC / balanced accuracy undefined on this resample
-        diffs.append(np.mean([SK[metric](y[rows], a[rows]) - SK[metric](y[rows], b[rows]) for a, b in pairs]))
+    while len(diffs) < n_boot:
+        for rows in rng.integers(0, len(y), size=(min(100, n_boot - len(diffs)), len(y))):
+            if len(np.unique(y[rows])) < len(np.unique(y)):
+                continue  # loses a class: redrawn
+            d = [SK[metric](y[rows], a[rows]) - SK[metric](y[rows], b[rows]) for a, b in pairs]
+            if len(pairs) > 1:
+                counts = rng_seeds.multinomial(len(pairs), np.full(len(pairs), 1 / len(pairs)))
+                d = np.repeat(d, counts)
+            diffs.append(np.mean(d))
     point = np.mean([SK[metric](y, a) - SK[metric](y, b) for a, b in pairs])
     return point, np.percentile(diffs, [2.5, 97.5])
 

@@ -211,13 +211,16 @@ def test_paired_interval_is_the_mean_difference_over_the_same_queries():
     b = np.array([0, 1, 0, 1, 0, 0, 1, 0.0])
     from medlib.metrics import mean_statistic, paired_interval
 
-    lo, hi = paired_interval([(mean_statistic(a), mean_statistic(b))], len(a), 500, 0)
+    out = paired_interval([(mean_statistic(a), mean_statistic(b))], len(a), 500, 0)
+    lo, hi = out["ci_low"], out["ci_high"]
     assert 0 <= lo <= 3 / 8 <= hi <= 0.75  # b never beats a on a query
-    assert paired_interval([(mean_statistic(a), mean_statistic(a))], len(a), 100, 0) == (0.0, 0.0)
-    # pooled over seeds: the mean of the per-seed differences, queries resampled jointly
+    same = paired_interval([(mean_statistic(a), mean_statistic(a))], len(a), 100, 0)
+    assert (same["ci_low"], same["ci_high"], same["p_value"]) == (0.0, 0.0, 1.0)
+    # pooled over seeds: the mean of the per-seed differences, queries (and seeds) resampled
     a2 = np.array([1, 1, 1, 1, 0, 1, 1, 1.0])
-    lo2, hi2 = paired_interval([(mean_statistic(a), mean_statistic(b)), (mean_statistic(a2), mean_statistic(b))],
-                               len(a), 500, 0)
+    pooled = paired_interval([(mean_statistic(a), mean_statistic(b)), (mean_statistic(a2), mean_statistic(b))],
+                             len(a), 500, 0)
+    lo2, hi2 = pooled["ci_low"], pooled["ci_high"]
     assert lo2 <= (3 / 8 + 4 / 8) / 2 <= hi2 and lo2 >= 0
 
 

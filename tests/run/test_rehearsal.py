@@ -160,7 +160,8 @@ def test_projection_scales_measured_throughput_to_the_real_sizes(tmp_path):
     row = table[table.notebook == "05_class_imbalance"].iloc[0]
     epochs = full.imbalance.train.epochs
     seeds = len(full.seed_list)  # the remedies repeat per seed of the full profile
-    train = seeds * (4708 * epochs / 4.0 + 524 * epochs * 0.2)  # real train images / throughput + val passes
+    # real train images / throughput + a validation pass per epoch and the epoch-0 pass before training
+    train = seeds * (4708 * epochs / 4.0 + 524 * (epochs + 1) * 0.2)
     evaluation = seeds * 624 * 0.2  # each seed's run is evaluated on the test split
     overhead = 30.0 - (8.0 + 24 * 0.2)  # the rehearsal's wall time not explained by measured compute
     assert row.projected_s == round(train + evaluation + overhead)
@@ -225,8 +226,10 @@ def test_projection_counts_every_real_retrieval_size_from_the_rehearsed_one(tmp_
                                                                                         "n": 16}))
     row = projection.project(P, full).iloc[0]
     t = full.retrieval_study.train
-    floor = full.retrieval_study.min_steps * t.batch_size  # small sets train at least min_steps batches
-    images = sum(max(n * t.epochs, floor) for n in (1000, 5000, 29000))  # Flickr30K: 29,000 training images
+    # contrastive epochs drop the last partial batch; small sets run enough epochs for min_steps optimizer steps
+    steps = {n: n // t.batch_size for n in (1000, 5000, 29000)}  # Flickr30K: 29,000 training images
+    images = sum(s * t.batch_size * max(t.epochs, math.ceil(full.retrieval_study.min_steps / s))
+                 for s in steps.values())
     assert row.trained_runs == 1 and row.train_images == images * len(full.seed_list)
     assert row.eval_images == 3 * 1000 * len(full.seed_list)  # each size's run is evaluated on the 1k test images
 

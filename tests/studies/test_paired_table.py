@@ -99,6 +99,31 @@ def test_paired_differences_table_is_complete_and_recomputable_from_predictions(
     assert per_seed["pooled"] == pytest.approx((per_seed["0"] + per_seed["1"]) / 2)
 
 
+def test_paired_table_says_which_variance_each_interval_carries_and_reads_the_verdict(profile):
+    from medlib.metrics import VERDICTS, combined_p, holm, verdict
+
+    _study(profile)
+    df = comparisons.paired_differences(profile, comparisons.headline_comparisons(profile),
+                                        n_boot=profile.zero_shot.n_boot, seed=profile.seed)
+    pooled, per_seed = df[df.seed == "pooled"], df[df.seed != "pooled"]
+    two = pooled[pooled.n_seeds == 2]
+    assert len(two) and (two.variance == "test rows and training seeds (2)").all()
+    assert two.seed_ci_low.notna().all() and (two.seed_ci_low <= two["diff"]).all()
+    one = pd.concat([per_seed, pooled[pooled.n_seeds == 1]])  # the remedies ran one seed here
+    assert (one.variance == "test rows; conditional on the trained run").all() and one.seed_ci_low.isna().all()
+    assert df.resampled.str.startswith("test rows").all()
+    # Holm within the family of pooled rows; per-seed rows are outside it
+    assert per_seed.p_holm.isna().all()
+    assert pooled.p_holm.tolist() == pytest.approx(holm(pooled.p_value.tolist()))
+    assert pooled.p_value.tolist() == pytest.approx(
+        [combined_p(p, None) if k == 1 else p for p, k in zip(pooled.p_value, pooled.n_seeds)])
+    assert set(df.verdict) <= set(VERDICTS)
+    for r in df.itertuples():
+        assert r.verdict == verdict(r.ci_low, r.ci_high, r.seed_ci_low, r.seed_ci_high, r.p_holm)
+    lab = pooled[(pooled.comparison == "label FT - zero-shot") & (pooled.metric == "acc")].iloc[0]
+    assert lab.verdict == "A higher"  # a gap clear in every seed and on the rows
+
+
 def test_paired_difference_refuses_runs_on_different_rows(profile):
     from medlib.errors import MedlibError
 
