@@ -97,6 +97,12 @@ def test_the_example_csv_profile_runs_every_notebook_that_applies_and_the_report
     assert manifest["notebooks"]["07_general_retrieval"]["status"] == "skipped"
     report = (out / "report.md").read_text()
     assert "my_pairs" in report and (out / "report.pdf").is_file()
+    # make report PROFILE=path/to/my.yaml: the report of that profile's run (its name and folders, not the path's)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MEDLIB_DATA_DIR", "MEDLIB_ROOT")},
+           "MEDLIB_PYTHON": sys.executable}
+    again = subprocess.run(["make", "-s", "report", f"PROFILE={own[1]}"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "report.md" in again.stdout, again.stderr[-2000:]
 
 
 def test_the_console_shows_each_training_run_and_the_notebooks_stay_clean(own):
