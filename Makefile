@@ -5,20 +5,20 @@
 # make gpu-check -- on a CUDA machine: engine vs open_clip_train.main images/s, MFU, then the rehearsal on the GPU
 #                (scripts/gpu_check.sh; bounded to 540 s; results in $OUT or reports/gpu-check/); ARGS="--cpu-dry-run" tests it on CPU;
 #                offline GPU machine: bash scripts/gpu_wheels.sh first (where pip works) and bring .whl/ along
-# make lab    -- JupyterLab with the `medclip` kernel registered for this environment;
+# make lab    -- JupyterLab at the repository root (notebooks/ open, reports/ and the profiles browsable) with the
+#                `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
 #                as root, --allow-root is added (with a note); its kernels run this checkout's medlib
 #                (PYTHONPATH, MEDLIB_ROOT), also where another checkout shares the environment
-# make report  -- regenerate reports/$(PROFILE)/report.{md,html,pdf} from that folder's outputs alone
+# make report  -- regenerate the report of PROFILE (a name or a YAML path) from its finished outputs alone
 # make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
-# make readme-results -- rewrite the README's results block from reports/$(PROFILE)/
 # make layout-doc -- rewrite docs/layout.md (every medlib module and its first docstring sentence)
 # make clean-reports PROFILE=smoke
 SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse gpu-check lab kernel report data readme-results layout-doc clean-reports
+.PHONY: test smoke full rehearse gpu-check lab kernel report data layout-doc clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -42,16 +42,13 @@ lab: kernel
 	@source scripts/env.sh && root_flag=""; \
 	if [ "$$(id -u)" = 0 ]; then echo "make lab: running as root: adding --allow-root (Jupyter refuses root without it)"; root_flag=--allow-root; fi; \
 	export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" MEDLIB_ROOT="$(CURDIR)"; \
-	exec "$$PY" -m jupyter lab notebooks/ $$root_flag $(ARGS)
+	exec "$$PY" -m jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $$root_flag $(ARGS)
 
 report:
-	@source scripts/env.sh && "$$PY" -m medlib.report --profile $(PROFILE)
+	@./run_all.sh --profile "$(PROFILE)" --report-only
 
 data:
 	@mkdir -p data/medmnist && source scripts/env.sh && "$$PY" -c "import medmnist; medmnist.PneumoniaMNIST(split='test', download=True, root='data/medmnist')" && ls -l data/medmnist/pneumoniamnist.npz
-
-readme-results:
-	@source scripts/env.sh && "$$PY" -m medlib.report.readme --profile $(PROFILE) --readme README.md
 
 layout-doc:
 	@source scripts/env.sh && "$$PY" scripts/layout_doc.py

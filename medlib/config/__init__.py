@@ -2,16 +2,18 @@
 
 ==============  ==========================================================================
 ``schema``      the dataclasses (:class:`Profile` and its sections), choices, numeric ranges
-``load``        :func:`load_profile`: a name or YAML path, dotted-key overrides, every check
+``load``        :func:`load_profile`: a name or YAML path, dotted-key overrides (``--set``), every check
 ``profiles/``   ``smoke.yaml`` (CPU, minutes) and ``full.yaml`` (one GPU, the study)
 ==============  ==========================================================================
 """
 
-from .load import PROFILE_DIR, available_profiles, load_profile, profile_path, project_root
+from .load import (OVERRIDES_ENV, PROFILE_DIR, available_profiles, check_overrides, env_overrides, format_overrides,
+                   load_profile, parse_overrides, profile_path, project_root)
 from .schema import (CHOICES, NOTICES, RUN_KINDS, CaptionFinetuneConfig, DatasetSpec, DistributedConfig, ImbalanceConfig,
                      LabelFinetuneConfig, ModelSpec, Profile, RetrievalStudyConfig, SotaConfig, TrainConfig,
                      ZeroShotConfig)
 
-__all__ = ["CHOICES", "NOTICES", "PROFILE_DIR", "RUN_KINDS", "CaptionFinetuneConfig", "DatasetSpec", "DistributedConfig",
+__all__ = ["CHOICES", "NOTICES", "OVERRIDES_ENV", "PROFILE_DIR", "RUN_KINDS", "CaptionFinetuneConfig", "DatasetSpec", "DistributedConfig",
            "ImbalanceConfig", "LabelFinetuneConfig", "ModelSpec", "Profile", "RetrievalStudyConfig", "SotaConfig",
-           "TrainConfig", "ZeroShotConfig", "available_profiles", "load_profile", "profile_path", "project_root"]
+           "TrainConfig", "ZeroShotConfig", "available_profiles", "check_overrides", "env_overrides", "format_overrides",
+           "load_profile", "parse_overrides", "profile_path", "project_root"]

@@ -1,12 +1,16 @@
 """Loading a profile: a name (``smoke``, ``full``: ``medlib/config/profiles/<name>.yaml``) or a YAML path, with
 dotted-key overrides, every key, type, choice and range checked; an error names the file (and line) and the fix.
 
-``load_profile("smoke", {"seed": 1, "label_finetune.train.epochs": 2})``.
+``load_profile("smoke", {"seed": 1, "label_finetune.train.epochs": 2})``. Overrides from the command line
+(``./run_all.sh --set caption_finetune.train.epochs=4 --set seeds=[0]``) are read by :func:`parse_overrides` and
+checked key by key by :func:`check_overrides`; the runner hands them to the notebooks' kernels in
+``$MEDLIB_OVERRIDES`` (:func:`env_overrides`), which ``medlib.studies.setup.load`` applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -19,6 +23,7 @@ from ..errors import MedlibError
 from .schema import CHOICES, Profile
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+OVERRIDES_ENV = "MEDLIB_OVERRIDES"  # JSON {dotted key: value}: the run's --set overrides, for the notebooks' kernels
 
 
 def profile_path(name_or_path: str | Path) -> Path:
@@ -84,6 +89,86 @@ def load_profile(
     return profile
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["caption_finetune.train.epochs=4", "seeds=[0]"]`` -> ``{"caption_finetune.train.epochs": 4, "seeds": [0]}``:
+    each value read as YAML (numbers, true/false, lists ``[0, 1]``; an empty value is the empty string), each key and
+    value checked against the schema (:func:`check_overrides`); a later ``--set`` of the same key wins."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise MedlibError(f"--set {item!r}: not key=value. Fix: write --set section.key=value, "
+                              "e.g. --set caption_finetune.train.epochs=4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise MedlibError(f"--set {item!r}: the value is not valid YAML. Fix: quote it, e.g. --set "
+                              f"'{key}=[0, 1]'") from None
+        out[key] = value
+    check_overrides(out)
+    return out
+
+
+def format_overrides(overrides: dict[str, Any]) -> list[str]:
+    """``{"seeds": [0], "caption_finetune.train.epochs": 4}`` -> ``["seeds=[0]", "caption_finetune.train.epochs=4"]``:
+    the ``--set`` arguments that give the same overrides back (:func:`parse_overrides`)."""
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()}"
+            for k, v in overrides.items()]
+
+
+def check_overrides(overrides: dict[str, Any], label: str = "--set") -> None:
+    """Each dotted key names a setting of the schema (not a section) and its value has that setting's type, one
+    of its choices and a number in its range; else a one-line MedlibError naming ``label key=value`` and the fix."""
+    for key, value in overrides.items():
+        where = f"{label} {key}"
+        cls, parts = Profile, key.split(".")
+        for i, part in enumerate(parts):
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            if part not in fields:
+                at = ".".join(parts[:i]) or "the profile"
+                raise MedlibError(f"{where}: {at} has no setting {part!r}. Fix: use one of {sorted(fields)}")
+            tp = typing.get_type_hints(cls)[part]
+            if i < len(parts) - 1:
+                if not dataclasses.is_dataclass(tp):
+                    raise MedlibError(f"{where}: {'.'.join(parts[:i + 1])} is a setting, not a section. Fix: "
+                                      f"--set {'.'.join(parts[:i + 1])}=VALUE")
+                cls = tp
+                continue
+            if dataclasses.is_dataclass(tp):
+                raise MedlibError(f"{where}: {key} is a section. Fix: set one of its keys, e.g. --set "
+                                  f"{key}.{dataclasses.fields(tp)[0].name}=VALUE")
+            try:
+                coerced = _coerce(tp, value, where)
+            except MedlibError as exc:
+                raise MedlibError(str(exc).replace("correct the profile", "correct the value")) from None
+            allowed = CHOICES.get((cls.__name__, part))
+            values = coerced if isinstance(coerced, list) else [coerced]
+            bad = [v for v in values if allowed and v not in allowed]
+            if bad:
+                raise MedlibError(f"{where}: unknown value(s) {bad}. Fix: use one of {list(allowed)}")
+            rng = fields[part].metadata.get("range")
+            for v in values if rng is not None else []:
+                if not rng.allows(v):
+                    raise MedlibError(f"{where} = {value!r} is out of range. Fix: use a value {rng.text()}")
+
+
+def env_overrides() -> dict[str, Any]:
+    """The run's ``--set`` overrides as the runner passed them to this kernel (``$MEDLIB_OVERRIDES``); {} when unset."""
+    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise MedlibError(f"{OVERRIDES_ENV}={text[:60]!r}: not a JSON object of dotted keys. Fix: unset it, or use "
+                          "./run_all.sh --set key=value")
+    check_overrides(value, label=OVERRIDES_ENV)
+    return value
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """'not valid YAML at line L, column C (<problem>)': the line a user would point at (1-based).
 
@@ -137,6 +222,7 @@ def check_ranges(obj: Any, where: str, prefix: str = "") -> None:
 def _check_values(p: Profile, where: str) -> None:
     """Numbers in range (batch_size >= 1, epochs >= 1, lr > 0, ...) and combinations the notebooks can run."""
     check_ranges(p, where)
+    _check_prompts(p, where)
     lf = p.label_finetune
     # Notebook 04 compares k-shot runs with the full-data runs ("all" = shots 0) of the same methods.
     if 0 in lf.shots and lf.datasets:
@@ -146,6 +232,22 @@ def _check_values(p: Profile, where: str) -> None:
             raise MedlibError(f"{where}:label_finetune.shots includes 0 (all data), which notebook 04 compares with "
                               f"the full-data runs of variant(s) {need}, absent from label_finetune.variants "
                               f"{lf.variants}. Fix: add {need} to variants, or remove 0 from shots")
+
+
+def _check_prompts(p: Profile, where: str) -> None:
+    """Every prompt template has exactly one ``{}`` (the class phrase); class texts map names to non-empty text."""
+    lists = [("zero_shot.templates", p.zero_shot.templates)] + [(f"datasets[{d.name}].templates", d.templates)
+                                                                 for d in p.datasets]
+    for key, templates in lists:
+        for t in templates:
+            if t.count("{}") != 1:
+                raise MedlibError(f"{where}:{key}: template {t!r} must hold exactly one '{{}}' (the class phrase). "
+                                  "Fix: e.g. 'a dermoscopy image of {}.'")
+    for d in p.datasets:
+        bad = [k for k, v in d.class_texts.items() if not isinstance(v, str) or not v.strip()]
+        if bad:
+            raise MedlibError(f"{where}:datasets[{d.name}].class_texts: no text for class(es) {bad}. Fix: map each "
+                              "class name to a phrase, e.g. {mel: melanoma}")
 
 
 def _check_names(p: Profile, where: str) -> None:

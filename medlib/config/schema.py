@@ -78,6 +78,17 @@ class DatasetSpec:
     hf_id: str = ""  # hub dataset id (PubMedVision, Flickr30K, COCO)
     hf_config: str = ""  # hub dataset config name
     fixture_n: int = ranged(0, ge=0)  # size of a generated fixture (0 = the loader's default)
+    # What the report says of the data (its data section and references): a sentence or two on what it is, how to
+    # cite it, and its licence ("" = the source's own: MedMNIST CC BY 4.0, a CSV "user-provided").
+    description: str = ""
+    citation: str = ""
+    license: str = ""
+    # Prompts: the template family (chest_xray | medical | general; "" = the source's: chest X-ray sets chest_xray,
+    # Flickr30K/COCO general, the others medical), or this dataset's own templates (each with one "{}"), and the
+    # phrase each class name stands for in them ({mel: melanoma}; a class left out reads as its cleaned name).
+    domain: str = ""
+    templates: list[str] = field(default_factory=list)
+    class_texts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -297,6 +308,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("DatasetSpec", "source"): ("medmnist", "pubmedvision", "chestxray14", "mimic_cxr", "csv_pairs", "retrieval"),
     ("DatasetSpec", "synthetic"): ("never", "auto", "always"),
     ("DatasetSpec", "uncertain"): ("zero", "one", "ignore"),
+    ("DatasetSpec", "domain"): ("", "chest_xray", "medical", "general"),
     ("TrainConfig", "precision"): ("auto", "fp32", "bf16"),
     ("TrainConfig", "optimizer"): ("adamw", "adam"),
     ("TrainConfig", "scheduler"): ("cosine", "constant"),

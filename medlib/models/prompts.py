@@ -2,7 +2,8 @@
 
 Domains pick the template set: ``chest_xray`` (ChestX-ray14, ChestMNIST, PneumoniaMNIST, MIMIC-CXR),
 ``medical`` (PubMedVision and other mixed-modality sets) and ``general`` (Flickr30K/COCO, CLIP's own
-"a photo of {}." family).
+"a photo of {}." family). A profile may give a dataset its own templates and the phrase each class name stands
+for (``DatasetSpec.templates``, ``class_texts``; :func:`phrases_for`), which ``medlib.studies.setup`` prefers.
 
 Multi-label zero-shot scores each class with a positive-vs-negative prompt pair
 ("a chest X-ray showing effusion." vs "a chest X-ray with no effusion."): :func:`negative_templates_for`
@@ -75,6 +76,18 @@ def class_phrase(name: str) -> str:
     if not phrase:
         raise fail(f"class name {name!r}", "empty after cleaning", "give every class a non-empty name")
     return phrase
+
+
+def phrases_for(class_names: Sequence[str], class_texts: dict[str, str] | None, where: str = "class_texts") -> list[str]:
+    """The text each class stands for in prompts: ``class_texts[name]`` where the profile gives one (``{"mel":
+    "melanoma"}``), else the class name itself (cleaned by :func:`class_prompts`). A key that is not one of the
+    data's class names is a one-line error naming ``where`` and the class names."""
+    names = [str(c) for c in class_names]
+    unknown = sorted(set(class_texts or {}) - set(names))
+    if unknown:
+        raise fail(where, f"names class(es) {unknown} the data does not have",
+                   f"use the data's class names {names}")
+    return [str((class_texts or {}).get(c, c)).strip() for c in names]
 
 
 def _check_domain(domain: str, table: dict[str, list[str]]) -> list[str]:

@@ -1,8 +1,17 @@
 """Run the numbered notebooks headless through papermill, then the report.
 
-``python -m medlib.run --profile smoke [--only 02] [--from 03] [--data-dir DIR] [--no-report] [--gpus N]``
-(``run_all.sh`` calls this). Stops at the first failing notebook, prints that notebook's one-line error and
-the path of its executed copy, and exits non-zero.
+``python -m medlib.run --profile smoke|full|PATH.yaml [--set key=value ...] [--only 02[,03]] [--from 03]
+[--downstream] [--fresh] [--data-dir DIR] [--no-report] [--report-only] [--gpus N]`` (``run_all.sh`` calls this).
+Stops at the first failing notebook, prints that notebook's one-line error and the path of its executed copy, and
+exits non-zero.
+
+``--set`` overrides one setting of the profile (checked by the same schema; recorded in the manifest; the
+notebooks' kernels get them in ``$MEDLIB_OVERRIDES``). A training run whose settings changed is trained again by
+itself; ``--fresh`` starts every run of the selected notebooks over. A notebook whose study the profile leaves out
+is skipped with one line. While a notebook runs, each training run prints its epochs and time left
+(:class:`medlib.run.plan.ProgressTail`); the executed copies stay free of progress bars. After a partial run
+(``--only``), the notebooks whose outputs it made stale are named with the one command that refreshes them
+(:func:`medlib.run.manifest.stale`); ``--downstream`` runs them at once.
 
 A bad argument, an error or Ctrl-C ends the run in one console line (a failing notebook's names the cell;
 a second line gives the path of its executed copy): exit 2 for bad input, 1 for a failing notebook, 130 for
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import os
 import re
 import shlex
@@ -31,35 +41,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import Profile, load_profile, project_root
+from .. import progress
+from ..config import OVERRIDES_ENV, Profile, load_profile, parse_overrides, project_root
 from ..errors import MedlibError
 from .kernel import KERNEL_NAME, checkout_env, client_logs_to, ensure_kernel, kernel_manager_class
 from ..files.lock import ProfileLock
+from .plan import ProgressTail, discover_notebooks, left_out, say_stale, select
 from .workspace import LOCK_NAME, CtrlC, kernel_dir, remove_stale_running, running_path
 
 __all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line",
            "failed_cell"]
 INTERRUPTED = "interrupted (checkpoints under runs/ let the next run resume)"
-
-
-def discover_notebooks(root: Path) -> list[Path]:
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
-def select(notebooks: list[Path], only: list[str] | None, start: str | None) -> list[Path]:
-    def num(p: Path) -> str:
-        return p.name[:2]
-
-    known = {num(p) for p in notebooks}
-    for n in (only or []) + ([start] if start else []):
-        if n.zfill(2) not in known:
-            raise MedlibError(f"notebooks/: no notebook numbered {n!r}. Fix: use one of {sorted(known)}")
-    if only:
-        wanted = {n.zfill(2) for n in only}
-        notebooks = [p for p in notebooks if num(p) in wanted]
-    if start:
-        notebooks = [p for p in notebooks if num(p) >= start.zfill(2)]
-    return notebooks
 
 
 def error_line(exc: BaseException) -> str:
@@ -135,13 +127,14 @@ def notebook_source(nb: Path, profile: Profile) -> Any:
 
 def run_notebook(nb: Path, out: Path, profile_arg: str, profile: Profile, kernel: str, cwd: Path,
                  socket_dir: Path | None = None, kernel_log: Path | None = None,
-                 kernel_pids: list[int] | None = None) -> None:
-    """Execute ``nb`` into ``out`` in a kernel that runs checkout ``cwd``'s code (its PID lands in ``kernel_pids``)."""
+                 kernel_pids: list[int] | None = None, env: dict[str, str] | None = None) -> None:
+    """Execute ``nb`` into ``out`` in a kernel that runs checkout ``cwd``'s code (its PID lands in ``kernel_pids``;
+    ``env`` is added to its environment)."""
     import papermill as pm
 
     # profile_arg is what the user typed (a name or a YAML path): the notebook loads it the same way.
     params = {"profile": profile_arg, "data_dir": profile.data_dir}
-    manager = kernel_manager_class(socket_dir, kernel_log, env=checkout_env(cwd), pids=kernel_pids)
+    manager = kernel_manager_class(socket_dir, kernel_log, env={**checkout_env(cwd), **(env or {})}, pids=kernel_pids)
     pm.execute_notebook(notebook_source(nb, profile), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
                         kernel_manager_class=manager)
@@ -178,11 +171,21 @@ def _process_count(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="./run_all.sh", description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="full")
-    ap.add_argument("--only", action="append", help="run only notebook NN (repeatable)")
+    ap.add_argument("--profile", default="full", help="full | smoke | path/to/your.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                    help="override one setting, e.g. --set caption_finetune.train.epochs=4 --set seeds=[0] "
+                         "(repeatable; checked like the profile; recorded in the manifest)")
+    ap.add_argument("--only", action="append", help="run only notebook NN (repeatable, or a list: --only 04,05)")
     ap.add_argument("--from", dest="start", help="start at notebook NN")
+    ap.add_argument("--downstream", action="store_true",
+                    help="also run every notebook that reads the selected ones (--only 03 --downstream: 03-06)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start every training run of the selected notebooks over (a run whose settings changed "
+                         "is trained again without it)")
     ap.add_argument("--data-dir", default=None, help="data folder (default: $MEDLIB_DATA_DIR, else data/)")
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report from the profile's finished outputs; run no notebook")
     ap.add_argument("--rehearse", action="store_true",
                     help="rehearse the profile offline: its architectures at 224 px with random weights, fixture "
                          "data, capped steps; outputs to reports/<profile>-rehearsal/ with projection.csv")
@@ -248,13 +251,18 @@ def _main(argv: list[str] | None, ctrl_c: CtrlC) -> int:
             with os_errors(Path(args.data_dir or "data") / "rehearsal"):
                 path, rehearsal_info = rehearsal.prepare(args.profile, args.data_dir, args.device)
             args.profile, args.data_dir = str(path), str(path.parent)
-        profile = load_profile(args.profile, data_dir=args.data_dir)
+        overrides = parse_overrides(args.overrides)
+        profile = load_profile(args.profile, overrides, data_dir=args.data_dir)
+        if args.report_only:
+            return _report(profile)
+        os.environ[OVERRIDES_ENV] = json.dumps(overrides)  # the notebooks' setup.load applies them
+        args.overrides = overrides
         Path(profile.data_dir).mkdir(parents=True, exist_ok=True)  # the notebooks get it as a user-chosen dir
         # Children (papermill kernels) see the same data dir and root.
         os.environ["MEDLIB_DATA_DIR"] = profile.data_dir
         os.environ["MEDLIB_ROOT"] = str(root)
         os.environ.setdefault("MEDLIB_PROGRESS", "0")  # headless: no per-epoch bars in the executed copies
-        notebooks = select(discover_notebooks(root), args.only, args.start)
+        notebooks = select(discover_notebooks(root), args.only, args.start, args.downstream)
         if not notebooks:
             raise MedlibError(f"{root / 'notebooks'}: no numbered notebooks found. Fix: run from the repository root")
         lock = ProfileLock(profile.reports_path / LOCK_NAME, profile.name, command)
@@ -290,11 +298,12 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
     executed_dir = profile.reports_path / "executed"
     try:
         preflight(profile)
-        from .manifest import start_manifest
+        from .manifest import profile_arg_of, start_manifest
 
         with os_errors(profile.reports_path / "manifest.json"):
             start_manifest(profile, command, [p.stem for p in notebooks],
-                           datasets=rehearsal.dataset_origins(rehearsal_info) if rehearsal_info else None)
+                           datasets=rehearsal.dataset_origins(rehearsal_info) if rehearsal_info else None,
+                           profile_arg=profile_arg_of(args.profile, root), overrides=args.overrides)
         with os_errors(executed_dir):
             executed_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_running(executed_dir)
@@ -320,12 +329,25 @@ def _run(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root
         rc = 2
     if rc:  # the error lines stay last: a closing data line would read as the end of a finished run
         return rc
+    say_stale(profile)
     last = origin_line(_final_origins(profile, origins, t_start))
     if rehearsal_info is not None:
         last = rehearsal.origin_line(rehearsal_info["origins"])
     if last:
         print(last, flush=True)  # ... and a finished run's last line
     return rc
+
+
+def _report(profile: Profile) -> int:
+    """``--report-only``: the report of the profile's finished outputs (a name or a YAML path: its name and
+    reports_dir, as the run that wrote them used)."""
+    from ..report import main as report_main
+
+    if not (profile.reports_path / "manifest.json").is_file():
+        print(f"ERROR: {profile.reports_path}: no finished run of profile {profile.name!r} here. Fix: run it "
+              f"first (./run_all.sh --profile {profile.name})", file=sys.stderr)
+        return 2
+    return report_main(["--profile", profile.name, "--reports-dir", profile.reports_dir])
 
 
 def _finish_rehearsal(profile: Profile, info: dict) -> int:
@@ -343,10 +365,20 @@ def _finish_rehearsal(profile: Profile, info: dict) -> int:
 
 def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path], root: Path, executed_dir: Path,
                kernel: str, sockets: Path, ctrl_c: CtrlC) -> int:
-    from .manifest import PeakMemory, record_notebook
+    from .manifest import PeakMemory, read_manifest, record_notebook, upstream_finished
 
     manifest = profile.reports_path / "manifest.json"
+    stems = [p.stem for p in discover_notebooks(root)]
     for nb in notebooks:
+        skip = left_out(profile, nb.stem)
+        if skip:
+            print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} skipped: {skip}", flush=True)
+            with os_errors(manifest):
+                record_notebook(profile, nb.stem, 0.0, "skipped", "", {"reason": skip})
+            continue
+        reads = upstream_finished(read_manifest(profile), nb.stem, stems)
+        events = sockets / f"{nb.stem}.progress.jsonl"
+        env = {progress.FILE_ENV: str(events), **({"MEDLIB_FRESH": nb.stem} if args.fresh else {})}
         out = executed_dir / nb.name
         failed = executed_dir / f"{nb.stem}.failed.ipynb"
         tmp = running_path(executed_dir, nb.stem)
@@ -359,8 +391,8 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
         memory = PeakMemory()
         ctrl_c.kernels = []  # Ctrl-C interrupts this notebook's kernel
         try:
-            with memory, client_logs_to(kernel_log):
-                run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log, ctrl_c.kernels)
+            with memory, client_logs_to(kernel_log), ProgressTail(events):
+                run_notebook(nb, tmp, args.profile, profile, kernel, root, sockets, kernel_log, ctrl_c.kernels, env)
         except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (ename/evalue)
             seconds = time.time() - t0
             kept = None
@@ -373,7 +405,7 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
             interrupted = isinstance(exc, KeyboardInterrupt) or ctrl_c.pressed
             with os_errors(manifest):
                 record_notebook(profile, nb.stem, seconds, "interrupted" if interrupted else "failed",
-                                str(kept or ""))
+                                str(kept or ""), reads=reads)
             if interrupted:
                 print(f"ERROR in {nb.stem}: {INTERRUPTED}" + (f"; partial copy: {kept}" if kept else ""),
                       file=sys.stderr)
@@ -393,7 +425,7 @@ def _notebooks(args: argparse.Namespace, profile: Profile, notebooks: list[Path]
         if kernel_log.is_file() and kernel_log.stat().st_size == 0:
             kernel_log.unlink()
         with os_errors(manifest):
-            record_notebook(profile, nb.stem, seconds, "ok", str(out), memory.result())
+            record_notebook(profile, nb.stem, seconds, "ok", str(out), memory.result(), reads=reads)
         print(f"[{time.strftime('%H:%M:%S')}] {nb.stem} done in {seconds:.0f} s -> {out}", flush=True)
         if ctrl_c.pressed:  # pressed while its KeyboardInterrupt was swallowed: the notebook finished; stop here
             print(f"ERROR after {nb.stem}: {INTERRUPTED}", file=sys.stderr)

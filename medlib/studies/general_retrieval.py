@@ -30,9 +30,9 @@ from ..data.base import DatasetBundle, Split
 from ..metrics import RETRIEVAL_KS
 from ..models import ClipBundle
 from ..outputs.records import run_dir, seeded_run_name
-from ..train import train, wise_interpolate
+from ..train import wise_interpolate
 from .comparisons import Comparison
-from .runs import release_weights, retrieval, saved_result, train_extra
+from .runs import release_weights, retrieval, saved_result, train_extra, train_run
 from .setup import seeds as method_seeds
 
 
@@ -153,8 +153,8 @@ def fine_tune(profile: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm,
     train_data = training_data(profile, data, base, seed)
     n_train = len(train_data.splits["train"])
     cfg = train_config(profile, base, n_train)
-    result = train(clip, train_data, mode="contrastive", cfg=cfg, run_dir=run_dir(profile, run), seed=seed,
-                   class_texts=None, progress=progress)
+    result = train_run(profile, clip, train_data, run=run, notebook=notebook, mode="contrastive", cfg=cfg, seed=seed,
+                       class_texts=None, progress=progress)
     saved = seeded_run_name(profile, notebook, data.name, clip.name, f"{arm.method}-retrieval", seed)
     if result.model is None:  # evaluated earlier, weights not kept (profile keep_weights: reused)
         return saved_result(profile, saved)

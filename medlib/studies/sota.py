@@ -13,7 +13,7 @@ from ..outputs.references import published
 from ..outputs.records import run_dir, seeded_run_name
 from ..outputs.tables import ci_of, majority_rate, seed_summary
 from ..train import cnn
-from .runs import save_scores, validation_metrics
+from .runs import data_identity, json_safe, progress_of, save_scores, start_over, validation_metrics
 from .setup import device
 
 
@@ -24,8 +24,13 @@ def cnn_baseline(profile: Profile, data: DatasetBundle, *, notebook: str, seed: 
     seed = profile.seed if seed is None else int(seed)
     sota_cfg, dev = profile.sota, device(profile)
     run = seeded_run_name(profile, notebook, data.name, "resnet18", "supervised", seed)
-    res = cnn.train_cnn(data, epochs=sota_cfg.cnn_epochs, batch_size=sota_cfg.cnn_batch_size, lr=sota_cfg.cnn_lr, seed=seed,
-                        run_dir=run_dir(profile, run), weights=sota_cfg.cnn_weights, device=dev, fresh=fresh)
+    folder = run_dir(profile, run)
+    settings = {"trainer": "resnet18", "epochs": sota_cfg.cnn_epochs, "batch_size": sota_cfg.cnn_batch_size,
+                "lr": sota_cfg.cnn_lr, "seed": seed, "weights": sota_cfg.cnn_weights, "data": data_identity(data)}
+    with progress_of(run, folder):  # trained again by itself when these settings changed
+        res = cnn.train_cnn(data, epochs=sota_cfg.cnn_epochs, batch_size=sota_cfg.cnn_batch_size, lr=sota_cfg.cnn_lr,
+                            seed=seed, run_dir=folder, weights=sota_cfg.cnn_weights, device=dev,
+                            fresh=start_over(run, folder, json_safe(settings), fresh, notebook))
     y_val = cnn.predict_cnn(res.model, data.splits["val"].images, data.task, device=dev)
     y_score = cnn.predict_cnn(res.model, data.splits["test"].images, data.task, device=dev)
     return save_scores(profile, notebook=notebook, data=data, model="resnet18", method="supervised", y_score=y_score,

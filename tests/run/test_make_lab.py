@@ -1,5 +1,7 @@
-"""`make lab` headless and as root: ARGS pass through, --allow-root is added as root (issue 13)."""
+"""`make lab` headless and as root: ARGS pass through, --allow-root is added as root; Lab opens at the repository root
+with notebooks/ in view."""
 
+import json
 import os
 import shutil
 import signal
@@ -40,6 +42,16 @@ def test_make_lab_serves_headless_on_the_given_port(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert up, "JupyterLab did not answer on the port given in ARGS"
+        # Lab's root is the repository: notebooks/, reports/ and the profiles are browsable, notebooks/ opens first
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/api/contents?content=1&token=t", timeout=10) as r:
+            names = {item["name"] for item in json.loads(r.read())["content"]}
+        assert {"notebooks", "reports", "medlib", "README.md"} <= names
+        with urllib.request.urlopen(f"{base}/api/contents/notebooks/01_data_prep.ipynb?content=0&token=t",
+                                    timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"{base}/?token=t", timeout=10) as r:
+            assert r.geturl().split("?")[0].endswith("/lab/tree/notebooks")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
