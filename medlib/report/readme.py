@@ -1,8 +1,9 @@
 """``make readme-results``: rewrite the README's marked results block from ``reports/<profile>/``.
 
-The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is replaced by the abstract's tables of
-the report data model (the same numbers as report.md), with the run it came from; nothing else in the file
-changes. The README therefore never carries a number that no command regenerates.
+The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is replaced by the paper's abstract and
+its two headline tables (each method's main metric; the paired differences) from the report data model (the same
+numbers as report.md), with the run it came from; nothing else in the file changes. The README therefore never
+carries a number that no command regenerates.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def results_block(reports_dir: Path, profile: str) -> str:
     tpl = _env().from_string(  # every {{ value }} is shown as text (escaped for Markdown)
         '{% from "macros.md.j2" import table %}'
         "*{{ banner }}* {{ line }}\n\n"
-        "{% for t in tables %}{{ table(t) }}\n{% endfor %}"
-        "{% for p in points %}- {{ p }}\n{% endfor %}")
+        "{% for p in paragraphs %}{{ p }}\n\n{% endfor %}"
+        "{% for t in tables %}{{ table(t) }}\n{% endfor %}")
     sha = ""
     base = Path(reports_dir) / profile
     try:
@@ -39,9 +40,9 @@ def results_block(reports_dir: Path, profile: str) -> str:
         pass
     name = from_data(profile)
     line = (f"From `reports/{name}/`{sha}; regenerate with `make readme-results PROFILE={name}` after a run. "
-            f"The full write-up is `reports/{name}/report.pdf`.")
-    body = tpl.render(banner=model["banner"], line=line, tables=model["abstract"]["tables"],
-                      points=model["abstract"]["points"])
+            f"The full write-up is `reports/{name}/report.pdf` (appendix: `report-appendix.pdf`).")
+    body = tpl.render(banner=model["banner"], line=line, tables=model["headline_tables"],
+                      paragraphs=model["abstract"]["paragraphs"])
     while "\n\n\n" in body:
         body = body.replace("\n\n\n", "\n\n")
     return body.strip()

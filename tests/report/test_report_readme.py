@@ -21,8 +21,9 @@ def test_results_block_is_rewritten_from_the_reports_folder(tmp_path):
     text = readme.read_text()
     block = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert "old 0.111" not in text and text.startswith("# x\n\nintro 0.999\n\n") and text.endswith(f"{END}\n\nafter\n")
-    assert "+0.229 [+0.199, +0.261]" in block  # the abstract's pooled paired difference
-    assert "0.853 [0.824, 0.881]" in block and "| pneumoniamnist | real |" in block
+    assert "+0.229 [+0.199, +0.261]" in block  # the pooled paired difference
+    assert "0.853 [0.824, 0.881]" in block and "| PneumoniaMNIST | real |" in block
+    assert "label fine-tuning beats zero-shot" in block  # the abstract
     assert "SMOKE RUN" in block and "a8eac29" in block and "make readme-results" in block
     update_readme(readme, tmp_path, "smoke")
     assert readme.read_text() == text  # idempotent
