@@ -80,8 +80,8 @@ def method_name(method: str) -> str:
     m = str(method)
     if m in METHODS:
         return METHODS[m]
-    if " " in m:  # already a label (the paired table's method columns)
-        return m
+    if " " in m:  # already a label (the paired table's method columns): only its identifiers named
+        return humanize(m)
     if m.endswith("-retrieval"):
         return method_name(m.removesuffix("-retrieval"))
     if m.startswith("remedy-"):
@@ -143,6 +143,8 @@ def humanize(text: str) -> str:
             return metric_name(w)
         if w in METHODS or w.startswith(("remedy-", "caption-ft-", "ft-n")) or _FEW_SHOT.match(w) or _WISE.match(w):
             return method_name(w)
+        if w in REMEDIES:
+            return remedy_name(w)
         head, _, rest = w.partition("_")
         if rest and (head in PREFIXES or rest in METRICS):
             return axis_label(w)
