@@ -271,7 +271,7 @@ def _figures(b: Builder) -> tuple[list, list]:
             if why:
                 blocks.append({"kind": "text", "text": why})
                 continue
-            blocks.append(b.figure(p))
+            blocks.append(b.figure(p, key=f"fig:{p.stem}"))
         if blocks:
             subs.append({"title": f"Notebook {inp.names_for(nn)}" if nn != "other" else "Other figures",
                          "blocks": blocks})

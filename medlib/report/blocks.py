@@ -24,7 +24,10 @@ from .inputs import Inputs
 
 FIGURE_DPI = 110  # medlib.plots saves at this resolution: pixels / DPI = the figure's natural print width
 PAGE_WIDTH_IN = 6.3  # A4 text width of the PDF template (portrait)
-PAPER_FIGURE_IN = 5.0  # figures in the paper are drawn at most this wide (vector: they scale), in the appendix 6.3
+PAPER_FIGURE_IN = 5.6  # figures in the paper are at most this wide and PAPER_FIGURE_H_IN high (vector: they scale)
+PAPER_FIGURE_H_IN = 3.8
+APPENDIX_FIGURE_H_IN = 8.0
+MIN_SCALE = 0.5  # a figure the paper would shrink below half its size (text below ~4 pt) is shown in the appendix
 LANDSCAPE_WIDTH_IN = 9.9  # ... on a landscape page
 REF = re.compile(r"\u27e6([^\u27e7]+)\u27e7")  # a cross-reference placeholder, resolved when the model is complete
 
@@ -56,15 +59,24 @@ def _load_yaml(name: str) -> Any:
     return yaml.safe_load(resources.files("medlib.report").joinpath(name).read_text(encoding="utf-8"))
 
 
-def _png_width_in(path: Path, cap: float) -> float:
-    """A PNG's width at the DPI medlib.plots saves with (the IHDR chunk; no image library needed), at most ``cap``."""
+def _png_size_in(path: Path) -> tuple[float, float]:
+    """A PNG's natural (width, height) in inches at the DPI medlib.plots saves with (its IHDR chunk)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(24)
-        width = struct.unpack(">I", head[16:20])[0]
+        width, height = struct.unpack(">II", head[16:24])
     except (OSError, struct.error):
-        return cap
-    return round(min(cap, max(1.0, width / FIGURE_DPI)), 2)
+        return PAGE_WIDTH_IN, PAGE_WIDTH_IN * 0.6
+    return max(1.0, width / FIGURE_DPI), max(0.5, height / FIGURE_DPI)
+
+
+def print_width(path: Path, paper: bool) -> tuple[float, float]:
+    """(width to print, scale against the natural size): as wide as the figure is, at most the page's figure
+    width, and narrower where its height would pass the page's figure height (the paper keeps figures short)."""
+    w, h = _png_size_in(path)
+    cap_w, cap_h = (PAPER_FIGURE_IN, PAPER_FIGURE_H_IN) if paper else (PAGE_WIDTH_IN, APPENDIX_FIGURE_H_IN)
+    width = round(min(cap_w, w, cap_h * w / h), 2)
+    return width, width / w
 
 
 def _column_weight(header: str, cells: Sequence[str]) -> int:
@@ -73,7 +85,11 @@ def _column_weight(header: str, cells: Sequence[str]) -> int:
     words = [w for c in [header, *cells] for w in re.split(r"[\s_/:]+", str(c)) if w]
     longest_word = max((_ems(w) for w in words), default=1)
     longest_cell = max((_ems(str(c)) for c in cells), default=1)
-    return max(3, longest_word + 1, min(longest_cell + 1, 14))
+    numbers = all(_NUMBERS.match(str(c)) for c in cells if str(c)) and any(str(c) for c in cells)
+    return max(3, longest_word + 1, min(longest_cell + 1, 20 if numbers else 14))
+
+
+_NUMBERS = re.compile(r"^[+-]?\d[\d.]*( ± [\d.]+)?( \[[^\]]*\])?( \(.*\))?[ †‡]*$|^n/a$|^not run$")  # kept on one line
 
 
 def _ems(text: str) -> int:
@@ -81,13 +97,16 @@ def _ems(text: str) -> int:
     return math.ceil(len(text) + 0.5 * sum(ch.isupper() for ch in text))
 
 
-def _table_font(chars: int) -> tuple[float, bool]:
+def _table_font(chars: int, landscape_ok: bool = True) -> tuple[float, bool]:
     """The PDF's font size for a table whose columns need ``chars`` characters side by side, and whether it goes on
     a landscape page: the largest size at which every column's longest word fits (a character is about half an
-    em wide), so nothing is cut off or runs into the next cell."""
+    em wide), so nothing is cut off or runs into the next cell. Without ``landscape_ok`` (the paper) the table stays
+    on the portrait page at the smallest size and its cells wrap."""
     for pt in (8.5, 7.5, 6.5):
         if chars * 0.5 * pt <= PAGE_WIDTH_IN * 72 - 12:
             return pt, False
+    if not landscape_ok:
+        return 6.5, False
     for pt in (7.5, 6.5, 6.0):
         if chars * 0.5 * pt <= LANDSCAPE_WIDTH_IN * 72 - 12:
             return pt, True
@@ -199,7 +218,7 @@ class Builder:
             self.labels[key] = f"Table {number}"
         rows = [[str(c) for c in row] for row in rows]
         widths = [_column_weight(str(h), [r[i] for r in rows if i < len(r)]) for i, h in enumerate(header)]
-        font, landscape = _table_font(sum(widths))
+        font, landscape = _table_font(sum(widths), landscape_ok=self.doc == "appendix")
         return {"kind": "table", "number": number, "caption": caption, "header": [str(h) for h in header],
                 "rows": rows, "notes": [n for n in notes if n], "widths": widths, "font_pt": font,
                 "landscape": landscape, "wide": landscape or font < 7.5}
@@ -227,10 +246,9 @@ class Builder:
             self.labels[key] = f"Figure {number}"
         self.shown_figures.add(path.name)
         vector = self.inp.vector(path)
-        cap = PAPER_FIGURE_IN if self.doc == "paper" else PAGE_WIDTH_IN
         return {"kind": "figure", "number": number, "path": f"figures/{path.name}",
                 "vector": f"figures/{vector.name}", "caption": self.figure_caption(from_data(path.stem)) + extra,
-                "width_in": _png_width_in(path, cap)}
+                "width_in": print_width(path, self.doc == "paper")[0]}
 
     def figure_datasets(self, stem: str) -> list[str]:
         """The data sets a figure shows: the one it is named after, the general-domain sets of a general-domain
@@ -335,6 +353,10 @@ class Builder:
                     self.skipped_figures[p.stem] = why
                     out.append({"kind": "text", "text": why})
                     continue
+                if _png_ok(p) and print_width(p, paper=True)[1] < MIN_SCALE:  # too tall or wide to read here
+                    what = FIGURE_WHAT.get(from_data(p.stem)[3:].split("__")[0], "The figure").split(",")[0]
+                    return out + [{"kind": "text", "text": f"{what}: {self.ref('fig:' + from_data(p.stem))} in "
+                                                           "the appendix (too large to read at the paper's size)."}]
                 return out + [self.figure(p, key)]
         return out
 

@@ -11,7 +11,8 @@ from ..outputs.names import dataset_name, metric_name
 from .blocks import Builder
 from .formatting import _cfg, _finite, _missing, fmt
 from .opening import method_phrase
-from .runs import classification, comparison, degenerate_of, diff_rows, is_sweep, method_name, verdict
+from .runs import (classification, comparison, degenerate_groups, degenerate_of, diff_rows, is_sweep, method_name,
+                   reading, row_runs, verdict)
 
 LARGE = 0.05  # a resolved difference at least this large (in the metric's own units) is called large
 
@@ -47,11 +48,9 @@ def section_discussion(b: Builder) -> list[dict[str, Any]]:
                                                "on that training run)" if one else "")
                                             + " would be needed to settle them."})
     out += _disagreements(b, rows)
-    deg = [(r, degenerate_of(b, r)) for r in rows]
-    deg = [(r, d) for r, d in deg if d]
+    deg = degenerate_groups(b, [x for r in rows for side in ("a", "b") for x in row_runs(b, r, side)[:1]])
     if deg:
-        out.append({"kind": "text", "text": "Degenerate models: " + "; ".join(dict.fromkeys(d for _, d in deg))
-                                            + ". A gain such a model shows in AUROC comes from how it ranks images, "
+        out.append({"kind": "text", "text": "Degenerate models: " + "; ".join(deg) + ". A gain such a model shows in AUROC comes from how it ranks images, "
                                             "not from decisions anyone could use; at its threshold it is no "
                                             "classifier, and its recall and F1 are 0 by construction. Choosing "
                                             "thresholds on validation, or a loss that rewards positives, is the "
@@ -77,21 +76,22 @@ def section_discussion(b: Builder) -> list[dict[str, Any]]:
 
 def _disagreements(b: Builder, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Where one comparison reads differently across metrics of one data set, or across data sets."""
-    by_key: dict[tuple, dict[str, str]] = {}
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        by_key.setdefault((comparison(r), str(r["dataset"])), {})[metric_name(str(r["metric"]))] = verdict(r)
+        by_key.setdefault((comparison(r), str(r["dataset"])), []).append(r)
     said = []
-    for (comp, ds), per in by_key.items():
-        if len(set(per.values()) - {"n/a"}) > 1:
-            said.append(f"on {dataset_name(ds)}, {comp.replace(' - ', ' against ')} reads "
-                        + ", ".join(f"{v} in {m}" for m, v in per.items()))
+    for (comp, ds), rs in by_key.items():
+        if len({verdict(r) for r in rs} - {"n/a"}) > 1:
+            said.append(f"on {dataset_name(ds)}, {method_phrase(rs[0]['method_a'])} against "
+                        f"{method_phrase(rs[0]['method_b'])} reads "
+                        + ", ".join(f"{reading(r)} in {metric_name(str(r['metric']))}" for r in rs))
     across: dict[str, set[str]] = {}
-    for (comp, ds), per in by_key.items():
-        across.setdefault(comp, set()).update(v for v in per.values() if v != "n/a")
+    for (comp, _), rs in by_key.items():
+        across.setdefault(comp, set()).update(verdict(r) for r in rs)
     for comp, vs in across.items():
         if {"A higher", "B higher"} <= vs:
-            said.append(f"{comp.replace(' - ', ' against ')} goes one way on some data sets and the other way on "
-                        "others")
+            said.append(f"the {comp.replace(' - ', ' against ')} comparison goes one way on some data sets and the "
+                        "other way on others")
     if not said:
         return []
     return [{"kind": "text", "text": "Where methods or metrics disagree: " + "; ".join(said) + ". Accuracy rewards "
@@ -107,7 +107,7 @@ def _not_comparable(b: Builder) -> list[dict[str, Any]]:
     notes = [str(n) for n in sota["note"] if not _missing(n) and "NOT COMPARABLE" in str(n)]
     if not notes:
         return []
-    reasons = {"resolution": "a different image resolution", "split": "a different split",
+    reasons = {"resolution": "a different image resolution", " px": "a different image resolution", "split": "a different split",
                "sample": "a different sample", "generated": "generated data", "chestmnist": "a different data set"}
     why = sorted({w for n in notes for k, w in reasons.items() if k in n.lower()})
     return [{"kind": "text", "text": f"{len(notes)} published numbers are NOT COMPARABLE with ours"

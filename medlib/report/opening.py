@@ -8,8 +8,8 @@ from typing import Any
 from ..outputs.names import dataset_name, metric_name, remedy_name
 from .blocks import Builder
 from .formatting import _cfg, _finite, _value
-from .runs import (COMPARISONS, NOT_RUN, comparison, degenerate_of, diff_cell, method_name, n_seeds, paired_frame,
-                   pooled, verdict)
+from .runs import (COMPARISONS, NOT_RUN, comparison, degenerate_sides, diff_cell, method_name, n_seeds,
+                   paired_frame, pooled, verdict)
 
 ABSTRACT_WORDS = 250
 MAX_FINDINGS = 5
@@ -44,9 +44,15 @@ def finding(b: Builder, row: dict[str, Any], df: Any) -> str:
             f"{method_phrase(row['method_b'])} in {metric_name(str(row['metric']))}: {number}")
     if v == "not resolved":
         text += ", not resolved"
-    deg = degenerate_of(b, row)
+    deg = degenerate_sides(b, row)
     if deg:
-        text += f"; but {deg}, so its gain is in ranking, not in decisions"
+        who = " and ".join(dict.fromkeys(m for _, m, _ in deg))
+        why = "; ".join(dict.fromkeys(w for _, _, w in deg))
+        if v == "A higher" and any(side == "a" for side, _, _ in deg):
+            text += (f", but {who} {'are' if len(set(m for _, m, _ in deg)) > 1 else 'is'} degenerate ({why}): the gain "
+                     "is in ranking, not in decisions")
+        else:
+            text += f" ({who} degenerate: {why})"
     return text + "."
 
 
@@ -158,7 +164,8 @@ def section_data(b: Builder) -> list[dict[str, Any]]:
         b.used_tables.add(compact)
         df = inp.tables[compact]
         cols = [c for c in ("task", "classes", "train", "val", "test", "license") if c in df.columns]
-        rows = [[dataset_name(str(r["dataset"])), inp.data_kind(str(r["dataset"])), *[_value(r[c], c) for c in cols]]
+        rows = [[dataset_name(str(r["dataset"])), inp.data_kind(str(r["dataset"])),
+                 *[_value(r[c], c) if c != "license" else str(r[c]).split(" (")[0] for c in cols]]
                 for r in df.to_dict("records")]
         out.append(b.table(f"Data sets and images per split (`tables/{compact}.csv`; a multi-label image counts once;"
                            f" GENERATED = a stand-in in the real data set's layout).{inp.stale_note('01')}",

@@ -14,11 +14,13 @@ from ..outputs.names import dataset_name, metric_name, remedy_name
 from .blocks import Builder
 from .opening import method_phrase
 from .formatting import _finite, _missing, fmt, fmt_diff
-from .runs import (NOT_RUN, auroc_note, classification, comparison, degenerate_of, diff_cell, is_sweep, method_name,
-                   n_seeds, paired_frame, pick, pooled, primary, reading, seed_cell, verdict, wide_metrics)
+from .runs import (NOT_RUN, SEED_SUFFIX as SEED, auroc_note, classification, comparison, degenerate_groups,
+                   degenerate_sides, diff_cell, is_sweep, method_name, n_seeds, paired_frame, pick, pooled, primary,
+                   reading, row_runs, seed_cell, short_method, sota_cell, verdict)
 
 PAPER_ROWS = 12  # a longer table in the paper is cut (first N of M rows; all rows in the appendix and the CSV)
 RARE = 3  # rarest classes per data set in the paper's per-class table
+PUBLISHED_PER_SET = 4  # published rows per data set in the paper (comparable first); all of them in the appendix
 
 
 def section_results(b: Builder) -> list[dict[str, Any]]:
@@ -33,7 +35,7 @@ def _main_table(b: Builder) -> dict[str, Any] | None:
     """Each data set's main metric for the fixed methods (zero-shot, caption FT, label FT, ResNet-18) with its
     interval, the chance level beside them; degenerate runs marked ‡."""
     inp, main = b.inp, b.main
-    rows, low_any, deg_notes = [], False, []
+    rows, low_any, deg_runs = [], False, []
     sets = {r["dataset"] for r in classification(inp.runs_of("02") + inp.runs_of("03") + inp.runs_of("04"))
             if r["model"] == main}
     for ds in sorted(sets, key=lambda d: (bool(inp.synthetic.get(d)), d)):
@@ -52,7 +54,7 @@ def _main_table(b: Builder) -> dict[str, Any] | None:
             low = key == "auroc" and any(_finite(r["metrics"].get(key)) and float(r["metrics"][key]) < 0.5 for r in g)
             deg = inp.degenerate(g[0])
             if deg:
-                deg_notes.append(f"‡ {method_name(g[0]['method'])} on {dataset_name(ds)} is degenerate: {deg}.")
+                deg_runs.append(g[0])
             shown.append(seed_cell(g, key) + (" †" if low else "") + (" ‡" if deg else ""))
             low_any = low_any or low
         rows.append([dataset_name(ds), inp.data_kind(ds), metric_name(key), fmt(ref.get("n")),
@@ -64,7 +66,9 @@ def _main_table(b: Builder) -> dict[str, Any] | None:
                    "sd). Chance: the majority-class rate (accuracy) or 0.5 (AUROC). All metrics of every run: "
                    f"{b.ref('tab:runs-02')}-{b.ref('tab:runs-05')} of the appendix.{stale}",
                    ["data set", "data", "metric", "n (test)", "chance", "zero-shot", "caption FT", "label FT",
-                    "ResNet-18"], rows, [auroc_note(low_any), *dict.fromkeys(deg_notes)], key="tab:main")
+                    "ResNet-18"], rows, [auroc_note(low_any)] + ([f"‡ Degenerate (decisions that ignore the image): "
+                                                                  f"{'; '.join(degenerate_groups(b, deg_runs))}."]
+                                                                 if deg_runs else []), key="tab:main")
 
 
 def _paired_table(b: Builder) -> list[dict[str, Any]]:
@@ -79,17 +83,19 @@ def _paired_table(b: Builder) -> list[dict[str, Any]]:
         return []
     inp = b.inp
     holm = "p_holm" in paired.columns and paired["p_holm"].notna().any()
-    rows, notes = [], []
+    rows = []
     for r in rows_in:
-        deg = degenerate_of(b, r)
-        if deg:
-            notes.append(f"‡ {deg}.")
+        deg = degenerate_sides(b, r)
         row = [dataset_name(str(r["dataset"])), inp.data_kind(str(r["dataset"])),
-               f"{method_name(r['method_a'])} - {method_name(r['method_b'])}" + (" ‡" if deg else ""),
+               f"{short_method(r['method_a'])} - {short_method(r['method_b'])}" + (" ‡" if deg else ""),
                metric_name(str(r["metric"])), diff_cell(r), str(n_seeds(paired, r))]
         if holm:
             row.append(fmt(float(r["p_holm"])) if _finite(r.get("p_holm")) else "")
-        rows.append(row + [reading(r)])
+        v = verdict(r)
+        rows.append(row + [{"A higher": f"{short_method(r['method_a'])} higher",
+                            "B higher": f"{short_method(r['method_b'])} higher"}.get(v, v)])
+    degen = degenerate_groups(b, [x for r in rows_in for side in ("a", "b") for x in row_runs(b, r, side)[:1]])
+    notes = [f"‡ Degenerate (decisions that ignore the image): {'; '.join(degen)}."] if degen else []
     header = ["data set", "data", "A - B", "metric", "difference [95% CI]", "seeds"] + (["p (Holm)"] if holm else []) \
         + ["verdict"]
     stale = inp.stale_note("06")
@@ -97,7 +103,7 @@ def _paired_table(b: Builder) -> list[dict[str, Any]]:
                    "appears; per-seed rows: " + b.ref("tab:paired-seeds") + " of the appendix). Verdict: "
                    + ("from the table's own statistics." if "verdict" in paired.columns else
                       "A or B higher when the 95% interval excludes zero, else not resolved.") + stale,
-                   header, rows, list(dict.fromkeys(notes)), key="tab:paired")]
+                   header, rows, notes, key="tab:paired")]
     out += b.key_figure("06_paired_differences", "*paired_differences*", key="fig:paired")
     return out
 
@@ -187,21 +193,23 @@ def _classes(b: Builder) -> dict[str, Any] | None:
     t = _rare_classes(b)
     if t:
         blocks.append(t)
-    chosen = []
+    chosen, chosen_ids = [], []
     for name in sorted(n for n in inp.tables if n.startswith("05_remedies__")):
         df = inp.tables[name]
         if {"remedy", "chosen"} <= set(df.columns):
             pick_ = df[df["chosen"].astype(str).str.lower().isin(["true", "1", "yes"])]
             if len(pick_):
                 chosen.append(f"{remedy_name(str(pick_['remedy'].iloc[0]))} on {dataset_name(name.split('__', 1)[1])}")
+                chosen_ids.append(f"{pick_['remedy'].iloc[0]} on {name.split('__', 1)[1]}")
     if chosen:
         verdicts = _verdict_sentence(b, "remedy - none", "Against no remedy")
         blocks.append({"kind": "text", "text": "The remedy chosen on the validation split is " + "; ".join(chosen)
                                                + f". {verdicts + ' ' if verdicts else ''}Every remedy on every metric: "
                                                f"{b.ref('tab:remedies')} of the appendix." + inp.stale_note("05")})
-    deg = sorted({f"{method_name(r['method'])} on {dataset_name(r['dataset'])} ({why})"
-                  for r in classification(inp.runs) if r["model"] == b.main and not is_sweep(r["method"])
-                  and (why := inp.degenerate(r))})
+    fixed = {"zero-shot", "caption-ft-plain", "label-ft", "multilabel-ft"} | {f"remedy-{c.split(' on ')[0]}"
+                                                                             for c in chosen_ids}
+    deg = degenerate_groups(b, [r for r in classification(inp.runs) if r["model"] == b.main
+                                and r["method"] in fixed and not SEED.search(r["run"])])
     if deg:
         blocks.append({"kind": "text", "text": "Degenerate models: " + "; ".join(deg) + ". Their decisions ignore "
                                                "the image, so their recall and F1 say nothing about the classes, and "
@@ -239,6 +247,8 @@ def _rare_classes(b: Builder) -> dict[str, Any] | None:
 
 
 def _published(b: Builder) -> dict[str, Any] | None:
+    """Per data set, on its main metric: our zero-shot, fine-tuned and ResNet-18 rows beside the published ones
+    (comparable first), with their notes; every row in the appendix."""
     inp = b.inp
     sota = inp.tables.get("sota_comparison")
     if sota is None:
@@ -246,27 +256,45 @@ def _published(b: Builder) -> dict[str, Any] | None:
                     [{"kind": "text", "text": f"`tables/sota_comparison.csv`: {NOT_RUN}."}]) if inp.runs_of("06") \
             else None
     b.used_tables.add("sota_comparison")
+    if not {"dataset", "metric", "value", "model", "method"} <= set(sota.columns):
+        return None
+    src = sota["source"].astype(str) if "source" in sota.columns else pd.Series(["measured"] * len(sota))
+    ours_names = {str(b.main)} | {str(m.get("display")) for m in inp.models if m.get("name") == b.main}
+    rows, notes, total = [], [], 0
+    for ds in sorted(sota["dataset"].astype(str).unique(), key=lambda d: (bool(inp.synthetic.get(d)), d != b.lead, d)):
+        d = sota[sota["dataset"].astype(str) == ds]
+        metric = "auroc" if inp.task_of(ds) == "multilabel" else "acc"
+        if not (d["metric"].astype(str) == metric).any():
+            metric = str(d["metric"].iloc[0])
+        d = d[d["metric"].astype(str) == metric]
+        total += len(d)
+        mine = d[(src[d.index] == "measured") & (d["model"].astype(str).isin(ours_names)
+                                                   | d["method"].astype(str).isin(["supervised"]))]
+        mine = mine[mine["method"].astype(str).isin(["zero-shot", "label-ft", "multilabel-ft", "supervised"])]
+        pub = d[src[d.index] != "measured"]
+        if "comparable" in pub.columns:
+            pub = pub.assign(_c=pub["comparable"].astype(str).str.lower() != "true").sort_values("_c", kind="stable")
+        for _, r in pd.concat([mine, pub.head(PUBLISHED_PER_SET)]).iterrows():
+            note = "" if _missing(r.get("note")) else str(r.get("note"))
+            key = ""
+            if note:
+                if note not in notes:
+                    notes.append(note)
+                key = ("NOT COMPARABLE; " if "NOT COMPARABLE" in note else "") + f"n{notes.index(note) + 1}"
+            mark = " (GENERATED)" if inp.synthetic.get(ds) else ""
+            rows.append([dataset_name(ds) + mark, str(r["model"]), method_name(str(r["method"])),
+                         "" if _missing(r.get("resolution")) else str(r["resolution"]), metric_name(metric),
+                         sota_cell(r.to_dict()), "ours" if src[r.name] == "measured" else b.cite_source(r["source"]),
+                         key])
+    if not rows:
+        return None
     blocks = [*b.prose("sota")]
-    df = sota.copy()
-    src = df["source"].astype(str) if "source" in df.columns else pd.Series(["measured"] * len(df))
-    keep = (src != "measured") | df.get("model", pd.Series([""] * len(df))).astype(str).isin(
-        [str(m.get("display") or m.get("name")) for m in inp.models if m.get("name") == b.main] + [str(b.main),
-                                                                                                  "ResNet-18"])
-    df = df[keep]
-    keys: list[str] = []
-    if "note" in df.columns:
-        notes = [str(n) if not _missing(n) else "" for n in df["note"]]
-        keys = list(dict.fromkeys(n for n in notes if n))
-        df = df.assign(note=[(("NOT COMPARABLE; " if "NOT COMPARABLE" in n else "") + f"n{keys.index(n) + 1}")
-                             if n else "" for n in notes])
-    wide = wide_metrics(b, df.drop(columns=["comparable", "split"], errors="ignore"))
-    if "dataset" in wide.columns:
-        wide["dataset"] = [dataset_name(str(d)) for d in wide["dataset"]]
-    blocks.append(b.df_table("Measured (main model and ResNet-18) and published numbers on the test split; published "
-                             "rows are quoted, not our results (sources: References; notes below). Every row: "
-                             f"{b.ref('tab:sota')} of the appendix.{inp.stale_note('06')}", wide,
-                             [f"n{i}: {n}" for i, n in enumerate(keys, 1)], key="tab:published", limit=PAPER_ROWS,
-                             csv="sota_comparison"))
+    blocks.append(b.table(f"Our runs beside published numbers on each data set's main metric ({len(rows)} of "
+                          f"{len(sota)} rows of `tables/sota_comparison.csv`; every row: {b.ref('tab:sota')} of the "
+                          "appendix). Published rows are quoted, not our results; sources in References, notes below."
+                          + inp.stale_note("06"),
+                          ["data set", "model", "method", "resolution", "metric", "value", "source", "note"], rows,
+                          [f"n{i}: {n}" for i, n in enumerate(notes, 1)], key="tab:published"))
     blocks += b.key_figure("06_sota__{ds}__acc", "06_sota__{ds}__auroc", "06_sota__*", key="fig:sota")
     return _sub("How do the numbers compare with published ones?", blocks)
 

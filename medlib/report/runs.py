@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..outputs.names import dataset_name
+from ..outputs.names import dataset_name, remedy_name
 from .blocks import Builder
 from .formatting import _finite, _missing, _value, fmt, fmt_diff, fmt_interval, fmt_metric, method_name, metric_name
 from .inputs import Inputs
@@ -150,16 +150,47 @@ def row_runs(b: Builder, row: dict[str, Any], side: str) -> list[dict[str, Any]]
             and (b.main is None or r["model"] == b.main)]
 
 
-def degenerate_of(b: Builder, row: dict[str, Any]) -> str:
-    """'' or the sentence that a method of a paired row is degenerate: 'multi-label fine-tune on ChestX-ray14 is
-    degenerate (no positive prediction on any of its 14 labels at its decision threshold)'."""
+def degenerate_sides(b: Builder, row: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """[(side 'a' | 'b', method name, why)] for each method of a paired row whose run is degenerate."""
     out = []
     for side in ("a", "b"):
         why = next((w for w in (b.inp.degenerate(r) for r in row_runs(b, row, side)) if w), None)
         if why:
-            out.append(f"{method_name(row[f'method_{side}'])} on {dataset_name(str(row['dataset']))} is degenerate "
-                       f"({why})")
-    return "; ".join(out)
+            out.append((side, method_name(row[f"method_{side}"]), why))
+    return out
+
+
+def degenerate_of(b: Builder, row: dict[str, Any]) -> str:
+    """'' or the sentence that methods of a paired row are degenerate: 'multi-label fine-tune on ChestX-ray14 is
+    degenerate: no positive prediction on any of its 14 labels'."""
+    ds = dataset_name(str(row["dataset"]))
+    return "; ".join(f"{m} on {ds} is degenerate: {why}" for _, m, why in degenerate_sides(b, row))
+
+
+def degenerate_groups(b: Builder, runs: list[dict[str, Any]]) -> list[str]:
+    """'zero-shot and label fine-tune on PneumoniaMNIST (predicts one class only (pneumonia))': the degenerate runs
+    among ``runs`` (first seed of each), one entry per data set and reason."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in runs:
+        why = b.inp.degenerate(r)
+        if why:
+            names = groups.setdefault((dataset_name(str(r["dataset"])), why), [])
+            if method_name(r["method"]) not in names:
+                names.append(method_name(r["method"]))
+    return [f"{' and '.join(ms) if len(ms) < 3 else ', '.join(ms[:-1]) + ' and ' + ms[-1]} on {ds} ({why})"
+            for (ds, why), ms in groups.items()]
+
+
+SHORT = {"label fine-tune": "label FT", "caption fine-tune": "caption FT", "multi-label fine-tune": "multi-label FT",
+         "ResNet-18 (supervised)": "ResNet-18"}
+
+
+def short_method(label: str) -> str:
+    """A method's name for a narrow table cell: 'label FT', 'remedy (tuned thresholds)'."""
+    s = method_name(label)
+    if s.startswith("best remedy:"):
+        return f"chosen remedy ({remedy_name(s.split(':', 1)[1].split('(')[0].strip())})"
+    return SHORT.get(s, s)
 
 
 def pick(inp: Inputs, nn: str, methods: Sequence[str], ds: str, model: str | None) -> list[dict[str, Any]]:

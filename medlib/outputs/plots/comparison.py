@@ -142,7 +142,7 @@ def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
         if r["source"] != "measured":
             text += f"\n[{r.get('resolution') or '?'}; published]" + ("" if r.get("comparable") else " NOT COMPARABLE")
         labels.append(text)
-    fig, ax = plt.subplots(figsize=(8.0, 0.55 * len(df) + 1.8))
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(df) + 1.6))
     for i, r in df.iterrows():
         several = r["source"] == "measured" and pd.notna(r.get("n_seeds")) and r.get("n_seeds", 1) > 1
         err = whisker(r, float(r["value"]), "min", "max") if several else whisker(r, float(r["value"]), "ci_low",
@@ -172,7 +172,7 @@ def paired_differences_plot(df: pd.DataFrame, title: str = "") -> Figure:
     """Forest plot of paired differences (rows of ``tables/paired_differences.csv``): each difference A − B with
     its 95% paired-bootstrap interval, a line at 0 (no difference)."""
     df = df.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(df) + 1.6))
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(df) + 1.4))
     for i, r in df.iterrows():
         lo, hi = float(r["ci_low"]), float(r["ci_high"])
         color = "tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey"
