@@ -160,7 +160,7 @@ def _paired_seeds(b: Builder) -> tuple[list, list]:
     kept, cut = rows[:MAX_ROWS], len(rows) > MAX_ROWS
     caption = ("Paired differences A - B per seed (`tables/paired_differences.csv`); each seed's interval is "
                "conditional on its training run." + (f" First {MAX_ROWS} of {len(rows)} rows; all rows: the CSV."
-                                                    if cut else ""))
+                                                    if cut else "") + b.inp.stale_note("06"))
     return [b.table(caption, ["data set", "A - B", "metric", "seed", "difference [95% CI]", "n"], kept,
                     key="tab:paired-seeds")], []
 
@@ -181,7 +181,7 @@ def _per_class(b: Builder) -> tuple[list, list]:
         cut = f" First {len(shown)} of {len(classes)} classes; all: `per_class` in each metrics file." \
             if len(shown) < len(classes) else ""
         blocks.append(b.table(f"Recall per class on {dataset_name(ds)} ({inp.data_kind(ds)} data), test support in "
-                              f"brackets, first seed.{cut}",
+                              f"brackets, first seed.{cut}{inp.stale_note(*(r['notebook'] for r in runs))}",
                               ["class (support)", *[f"{r['notebook'][:2]} {method_name(r['method'])}" for r in runs]],
                               rows, key="tab:per-class" if not blocks else None))
     return blocks, []
@@ -198,7 +198,8 @@ def _remedies(b: Builder) -> tuple[list, list]:
         df, notes = tidy(df)
         ds = name.split("__", 1)[1]
         blocks.append(b.df_table(f"Remedies on {dataset_name(ds)} ({inp.data_kind(ds)} data), test split, mean ± sd "
-                                 f"over seeds (`tables/{name}.csv`); chosen = picked on validation.", df, notes,
+                                 f"over seeds (`tables/{name}.csv`); chosen = picked on validation."
+                                 + inp.stale_note("05"), df, notes,
                                  key="tab:remedies" if not blocks else None, limit=MAX_ROWS, csv=name))
     return blocks, []
 

@@ -100,7 +100,8 @@ def section_abstract(b: Builder) -> dict[str, Any]:
     method = (f"We adapt {model} to {len(med)} medical data set{'s' if len(med) != 1 else ''} ({named}) and compare "
               "zero-shot classification with contrastive fine-tuning on captions and supervised fine-tuning on "
               "labels, every choice made on validation, with paired bootstrap intervals on the same test images"
-              + (" (verdicts Holm-corrected across the comparisons reported together)." if holm else "."))
+              + (" (verdicts Holm-corrected across the comparisons reported together)." if holm else
+                 " (not corrected for multiple comparisons)."))
     findings: list[dict[str, Any]] = []
     if paired is None:
         results = ["Paired differences were not computed in this run (`tables/paired_differences.csv` is "

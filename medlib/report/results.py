@@ -256,8 +256,10 @@ def _published(b: Builder) -> dict[str, Any] | None:
                     [{"kind": "text", "text": f"`tables/sota_comparison.csv`: {NOT_RUN}."}]) if inp.runs_of("06") \
             else None
     b.used_tables.add("sota_comparison")
-    if not {"dataset", "metric", "value", "model", "method"} <= set(sota.columns):
+    if not {"dataset", "metric", "value", "model"} <= set(sota.columns):
         return None
+    if "method" not in sota.columns:
+        sota = sota.assign(method="")
     src = sota["source"].astype(str) if "source" in sota.columns else pd.Series(["measured"] * len(sota))
     ours_names = {str(b.main)} | {str(m.get("display")) for m in inp.models if m.get("name") == b.main}
     rows, notes, total = [], [], 0
@@ -270,7 +272,7 @@ def _published(b: Builder) -> dict[str, Any] | None:
         total += len(d)
         mine = d[(src[d.index] == "measured") & (d["model"].astype(str).isin(ours_names)
                                                    | d["method"].astype(str).isin(["supervised"]))]
-        mine = mine[mine["method"].astype(str).isin(["zero-shot", "label-ft", "multilabel-ft", "supervised"])]
+        mine = mine[mine["method"].astype(str).isin(["zero-shot", "label-ft", "multilabel-ft", "supervised", ""])]
         pub = d[src[d.index] != "measured"]
         if "comparable" in pub.columns:
             pub = pub.assign(_c=pub["comparable"].astype(str).str.lower() != "true").sort_values("_c", kind="stable")
