@@ -10,7 +10,9 @@
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
 #                as root, --allow-root is added (with a note); its kernels run this checkout's medlib
 #                (PYTHONPATH, MEDLIB_ROOT), also where another checkout shares the environment
-# make report  -- regenerate the report of PROFILE (a name or a YAML path) from its finished outputs alone
+# make report  -- regenerate the report of PROFILE (a name or a YAML path) from its finished outputs alone:
+#                report.{md,html,pdf,typ} and report-appendix.* (edit and recompile the paper: docs/report.md)
+# make report-preview -- docs/report-first-page.png: the first page of reports/$(PROFILE)/report.pdf (default smoke)
 # make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
 # make layout-doc -- rewrite docs/layout.md (every medlib module and its first docstring sentence)
 # make clean-reports PROFILE=smoke
@@ -18,7 +20,7 @@ SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse gpu-check lab kernel report data layout-doc clean-reports
+.PHONY: test smoke full rehearse gpu-check lab kernel report report-preview data layout-doc clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -46,6 +48,9 @@ lab: kernel
 
 report:
 	@./run_all.sh --profile "$(PROFILE)" --report-only
+
+report-preview:
+	@source scripts/env.sh && "$$PY" -m medlib.report.preview --profile $(PROFILE) --out docs/report-first-page.png
 
 data:
 	@mkdir -p data/medmnist && source scripts/env.sh && "$$PY" -c "import medmnist; medmnist.PneumoniaMNIST(split='test', download=True, root='data/medmnist')" && ls -l data/medmnist/pneumoniamnist.npz

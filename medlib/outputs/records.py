@@ -253,11 +253,27 @@ NOT_RESULTS = "not_results"  # the last column of a smoke or rehearsal run's tab
 
 
 def save_table(profile: Profile | str | Path, name: str, df: pd.DataFrame) -> Path:
-    """Write ``reports/<profile>/tables/<name>.csv`` atomically (no index column). A smoke or rehearsal run's
-    table gets a last column :data:`NOT_RESULTS` holding the run's notice."""
+    """Write ``reports/<profile>/tables/<name>.csv`` atomically (no index column) and beside it ``<name>.tex``, the
+    same table as a LaTeX booktabs ``tabular`` (values with 3 decimals, text escaped; ``\\usepackage{booktabs}``,
+    longer tables as ``longtable``) for a paper of one's own. A smoke or rehearsal run's table gets a last column
+    :data:`NOT_RESULTS` holding the run's notice (in the .tex: its caption). Returns the CSV's path."""
     if not name or slug(name) != name:
         raise fail("save_table", f"table name {name!r} must be lowercase [a-z0-9_.-]", f"use {slug(name)!r}")
-    if isinstance(profile, Profile) and profile.notice:
-        df = df.assign(**{NOT_RESULTS: profile.notice})
+    notice = profile.notice if isinstance(profile, Profile) else ""
+    if notice:
+        df = df.assign(**{NOT_RESULTS: notice})
     folder = reports_base(profile) / "tables"
-    return write_text(folder / f"{name}.csv", df.to_csv(index=False))
+    path = write_text(folder / f"{name}.csv", df.to_csv(index=False))
+    tex = df.drop(columns=[NOT_RESULTS], errors="ignore").copy()
+    for c in tex.columns:  # counts stored as floats (a missing value made the column float) print as integers
+        v = tex[c]
+        if pd.api.types.is_float_dtype(v) and v.notna().any() and (v.dropna() % 1 == 0).all():
+            tex[c] = v.astype("Int64")
+    special = {c: "\\" + c for c in "&%$#_{}"} | {"~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
+                                                     "\\": "\\textbackslash{}"}
+    caption = "".join(special.get(ch, ch) for ch in f"{name}.csv" + (f" ({notice})" if notice else ""))
+    latex = tex.to_latex(index=False, escape=True, float_format="%.3f", na_rep="", caption=caption,
+                         label=f"tab:{name}", longtable=len(tex) > 40)
+    write_text(folder / f"{name}.tex", "% requires \\usepackage{booktabs}" + (", longtable" if len(tex) > 40 else "")
+               + f"; written with {name}.csv\n" + latex)
+    return path

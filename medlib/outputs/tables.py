@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .names import method_name
+
 
 def ci_of(record: dict, metric: str) -> tuple[float | None, float | None]:
     lo, hi = (record.get("ci95", {}).get(metric) or [None, None])
     return lo, hi
 
 
-# Readable names of our methods (tables, the paired-differences table the report quotes).
-METHOD_LABELS = {"zero-shot": "zero-shot", "caption-ft-plain": "caption fine-tune", "label-ft": "label fine-tune",
-                 "multilabel-ft": "multi-label fine-tune", "linear-probe": "linear probe", "lp-ft": "LP-FT",
-                 "supervised": "ResNet-18 (supervised)", "remedy-none": "no remedy"}
-
-
 def method_label(method: str) -> str:
-    """``label-ft`` -> ``label fine-tune``, ``remedy-focal`` -> ``remedy: focal``; unknown ids are returned as is."""
-    if method in METHOD_LABELS:
-        return METHOD_LABELS[method]
-    return f"remedy: {method[len('remedy-'):]}" if method.startswith("remedy-") else method
+    """``label-ft`` -> ``label fine-tune``, ``remedy-focal`` -> ``remedy: focal loss`` (:mod:`medlib.outputs.names`,
+    the one mapping of human names); unknown ids come back readable."""
+    return method_name(method)
 
 
 def majority_rate(record: dict) -> float | None:

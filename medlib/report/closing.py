@@ -1,40 +1,68 @@
-"""The report's closing: discussion, conclusion, limitations, reproducibility and the appendix."""
+"""The report's closing: a discussion written from rules over the results (where a gain is large or not resolved,
+where methods or metrics disagree, which models are degenerate, what is not comparable and why, what generated data
+and low AUROC mean), the limitations, the conclusion and how to reproduce the run. The discussion interprets; it
+does not restate the numbers of the paired table."""
 
 from __future__ import annotations
 
 from typing import Any
 
-
+from ..outputs.names import dataset_name, metric_name
 from .blocks import Builder
-from .formatting import METRIC_NAMES, _cfg, _finite, _value, fmt, fmt_diff, method_name
-from .runs import MAX_ROWS, NOT_RUN, classification, paired_frame, pair_label, verdict, ci_merge, diff_rows, repeats_shown
+from .formatting import _cfg, _finite, _missing, fmt
+from .opening import method_phrase
+from .runs import (classification, comparison, degenerate_groups, degenerate_of, diff_rows, is_sweep, method_name,
+                   reading, row_runs, verdict)
+
+LARGE = 0.05  # a resolved difference at least this large (in the metric's own units) is called large
+
+
+def _who(r: dict[str, Any]) -> str:
+    return f"{method_phrase(r['method_a'])} against {method_phrase(r['method_b'])} on {dataset_name(str(r['dataset']))}"
 
 
 def section_discussion(b: Builder) -> list[dict[str, Any]]:
     inp = b.inp
-    out: list[dict[str, Any]] = []
     rows = diff_rows(b)
-    clear = [r for r in rows if _finite(r["ci_low"]) and (float(r["ci_low"]) > 0 or float(r["ci_high"]) < 0)]
-    unclear = [r for r in rows if r not in clear]
-    if rows:
-        out.append({"kind": "text", "text": (
-            f"Of the {len(rows)} comparisons fixed in advance, {len(clear)} have a paired 95% interval that excludes "
-            f"zero and {len(unclear)} do not. An interval that contains zero does not show that two methods are "
-            "equal; it shows that this test set cannot tell them apart at this sample size.")})
-        items = [f"{r['dataset']} ({inp.data_kind(str(r['dataset']))}): {pair_label(r['method_a'], r['method_b'])}"
-                 f", {METRIC_NAMES.get(str(r['metric']), r['metric'])} {fmt_diff(r['diff'])} "
-                 f"[{fmt_diff(r['ci_low'])}, {fmt_diff(r['ci_high'])}]" for r in clear]
-        if items:
-            out.append({"kind": "list", "items": items})
-    else:
-        out.append({"kind": "text", "text": "Without paired differences (`tables/paired_differences.csv` missing) no "
-                                            "comparison in this report is a claim that one method beats another."})
+    out: list[dict[str, Any]] = []
+    if not rows:
+        out.append({"kind": "text", "text": "Without paired differences (`tables/paired_differences.csv` missing) "
+                                            "no comparison in this report is a claim that one method beats another; "
+                                            "the side-by-side numbers are descriptive."})
+    resolved = [r for r in rows if verdict(r) in ("A higher", "B higher")]
+    unresolved = [r for r in rows if verdict(r) == "not resolved"]
+    large = [r for r in resolved if _finite(r["diff"]) and abs(float(r["diff"])) >= LARGE and not degenerate_of(b, r)]
+    if large:
+        out.append({"kind": "text", "text": "Where the evidence is clear: " + "; ".join(
+            f"the {'gain' if verdict(r) == 'A higher' else 'loss'} of {_who(r)} in {metric_name(str(r['metric']))}"
+            for r in large[:4])
+            + f". These gains are large relative to their intervals ({b.ref('tab:paired')}), so the comparison's "
+              "direction would survive a different draw of test images."})
+    if unresolved:
+        seeds = inp.cfg.get("seeds")
+        one = not isinstance(seeds, list) or len(seeds) <= 1
+        out.append({"kind": "text", "text": f"{len(unresolved)} of {len(rows)} comparisons are not resolved: their "
+                                            "intervals include zero, which does not show that the methods are equal, "
+                                            "only that this test set cannot tell them apart. A larger test split"
+                                            + (" or more training seeds (with one seed, each interval is conditional "
+                                               "on that training run)" if one else "")
+                                            + " would be needed to settle them."})
+    out += _disagreements(b, rows)
+    deg = degenerate_groups(b, [x for r in rows for side in ("a", "b") for x in row_runs(b, r, side)[:1]])
+    if deg:
+        out.append({"kind": "text", "text": "Degenerate models: " + "; ".join(deg) + ". A gain such a model shows in AUROC comes from how it ranks images, "
+                                            "not from decisions anyone could use; at its threshold it is no "
+                                            "classifier, and its recall and F1 are 0 by construction. Choosing "
+                                            "thresholds on validation, or a loss that rewards positives, is the "
+                                            "remedy to try before reading its gain as progress."})
+    out += _not_comparable(b)
     gen = inp.generated()
     if gen:
-        out.append({"kind": "text", "text": f"Numbers on generated stand-ins ({', '.join(gen)}) test the code, not "
-                                            "the method: the generated images carry a signal built into the "
-                                            "generator, so differences there say nothing about real images."})
-    low = sorted({r["dataset"] for r in classification(inp.runs) if _finite(r["metrics"].get("auroc"))
+        out.append({"kind": "text", "text": f"Numbers on generated stand-ins ({', '.join(dataset_name(d) for d in gen)})"
+                                            " test the code, not the method: the generated images carry a signal "
+                                            "built into the generator, so differences there say nothing about real "
+                                            "images."})
+    low = sorted({dataset_name(r["dataset"]) for r in classification(inp.runs) if _finite(r["metrics"].get("auroc"))
                   and float(r["metrics"]["auroc"]) < 0.5})
     if low:
         out.append({"kind": "text", "text": f"Some runs have AUROC below 0.5 ({', '.join(low)}): their scores rank "
@@ -46,117 +74,113 @@ def section_discussion(b: Builder) -> list[dict[str, Any]]:
     return out
 
 
+def _disagreements(b: Builder, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where one comparison reads differently across metrics of one data set, or across data sets."""
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault((comparison(r), str(r["dataset"])), []).append(r)
+    said = []
+    for (comp, ds), rs in by_key.items():
+        if len({verdict(r) for r in rs} - {"n/a"}) > 1:
+            said.append(f"on {dataset_name(ds)}, {method_phrase(rs[0]['method_a'])} against "
+                        f"{method_phrase(rs[0]['method_b'])} reads "
+                        + ", ".join(f"{reading(r)} in {metric_name(str(r['metric']))}" for r in rs))
+    across: dict[str, set[str]] = {}
+    for (comp, _), rs in by_key.items():
+        across.setdefault(comp, set()).update(verdict(r) for r in rs)
+    for comp, vs in across.items():
+        if {"A higher", "B higher"} <= vs:
+            said.append(f"the {comp.replace(' - ', ' against ')} comparison goes one way on some data sets and the "
+                        "other way on others")
+    if not said:
+        return []
+    return [{"kind": "text", "text": "Where methods or metrics disagree: " + "; ".join(said) + ". Accuracy rewards "
+                                     "the majority class while AUROC and balanced accuracy do not, so a method can "
+                                     "gain on one and lose on another; such a split is a property of the data set's "
+                                     "balance as much as of the method."}]
+
+
+def _not_comparable(b: Builder) -> list[dict[str, Any]]:
+    sota = b.inp.tables.get("sota_comparison")
+    if sota is None or "note" not in sota.columns:
+        return []
+    notes = [str(n) for n in sota["note"] if not _missing(n) and "NOT COMPARABLE" in str(n)]
+    if not notes:
+        return []
+    reasons = {"resolution": "a different image resolution", " px": "a different image resolution", "split": "a different split",
+               "sample": "a different sample", "generated": "generated data", "chestmnist": "a different data set"}
+    why = sorted({w for n in notes for k, w in reasons.items() if k in n.lower()})
+    return [{"kind": "text", "text": f"{len(notes)} published numbers are NOT COMPARABLE with ours"
+                                     + (f" ({', '.join(why)})" if why else "")
+                                     + f". They are quoted for orientation ({b.ref('tab:published')}); a gap to them "
+                                       "is not a gap in method until data, split, resolution and metric agree."}]
+
+
 def section_conclusion(b: Builder) -> list[dict[str, Any]]:
-    rows = diff_rows(b)
     inp = b.inp
+    rows = diff_rows(b)
     if not rows:
         return [{"kind": "text", "text": "No conclusion is drawn: the paired differences were not computed in this "
                                          "run."}]
-    items = []
-    for r in rows:
-        a, c = method_name(r["method_a"]), method_name(r["method_b"])
-        v = verdict(r["ci_low"], r["ci_high"], r["method_a"], r["method_b"])
-        what = {f"{a} higher": f"{a} is better than {c}", f"{c} higher": f"{c} is better than {a}"}.get(
-            v, f"{a} and {c} cannot be told apart")
-        items.append(f"{r['dataset']} ({inp.data_kind(str(r['dataset']))} data): {what} in "
-                     f"{METRIC_NAMES.get(str(r['metric']), r['metric'])} ({fmt_diff(r['diff'])} "
-                     f"[{fmt_diff(r['ci_low'])}, {fmt_diff(r['ci_high'])}]).")
-    lead = "On this run's data:" if inp.run_type == "FULL" else \
-        f"On this {inp.run_type} run (a test of the pipeline, not results):"
-    return [{"kind": "text", "text": lead}, {"kind": "list", "items": items}]
+    parts = []
+    for comp in ("label - zero-shot", "caption - zero-shot", "label - caption", "remedy - none"):
+        these = [r for r in rows if comparison(r) == comp]
+        if not these:
+            continue
+        won = sorted({dataset_name(str(r["dataset"])) for r in these if verdict(r) == "A higher"
+                      and not degenerate_of(b, r)})
+        lost = sorted({dataset_name(str(r["dataset"])) for r in these if verdict(r) == "B higher"})
+        a, c = method_phrase(these[0]["method_a"]), method_phrase(these[0]["method_b"])
+        if comp == "remedy - none":
+            a = "the remedy chosen on validation"
+        bits = ([f"helps on {', '.join(won)}"] if won else []) + ([f"hurts on {', '.join(lost)}"] if lost else [])
+        parts.append(f"{a[0].upper() + a[1:]} against {c}: " + ("; ".join(bits) if bits else "not resolved on any data "
+                                                                                              "set") + ".")
+    lead = "On this run's data" if inp.run_type == "FULL" else f"On this {inp.run_type} run (a test of the pipeline)"
+    return [{"kind": "text", "text": f"{lead}: " + " ".join(parts) + " Where a comparison is not resolved, the honest "
+                                     "answer is that this test set cannot tell; the paired table says by how much it "
+                                     "could go either way."}]
 
 
 def section_limitations(b: Builder) -> list[dict[str, Any]]:
     inp = b.inp
     items = []
-    if inp.run_type != "FULL":
-        items += [p["text"] for p in b.prose("smoke_limitation" if inp.run_type == "SMOKE" else "rehearsal_limitation")]
     gen = inp.generated()
     if gen:
-        items.append(f"Generated stand-in data (not the real data set) was used for: {', '.join(gen)}.")
+        items.append(f"Generated stand-in data (not the real data set) was used for: "
+                     f"{', '.join(dataset_name(d) for d in gen)}.")
     items += [" ".join(str(x).split()) for x in b.text.get("limitations") or []]
-    ci = [(r["run"], m, v[1] - v[0]) for r in inp.runs for m, v in (r.get("ci95") or {}).items()
-          if v and _finite(v[0]) and _finite(v[1])]
+    ci = [(r, m, v[1] - v[0]) for r in inp.runs for m, v in (r.get("ci95") or {}).items()
+          if v and _finite(v[0]) and _finite(v[1]) and not is_sweep(str(r.get("method")))]
     if ci:
-        run, m, width = max(ci, key=lambda t: t[2])
-        items.append(f"Widest 95% interval: {METRIC_NAMES.get(m, m)} of `{run}` spans {fmt(width)}.")
+        r, m, width = max(ci, key=lambda t: t[2])
+        items.append(f"The widest 95% interval, {metric_name(m)} of {method_name(r['method'])} on "
+                     f"{dataset_name(r['dataset'])}, spans {fmt(width)}: at this test size such differences are "
+                     "invisible.")
     missing = [f"{nn} ({name})" for nn, name in sorted(inp.notebooks.items())
                if not inp.runs_of(nn) and not any(p.name.startswith(nn + "_") for p in inp.figures)
                and not any(inp.nn_of(t) == nn for t in inp.tables)]
     if missing:
-        items.append(f"Notebooks with no outputs in this folder ({NOT_RUN}): {', '.join(missing)}.")
+        items.append(f"Notebooks with no outputs in this folder (not run): {', '.join(missing)}.")
+    if inp.stale:
+        items.append("Outputs of notebooks " + ", ".join(sorted(inp.stale)) + " are STALE (their code or profile "
+                     f"changed after they ran); refresh them with `{inp.refresh or b.regenerate}`.")
     return [{"kind": "list", "items": items}]
 
 
 def section_reproducibility(b: Builder) -> list[dict[str, Any]]:
     inp = b.inp
     m = inp.manifest
-    out: list[dict[str, Any]] = []
     if not m:
-        return [{"kind": "text", "text": f"`manifest.json`: {NOT_RUN}. Regenerate this report: `{b.regenerate}`."}]
+        return [{"kind": "text", "text": f"`manifest.json`: not run. Regenerate this report: `{b.regenerate}`."}]
     git = m.get("git") or {}
-    dev = m.get("device") or {}
-    rows = [("git commit", git.get("commit")), ("uncommitted changes (dirty)", git.get("dirty")),
-            ("profile", m.get("profile", inp.profile)), ("profile hash", m.get("profile_hash")),
-            ("seed", m.get("seed")), ("seeds", inp.cfg.get("seeds")),
-            ("device", ", ".join(f"{k}: {v}" for k, v in dev.items()) if isinstance(dev, dict) else dev),
-            ("data dir", m.get("data_dir")), ("started", m.get("started")), ("finished", m.get("finished")),
-            ("total notebook wall time (s)", m.get("wall_time_s")), ("command", m.get("command"))]
-    out.append(b.table("Run record (`manifest.json`).", ["item", "value"],
-                       [[k, _cfg(v)] for k, v in rows if v is not None]))
-    nbs = m.get("notebooks") or {}
-    if nbs:
-        out.append(b.table("Wall time per notebook (executed copies: `executed/NN_*.ipynb`).",
-                           ["notebook", "seconds", "status"],
-                           [[k, _cfg(v.get("seconds")) if isinstance(v, dict) else _cfg(v),
-                             v.get("status", "") if isinstance(v, dict) else ""] for k, v in sorted(nbs.items())]))
-    if inp.projection is not None and len(inp.projection):
-        out.append(b.df_table("Rehearsal projection: wall time and peak memory per notebook on the device it ran on "
-                              "(`projection.csv`).", inp.projection))
-    pk = m.get("packages") or m.get("versions") or {}
-    if pk:
-        out.append({"kind": "text", "text": "Package versions: " + ", ".join(f"{k} {_cfg(v)}" for k, v in pk.items())
-                                            + "."})
-    out.append({"kind": "text", "text": f"Regenerate this report from the files above: `{b.regenerate}`. Re-run "
-                                        f"everything: `{m.get('command') or './run_all.sh --profile ' + inp.profile}`."})
-    return out
-
-
-def section_appendix(b: Builder) -> list[dict[str, Any]]:
-    inp = b.inp
-    out = []
-    paired = paired_frame(b)
-    if paired is not None:
-        per_seed = paired[paired["seed"] != "pooled"]
-        if len(per_seed):
-            out.append({"id": "appendix-paired", "title": "Paired differences per seed", "subsections": [], "blocks": [
-                b.table("Paired differences A - B per seed (`tables/paired_differences.csv`).",
-                        ["dataset", "A - B", "metric", "seed", "difference [95% CI]", "n"],
-                        [[r["dataset"], pair_label(r["method_a"], r["method_b"]),
-                          METRIC_NAMES.get(str(r["metric"]), str(r["metric"])), r["seed"],
-                          f"{fmt_diff(r['diff'])} [{fmt_diff(r['ci_low'])}, {fmt_diff(r['ci_high'])}]",
-                          _value(r["n"], "n")] for r in per_seed.to_dict("records")])]})
-    rest = [n for n in inp.tables if n not in b.used_tables and not repeats_shown(b, n, inp.tables[n])]
-    blocks = []
-    for name in rest:
-        df = ci_merge(inp.tables[name])
-        more = f" First {MAX_ROWS} of {len(df)} rows." if len(df) > MAX_ROWS else ""
-        blocks.append(b.df_table(f"`tables/{name}.csv` (notebook {inp.names_for(inp.nn_of(name))}).{more}",
-                                 df.head(MAX_ROWS)))
-    covered = [n for n in inp.tables if n not in b.used_tables and n not in rest]
-    if covered:
-        blocks.append({"kind": "text", "text": "Also written, repeating numbers shown above: "
-                                               + ", ".join(f"`tables/{n}.csv`" for n in covered) + "."})
-    if blocks:
-        out.append({"id": "appendix-tables", "title": "Further tables", "blocks": blocks, "subsections": []})
-    figs = [p for p in inp.figures if p.name not in b.shown_figures]
-    if figs:
-        subs = []
-        for nn in sorted({inp.nn_of(p.stem) or "other" for p in figs}):
-            these = [p for p in figs if (inp.nn_of(p.stem) or "other") == nn]
-            subs.append({"title": f"Notebook {inp.names_for(nn)}" if nn != "other" else "Other figures",
-                         "blocks": [b.figure(p) for p in these]})
-        out.append({"id": "appendix-figures", "title": "Further figures (learning curves, per-class bars, "
-                                                      "confusion matrices, samples)", "blocks": [],
-                    "subsections": subs})
-    return out
+    commit = str(git.get("commit") or "unknown")
+    command = str(m.get("command") or f"./run_all.sh --profile {inp.profile}")
+    return [{"kind": "text", "text": (
+        f"Reproduce the run with `{command}` at commit `{commit[:12]}`"
+        + (" (with uncommitted changes)" if git.get("dirty") else "")
+        + f", profile `{m.get('profile', inp.profile)}` (hash `{_cfg(m.get('profile_hash'))}`); regenerate this report "
+          f"from `reports/{inp.profile}/` alone with `{b.regenerate}`. The Typst sources `report.typ` and "
+          "`report-appendix.typ` lie beside the PDFs: edit them and run `typst compile report.typ`. Figures are also "
+          "written as vector PDF and SVG, tables as LaTeX (`tables/*.tex`). The full run record (device, packages, "
+          f"wall time per notebook): {b.ref('sec:record')} of the appendix.")}]

@@ -10,8 +10,10 @@ data can never open or close a code span. Each renderer then shows the model's t
   the Jinja templates (:func:`medlib.report.render._env`); :class:`LinkPolicy` then keeps in report.html only
   http(s) links, the report's own ``#anchors`` and embedded images.
 * HTML page template: Jinja's HTML autoescape.
-* Typst (report.pdf): the model arrives as JSON strings, which Typst shows as text (never evaluated as markup);
-  ``inl``/``lit`` in ``templates/report.typ`` map :data:`DATA_TICK` back to a backtick.
+* Typst (report.typ -> report.pdf): :func:`typst` writes the text as Typst markup with every character Typst
+  would read as markup escaped (``#``, ``*``, ``_``, ``$``, ``@``, ``<``, ``[``, comments, list and heading starts,
+  dash and ellipsis shorthands), and each code span as a ``#raw("...")`` string; :func:`typst_string` is a Typst
+  string literal.
 """
 
 from __future__ import annotations
@@ -109,6 +111,48 @@ def _code(text: str) -> str:
     fence = "`" * (max((len(r) for r in re.findall(r"`+", t)), default=0) + 1)
     pad = " " if t.startswith(("`", " ")) or t.endswith(("`", " ")) else ""
     return f"{fence}{pad}{t}{pad}{fence}"
+
+
+# ---- Typst: report.typ and report-appendix.typ ------------------------------------------------------------------
+
+_TYPST_ALWAYS = set("\\#*_$@<>[]`~")
+_TYPST_BREAK = "\u200b"  # a zero-width space: a table cell may break a long identifier there
+
+
+def typst(text: Any, cell: bool = False) -> str:
+    """Plain text with `code` spans -> Typst markup that typesets as exactly that text: nothing in it is read as
+    markup, code, math, a label, a reference or a comment. ``cell``: a long identifier may break after ``_ / :``."""
+    parts = _LINE_BREAKS.sub(" ", str(text)).split("`")
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            if part:
+                out.append(f"#raw({typst_string(part.replace(DATA_TICK, '`'))})")
+            continue
+        out.append(_typst_plain(part.replace(DATA_TICK, "`"), start=i == 0, cell=cell))
+    return "".join(out)
+
+
+def typst_string(text: Any) -> str:
+    """A Typst string literal holding ``text`` (for code: file names, raw text)."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _typst_plain(t: str, start: bool, cell: bool) -> str:
+    lead = len(t) - len(t.lstrip()) if start else -1  # where a line of markup would start
+    enum = re.match(r"\s*\d+\.(?=\s|$)", t) if start else None  # "1. " opening a line: a numbered list
+    out = []
+    for j, ch in enumerate(t):
+        nxt, prev = t[j + 1: j + 2], t[j - 1: j] if j else ""
+        esc = (ch in _TYPST_ALWAYS
+               or (ch == "-" and (j == lead or nxt in ("-", "?") or nxt.isdigit() or prev == "-"))  # list, dashes, minus
+               or (ch == "/" and (j == lead or nxt in ("/", "*") or prev == "/"))  # term list, comments
+               or (ch in "=+" and j == lead)  # heading, numbered list
+               or (ch == "." and (nxt == "." or prev == "." or (enum is not None and j == enum.end() - 1))))
+        out.append(("\\" + ch) if esc else ch)
+        if cell and ch in "_/:":
+            out.append(_TYPST_BREAK)
+    return "".join(out)
 
 
 # ---- report.html: the links python-markdown may emit -------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The report's one number format and display names (used by the data model and the README block).
 
-Metric values with 3 decimals (``0.853``), intervals ``[0.824, 0.880]``, differences signed (``+0.120``), integers
-as they are, undefined values ``n/a``; settings as recorded (``1e-4`` stays ``0.0001``).
+Metric values with 3 decimals (``0.853``), intervals ``[0.824, 0.880]``, differences signed (``+0.120``) with as
+many more decimals as a difference or an interval bound needs to show its sign (``+0.0004``, never ``+0.000``),
+integers as they are, undefined values ``n/a``; settings as recorded (``1e-4`` stays ``0.0001``). Names of metrics
+and methods come from :mod:`medlib.outputs.names` (the one mapping tables, figures and the report share).
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-METRIC_NAMES = {"acc": "accuracy", "top3": "top-3 accuracy", "balanced_acc": "balanced accuracy",
-                "macro_f1": "macro-F1", "auroc": "AUROC", "worst_class_recall": "worst-class recall", "ece": "ECE"}
-METHOD_NAMES = {"zero-shot": "zero-shot", "caption-ft-plain": "caption FT", "caption-ft": "caption FT",
-                "label-ft": "label FT", "multilabel-ft": "multi-label FT", "linear-probe": "linear probe",
-                "lp-ft": "LP-FT", "supervised": "ResNet-18", "remedy-none": "no remedy", "none": "no remedy"}
+from ..outputs.names import method_name, metric_name
+
+
+__all__ = ["fmt", "fmt_diff", "fmt_interval", "fmt_ci", "fmt_metric", "metric_name", "method_name"]
 COUNT_COLUMNS = {"n", "support", "train", "val", "test", "n_train", "classes", "count", "shots_per_class"}
 
 
@@ -36,12 +37,25 @@ def fmt(value: Any) -> str:
 
 
 def fmt_diff(value: Any) -> str:
-    """A signed difference: '+0.120', '-0.031'."""
+    """A signed difference: '+0.120', '-0.031'; a small nonzero one with the decimals its sign needs ('+0.0004');
+    exactly zero as '0.000'."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         return "n/a"
-    return "n/a" if not math.isfinite(v) else f"{v:+.3f}"
+    if not math.isfinite(v):
+        return "n/a"
+    if v == 0:
+        return "0.000"
+    digits = 3
+    while round(abs(v), digits) == 0 and digits < 8:
+        digits += 1
+    return f"{v:+.{digits}f}"
+
+
+def fmt_interval(lo: Any, hi: Any) -> str:
+    """A signed interval '[+0.012, +0.095]' whose bounds show their sign (see :func:`fmt_diff`)."""
+    return f"[{fmt_diff(lo)}, {fmt_diff(hi)}]"
 
 
 def fmt_ci(ci: Sequence[float] | None) -> str:
@@ -77,10 +91,6 @@ def _value(v: Any, column: str = "") -> str:
     if isinstance(v, float) and column in COUNT_COLUMNS and v.is_integer():
         return str(int(v))
     return fmt(v)
-
-
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(str(method), str(method))
 
 
 def _truthy(v: Any) -> bool:

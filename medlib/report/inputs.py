@@ -1,5 +1,6 @@
-"""Reading ``reports/<profile>/`` for the report: manifest, metrics files, tables, figures, the test labels of the
-predictions files (majority-class rate), and which datasets are generated stand-ins. Reads only.
+"""Reading ``reports/<profile>/`` for the report: manifest, metrics files, tables, figures (and their vector copies),
+the test labels of the predictions files (majority-class rate), which datasets are generated stand-ins, which runs
+are degenerate, and which notebooks' outputs are stale. Reads only.
 
 Every string read here is data: it passes :func:`~.escape.from_data` on its way in, so it is shown as text."""
 
@@ -48,6 +49,8 @@ class Inputs:
         self._majority: dict[str, float | None] = {}
         proj = base / "projection.csv"
         self.projection = self._csv(proj) if proj.is_file() else None
+        self.by_run = {str(r["run"]): r for r in self.runs}
+        self.stale, self.refresh = self._staleness()
 
     def _manifest(self) -> dict[str, Any]:
         path = self.base / "manifest.json"
@@ -78,8 +81,13 @@ class Inputs:
                        "delete it and re-run the notebook that wrote it") from None
 
     def _run_type(self) -> str:
-        """SMOKE | REHEARSAL | FULL from the run's ``kind`` (the manifest's, as the runner wrote it)."""
-        kind = self.manifest.get("kind") or self.cfg.get("kind") or "real"
+        """SMOKE | REHEARSAL | FULL from the run's ``kind`` (the manifest's, as the runner wrote it; a manifest
+        written before runs had a kind: its ``smoke`` flag, or a ``-rehearsal`` profile name)."""
+        kind = self.manifest.get("kind") or self.cfg.get("kind")
+        if not kind:
+            smoke = self.manifest.get("smoke", self.cfg.get("smoke"))
+            rehearsal = str(self.manifest.get("profile") or self.profile).endswith("-rehearsal")
+            kind = "smoke" if _truthy(smoke) else "rehearsal" if rehearsal else "real"
         return RUN_KINDS.get(str(kind)) or "FULL"
 
     def _synthetic(self) -> dict[str, bool]:
@@ -109,6 +117,79 @@ class Inputs:
             if re.match(r"^\d{2}_", nb):
                 names[nb[:2]] = nb
         return names
+
+    def _staleness(self) -> tuple[dict[str, str], str]:
+        """{notebook number: why its outputs are stale} and the one command that refreshes them, from the manifest
+        (:func:`medlib.run.manifest.stale` and ``refresh_command`` where the runner records provenance; none
+        otherwise)."""
+        from ..run import manifest as run_manifest
+
+        stale_of, refresh_of = getattr(run_manifest, "stale", None), getattr(run_manifest, "refresh_command", None)
+        if not self.manifest or stale_of is None:
+            return {}, ""
+        try:
+            found = stale_of(self.manifest) or {}
+            command = str(refresh_of(self.manifest) or "") if refresh_of and found else ""
+        except Exception:  # noqa: BLE001 - a manifest the provenance check cannot read: nothing is marked stale
+            return {}, ""
+        return {str(nb)[:2]: from_data(str(why)) for nb, why in found.items()}, from_data(command)
+
+    def stale_note(self, *notebooks: str | None) -> str:
+        """' STALE: ...' for outputs built from any of ``notebooks`` (numbers or names) whose outputs are stale."""
+        hit = [(nb[:2], self.stale[nb[:2]]) for nb in dict.fromkeys(str(n) for n in notebooks if n)
+               if nb[:2] in self.stale]
+        if not hit:
+            return ""
+        why = "; ".join(f"notebook {nn}: {reason}" for nn, reason in hit)
+        return f" STALE ({why}); refresh with `{self.refresh or './run_all.sh --profile ' + self.profile}`."
+
+    def degenerate(self, run: dict[str, Any] | str | None) -> str | None:
+        """Why a run's decisions ignore the image, or None: the metrics file's ``degenerate`` where it records one;
+        otherwise read from its per-class results (multi-label: no label ever predicted positive, every recall 0;
+        multiclass: one class predicted for every image)."""
+        rec = self.by_run.get(run) if isinstance(run, str) else run
+        if not rec:
+            return None
+        if "degenerate" in rec:
+            return str(rec["degenerate"]) if rec["degenerate"] else None
+        per = rec.get("per_class") or {}
+        vals = [v for v in per.values() if isinstance(v, dict)]
+        if not vals or rec.get("task") not in ("multiclass", "multilabel"):
+            return None
+        if rec["task"] == "multilabel":
+            pred = [v.get("predicted") for v in vals]
+            if all(p is not None for p in pred):
+                return f"no positive prediction on any of its {len(vals)} labels" if not any(pred) else None
+            if all(float(v.get("recall") or 0) == 0 and float(v.get("precision") or 0) == 0 for v in vals):
+                return f"recall 0 on every one of its {len(vals)} labels at its decision threshold"
+            return None
+        present = [(k, v) for k, v in per.items() if isinstance(v, dict) and (v.get("support") or 0) > 0]
+        full = [k for k, v in present if float(v.get("recall") or 0) == 1.0]
+        if len(present) > 1 and len(full) == 1 and all(float(v.get("recall") or 0) == 0 for k, v in present
+                                                         if k != full[0]):
+            return f"predicts one class only ({full[0]})"
+        return None
+
+    def task_of(self, ds: str) -> str | None:
+        for r in self.runs:
+            if r["dataset"] == ds and r.get("task"):
+                return str(r["task"])
+        for name in ("data_summary", "data_splits"):
+            df = self.tables.get(name)
+            if df is not None and {"dataset", "task"} <= set(df.columns):
+                hit = df[df["dataset"].astype(str) == ds]
+                if len(hit):
+                    return str(hit["task"].iloc[0])
+        return None
+
+    def vector(self, png: Path) -> Path:
+        """The figure's vector copy beside its PNG (``<name>.pdf``) where the notebook wrote one, else the PNG."""
+        pdf = png.with_suffix(".pdf")
+        try:
+            ok = pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-"
+        except OSError:
+            ok = False
+        return pdf if ok else png
 
     def generated(self) -> list[str]:
         return sorted(d for d, s in self.synthetic.items() if s)

@@ -1,22 +1,26 @@
-"""The report's data model: everything the report says, collected from ``reports/<profile>/`` alone.
+"""The report's data model: everything the paper and its appendix say, collected from ``reports/<profile>/`` alone.
 
 :func:`build_model` reads manifest.json, metrics/*.json, predictions/*.npz (test labels only, for the
 majority-class rate), tables/*.csv and figures/*.png and returns one JSON-serialisable dict. The renderers
-(:mod:`medlib.report.render`: Jinja2 templates for Markdown/HTML, a Typst template for the PDF) only lay it out.
+(:mod:`medlib.report.render`: Jinja2 templates for Markdown/HTML; :mod:`medlib.report.typeset`: the Typst source of
+each PDF) only lay it out.
 
 Shape of the model::
 
-    {"title", "subtitle", "run_type" (SMOKE | REHEARSAL | FULL), "banner", "generated", "real",
-     "abstract": {"question", "paragraphs", "tables": [table], "points": [str]},
-     "sections": [section], "appendix": [section], "references": [{"n", "text"}], ...}
+    {"title", "subtitle", "run_type" (SMOKE | REHEARSAL | FULL), "banner", "generated", "real", "profile",
+     "abstract": {"paragraphs": [str], "words": int, "findings": [paired row]},
+     "sections": [section], "references": [{"n", "text"}], "regenerate", "finished",
+     "appendix": {"title", "sections": [section]}, "headline_tables": [table]}
     section = {"id", "title", "blocks": [block], "subsections": [{"title", "blocks"}]}
     block   = {"kind": "text", "text"} | {"kind": "list", "items"} |
               {"kind": "table", "number", "caption", "header", "rows", "notes", "widths", "font_pt", "landscape"} |
-              {"kind": "figure", "number", "path", "caption", "width_in"}
+              {"kind": "figure", "number", "path", "vector", "caption", "width_in"}
 
-Text is plain, with `code` in backticks and [k] citations. Formatting rule (one rule, used everywhere): metric
-values with 3 decimals (``0.853``), intervals ``[0.824, 0.880]``, differences signed (``+0.120``), integers as
-they are, undefined values ``n/a``. No "best" is picked on test: the abstract's methods are fixed in advance.
+The paper's tables and figures are numbered 1, 2, ...; the appendix's A1, A2, ...; cross-references between them
+are filled in once both are built. Text is plain, with `code` in backticks and [k] citations. Formatting rule (one
+rule, used everywhere): metric values with 3 decimals (``0.853``), intervals ``[0.824, 0.880]``, differences signed
+(``+0.120``) with the decimals their sign needs, integers as they are, undefined values ``n/a``. No "best" is
+picked on test: the abstract's comparisons are fixed in advance.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
+from .appendix import build_appendix
 from .blocks import Builder
+from .closing import (section_conclusion, section_discussion, section_limitations, section_reproducibility)
 from .inputs import Inputs
-from .closing import (section_appendix, section_conclusion, section_discussion, section_limitations,
-                      section_reproducibility)
 from .opening import section_abstract, section_data, section_intro_run, section_methods
-from .results import section_imbalance, section_results, section_sota
+from .results import section_results
+
+TITLE = "Adapting CLIP to medical images: zero-shot, caption and label fine-tuning"
 
 
 def build_model(reports_dir: Path, profile_name: str) -> dict[str, Any]:
@@ -44,14 +49,11 @@ def _assemble(b: Builder) -> dict[str, Any]:
     inp = b.inp
     gen = inp.generated()
     real = sorted(d for d, s in inp.synthetic.items() if not s)
-    title = "Adapting CLIP to medical images: zero-shot, caption and label fine-tuning"
-    if inp.run_type != "FULL":
-        title = f"{inp.run_type} — {title}"
+    title = TITLE if inp.run_type == "FULL" else f"{inp.run_type} — {TITLE}"
     if gen:
         title += " (GENERATED data only)" if not real else f" (GENERATED data: {', '.join(gen)})"
     kind = {"SMOKE": "SMOKE run", "REHEARSAL": "REHEARSAL run", "FULL": "full run"}[inp.run_type]
     subtitle = f"{kind}, profile `{inp.profile}`" + (f"; real data: {', '.join(real)}" if real else "")
-    banner = _banner(inp, gen, real)
     intro = b.prose("introduction")  # cites first, so references are numbered in reading order
     abstract = section_abstract(b)
     sections = [
@@ -59,25 +61,29 @@ def _assemble(b: Builder) -> dict[str, Any]:
         {"id": "data", "title": "Data", "blocks": section_data(b), "subsections": []},
         {"id": "methods", "title": "Methods", "blocks": section_methods(b), "subsections": []},
         {"id": "results", "title": "Results", "blocks": [], "subsections": section_results(b)},
-        {"id": "imbalance", "title": "Class imbalance", "blocks": section_imbalance(b), "subsections": []},
-        {"id": "sota", "title": "Comparison with the state of the art", "blocks": section_sota(b), "subsections": []},
         {"id": "discussion", "title": "Discussion", "blocks": section_discussion(b), "subsections": []},
-        {"id": "conclusion", "title": "Conclusion", "blocks": section_conclusion(b), "subsections": []},
         {"id": "limitations", "title": "Limitations", "blocks": section_limitations(b), "subsections": []},
-        {"id": "reproducibility", "title": "Reproducibility", "blocks": section_reproducibility(b), "subsections": []},
+        {"id": "conclusion", "title": "Conclusion", "blocks": section_conclusion(b), "subsections": []},
+        {"id": "reproducibility", "title": "Reproducibility", "blocks": section_reproducibility(b),
+         "subsections": []},
     ]
-    appendix = section_appendix(b)
+    headline = [blk for s in sections for sub in s["subsections"] for blk in sub["blocks"]
+                if blk.get("kind") == "table" and blk.get("number") in (b.labels.get("tab:main", "")[6:],
+                                                                         b.labels.get("tab:paired", "")[6:])]
+    appendix = build_appendix(b)
     refs = []
     for i, key in enumerate(b.cited, 1):
         e = b.bib[key]
         parts = [str(e.get("authors") or "").strip(), str(e.get("title") or "").strip(),
                  str(e.get("venue") or "").strip(), str(e.get("year") or "").strip()]
         refs.append({"n": i, "key": key, "text": ". ".join(p.rstrip(".") for p in parts if p) + "."})
-    model = {"title": title, "subtitle": subtitle, "run_type": inp.run_type, "banner": banner,
+    model = {"title": title, "subtitle": subtitle, "run_type": inp.run_type, "banner": _banner(inp, gen, real),
              "profile": inp.profile, "generated": gen, "real": real, "abstract": abstract,
-             "sections": sections, "appendix": appendix, "references": refs, "regenerate": b.regenerate,
-             "finished": str(inp.manifest.get("finished") or "")}
-    return _relative_paths(model, inp)
+             "sections": sections, "references": refs, "regenerate": b.regenerate,
+             "finished": str(inp.manifest.get("finished") or ""),
+             "appendix": {"title": f"Appendix to: {title}", "sections": appendix},
+             "headline_tables": headline}
+    return _relative_paths(b.resolve(model), inp)
 
 
 def _relative_paths(model: Any, inp: Inputs) -> Any:
@@ -104,7 +110,7 @@ def _relative_paths(model: Any, inp: Inputs) -> Any:
         if isinstance(x, list):
             return [walk(v) for v in x]
         if isinstance(x, dict):
-            return {k: (v if k == "path" else walk(v)) for k, v in x.items()}
+            return {k: (v if k in ("path", "vector") else walk(v)) for k, v in x.items()}
         return x
 
     return walk(model)

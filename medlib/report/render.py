@@ -1,15 +1,14 @@
-"""Renderers: the data model (:mod:`medlib.report.model`) -> report.md and report.html (Jinja2 templates) and
-report.pdf (a Typst template, compiled by the ``typst`` package: no system libraries, no LaTeX).
+"""Renderers: the data model (:mod:`medlib.report.model`) -> the paper and its appendix as Markdown and HTML
+(Jinja2 templates) and PDF (their Typst sources, :mod:`medlib.report.typeset`).
 
 Every value a Markdown template prints goes through :func:`medlib.report.escape.markdown` (the environment's
-``finalize``), so text from data is shown as text; report.html is that Markdown converted with raw data never
-reaching it as HTML, and only http(s) links, #anchors and embedded images kept (:class:`~.escape.LinkPolicy`).
+``finalize``), so text from data is shown as text; the HTML pages are that Markdown converted with raw data never
+reaching them as HTML, and only http(s) links, #anchors and embedded images kept (:class:`~.escape.LinkPolicy`).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -20,14 +19,15 @@ import markdown
 from markdown.extensions.toc import slugify
 from markupsafe import Markup
 
-from ..errors import fail
 from .escape import LinkPolicy, markdown_cell, markdown_code, markdown_url
 from .escape import markdown as md_text
+from .typeset import APPENDIX, PAPER, appendix_source, compile_pdf, paper_source
 
 _TEMPLATES = resources.files("medlib.report").joinpath("templates")
 # Table cells may break after _ / : (long run names wrap instead of widening the table past the printed page).
 _CELL = re.compile(r"(<t[dh][^>]*>)(.*?)(</t[dh]>)", re.S)
 _BREAK = re.compile(r"([_/:])(?![^<]*>)")  # not inside a tag
+TEMPLATE = {"paper": "report.md.j2", "appendix": "appendix.md.j2"}
 
 
 def _env(html: bool = False) -> jinja2.Environment:
@@ -51,35 +51,32 @@ def _md_finalize(value: Any) -> Markup:
     return value if isinstance(value, Markup) else md_text(value)
 
 
-def render_markdown(model: dict[str, Any], img=lambda path: path) -> str:
-    """report.md: image links relative to reports/<profile>/ (or whatever ``img`` returns)."""
-    text = _env().get_template("report.md.j2").render(**model, img=lambda path: markdown_url(img(path)))
+def render_markdown(model: dict[str, Any], img=lambda path: path, doc: str = "paper") -> str:
+    """report.md (``doc="appendix"``: report-appendix.md): image links relative to reports/<profile>/ (or whatever
+    ``img`` returns)."""
+    text = _env().get_template(TEMPLATE[doc]).render(**model, img=lambda path: markdown_url(img(path)))
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.strip() + "\n"
 
 
-def render_html(model: dict[str, Any], base: Path) -> str:
-    """report.html: self-contained (figures embedded as base64 PNG), with a print stylesheet."""
+def render_html(model: dict[str, Any], base: Path, doc: str = "paper") -> str:
+    """report.html (or report-appendix.html): self-contained (figures embedded as base64 PNG), print stylesheet."""
     def embed(path: str) -> str:
         return "data:image/png;base64," + base64.b64encode((base / path).read_bytes()).decode()
 
-    body = markdown.markdown(render_markdown(model, embed),
+    body = markdown.markdown(render_markdown(model, embed, doc),
                              extensions=["tables", "fenced_code", "sane_lists", "md_in_html", "toc", LinkPolicy()])
     body = _CELL.sub(lambda m: m.group(1) + _BREAK.sub(r"\1<wbr>", m.group(2)) + m.group(3), body)
-    return _env(html=True).get_template("report.html.j2").render(**model, body=Markup(body))
+    title = model["title"] if doc == "paper" else model["appendix"]["title"]
+    return _env(html=True).get_template("report.html.j2").render(title=title, body=Markup(body))
 
 
-def render_pdf(model: dict[str, Any], base: Path) -> bytes:
-    """report.pdf via Typst; figure paths resolve against ``base`` (reports/<profile>/)."""
-    try:
-        import typst
-    except ImportError:
-        raise fail(base / "report.pdf", "the typst package is not installed",
-                   "pip install 'typst>=0.14' (a dependency of medlib; `make test` sets up .venv with it)") from None
-    source = _TEMPLATES.joinpath("report.typ").read_bytes()
-    try:
-        return typst.compile(source, root=str(base), sys_inputs={"model": json.dumps(model)})
-    except RuntimeError as exc:  # typst.TypstError: a template or figure problem, named in the message
-        raise fail(base / "report.pdf", f"typst could not typeset the report ({str(exc).splitlines()[0]})",
-                   "check medlib/report/templates/report.typ and the figures folder") from None
+def render_typst(model: dict[str, Any], doc: str = "paper") -> str:
+    """report.typ (or report-appendix.typ): the Typst source of the PDF."""
+    return paper_source(model) if doc == "paper" else appendix_source(model)
+
+
+def render_pdf(model: dict[str, Any], base: Path, doc: str = "paper") -> bytes:
+    """report.pdf (or report-appendix.pdf) via its Typst source; figure paths resolve against ``base``."""
+    return compile_pdf(render_typst(model, doc), base, PAPER if doc == "paper" else APPENDIX)

@@ -1,5 +1,6 @@
-"""What the report's sections share: which runs a table shows, their seeds, the paired differences and their
-verdicts, and whether a CSV table only repeats numbers the report already shows."""
+"""What the report's sections share: which runs a table shows, their seeds, the paired differences (their verdicts
+as the table states them, their comparison, their degenerate runs), and whether a CSV table only repeats numbers
+the report already shows."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..outputs.names import dataset_name, remedy_name
 from .blocks import Builder
-from .formatting import METRIC_NAMES, _finite, _missing, _value, fmt, fmt_metric, method_name
+from .formatting import _finite, _missing, _value, fmt, fmt_diff, fmt_interval, fmt_metric, method_name, metric_name
 from .inputs import Inputs
-
-
-TITLES = {"02": "Zero-shot baseline", "03": "Caption fine-tuning (contrastive)", "04": "Label fine-tuning",
-          "07": "Small-data image-text matching on general data (Flickr30K, COCO)"}
 
 
 HEADLINE = ("acc", "balanced_acc", "macro_f1", "auroc", "worst_class_recall")  # run tables (the rest: metrics files)
@@ -68,7 +66,7 @@ def seed_cell(group: list[dict[str, Any]], metric: str, ci: bool = True) -> str:
     if len(group) == 1:
         return fmt_metric(group[0], metric, ci)
     sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-    return f"{fmt(float(np.mean(vals)))} ± {fmt(sd)} ({fmt(min(vals))}-{fmt(max(vals))}, {len(vals)} seeds)"
+    return f"{fmt(float(np.mean(vals)))} ± {fmt(sd)} ({fmt(min(vals))}–{fmt(max(vals))}, {len(vals)} seeds)"
 
 
 def paired_frame(b: Builder) -> pd.DataFrame | None:
@@ -79,31 +77,120 @@ def paired_frame(b: Builder) -> pd.DataFrame | None:
     return df.assign(seed=df["seed"].astype(str))
 
 
-def pair_label(a: str, c: str) -> str:
-    """'A - B' from method ids (label-ft) or the labels the paired table already carries (label FT)."""
-    return f"{method_name(a)} - {method_name(c)}"
-
-
-def verdict(lo: Any, hi: Any, a: str, c: str) -> str:
-    if not (_finite(lo) and _finite(hi)):
-        return "n/a"
-    if float(lo) > 0:
-        return f"{method_name(a)} higher"
-    if float(hi) < 0:
-        return f"{method_name(c)} higher"
-    return "no clear difference"
-
-
-def abstract_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """The pooled rows: the comparisons the notebooks fixed in advance (label FT - zero-shot, caption FT - zero-shot,
-    label FT - caption FT, the remedy chosen on validation - none), pooled over seeds."""
+def pooled(df: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows: the comparisons fixed in advance (label FT - zero-shot, caption FT - zero-shot, label FT -
+    caption FT, the remedy chosen on validation - none), pooled over seeds; one row per metric."""
     return df[df["seed"] == "pooled"].reset_index(drop=True)
 
 
+def pair_label(a: str, c: str) -> str:
+    """'A - B' by the methods' human names."""
+    return f"{method_name(a)} - {method_name(c)}"
+
+
+VERDICTS = ("A higher", "B higher", "not resolved", "n/a")
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """``A higher`` / ``B higher`` / ``not resolved`` / ``n/a``: the table's own ``verdict`` column where it has
+    one (the statistics decide, with every interval and correction they use); otherwise whether the row's 95%
+    interval excludes zero."""
+    v = row.get("verdict")
+    if isinstance(v, str) and v in VERDICTS:
+        return v
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    if not (_finite(lo) and _finite(hi)):
+        return "n/a"
+    return "A higher" if float(lo) > 0 else "B higher" if float(hi) < 0 else "not resolved"
+
+
+def reading(row: dict[str, Any]) -> str:
+    """The verdict in words: 'label fine-tune higher', 'not resolved'."""
+    v = verdict(row)
+    return {"A higher": f"{method_name(row['method_a'])} higher",
+            "B higher": f"{method_name(row['method_b'])} higher"}.get(v, v)
+
+
+def diff_cell(row: dict[str, Any]) -> str:
+    """'+0.229 [+0.199, +0.261]': every number with the decimals its sign needs."""
+    return f"{fmt_diff(row['diff'])} {fmt_interval(row['ci_low'], row['ci_high'])}"
+
+
+COMPARISONS = ("label - zero-shot", "caption - zero-shot", "label - caption", "remedy - none")
+
+
+def comparison(row: dict[str, Any]) -> str:
+    """Which fixed comparison a row belongs to (one of :data:`COMPARISONS`), read from the method ids (or labels)."""
+    a = str(row.get("method_id_a") or row["method_a"]).lower()
+    c = str(row.get("method_id_b") or row["method_b"]).lower()
+    if "remedy" in a or "remedy" in c or "remedy" in str(row["method_a"]).lower():
+        return "remedy - none"
+    if "caption" in c:
+        return "label - caption"
+    return "caption - zero-shot" if "caption" in a else "label - zero-shot"
+
+
 def n_seeds(df: pd.DataFrame, row: dict[str, Any]) -> int:
+    if _finite(row.get("n_seeds")):
+        return max(1, int(float(row["n_seeds"])))
     same = df[(df["method_a"] == row["method_a"]) & (df["method_b"] == row["method_b"])
               & (df["dataset"] == row["dataset"]) & (df["metric"] == row["metric"]) & (df["seed"] != "pooled")]
     return max(1, len(same))
+
+
+def row_runs(b: Builder, row: dict[str, Any], side: str) -> list[dict[str, Any]]:
+    """The metrics records of method A (``side='a'``) or B of a paired row: its ``runs_a``/``runs_b`` column,
+    else the main model's runs of that method on that data set."""
+    names = str(row.get(f"runs_{side}") or "")
+    found = [b.inp.by_run[n] for n in names.split(";") if n in b.inp.by_run]
+    if found:
+        return found
+    method = str(row.get(f"method_id_{side}") or row[f"method_{side}"])
+    return [r for r in b.inp.runs if r["dataset"] == row["dataset"] and r["method"] == method
+            and (b.main is None or r["model"] == b.main)]
+
+
+def degenerate_sides(b: Builder, row: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """[(side 'a' | 'b', method name, why)] for each method of a paired row whose run is degenerate."""
+    out = []
+    for side in ("a", "b"):
+        why = next((w for w in (b.inp.degenerate(r) for r in row_runs(b, row, side)) if w), None)
+        if why:
+            out.append((side, method_name(row[f"method_{side}"]), why))
+    return out
+
+
+def degenerate_of(b: Builder, row: dict[str, Any]) -> str:
+    """'' or the sentence that methods of a paired row are degenerate: 'multi-label fine-tune on ChestX-ray14 is
+    degenerate: no positive prediction on any of its 14 labels'."""
+    ds = dataset_name(str(row["dataset"]))
+    return "; ".join(f"{m} on {ds} is degenerate: {why}" for _, m, why in degenerate_sides(b, row))
+
+
+def degenerate_groups(b: Builder, runs: list[dict[str, Any]]) -> list[str]:
+    """'zero-shot and label fine-tune on PneumoniaMNIST (predicts one class only (pneumonia))': the degenerate runs
+    among ``runs`` (first seed of each), one entry per data set and reason."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in runs:
+        why = b.inp.degenerate(r)
+        if why:
+            names = groups.setdefault((dataset_name(str(r["dataset"])), why), [])
+            if method_name(r["method"]) not in names:
+                names.append(method_name(r["method"]))
+    return [f"{' and '.join(ms) if len(ms) < 3 else ', '.join(ms[:-1]) + ' and ' + ms[-1]} on {ds} ({why})"
+            for (ds, why), ms in groups.items()]
+
+
+SHORT = {"label fine-tune": "label FT", "caption fine-tune": "caption FT", "multi-label fine-tune": "multi-label FT",
+         "ResNet-18 (supervised)": "ResNet-18"}
+
+
+def short_method(label: str) -> str:
+    """A method's name for a narrow table cell: 'label FT', 'remedy (tuned thresholds)'."""
+    s = method_name(label)
+    if s.startswith("best remedy:"):
+        return f"chosen remedy ({remedy_name(s.split(':', 1)[1].split('(')[0].strip())})"
+    return SHORT.get(s, s)
 
 
 def pick(inp: Inputs, nn: str, methods: Sequence[str], ds: str, model: str | None) -> list[dict[str, Any]]:
@@ -158,7 +245,7 @@ def wide_metrics(b: Builder, df: pd.DataFrame) -> pd.DataFrame:
         df["source"] = [b.cite_source(x) for x in df["source"]]
     index = [c for c in SOTA_INDEX if c in df.columns and not df[c].isna().all()]
     df["cell"] = [sota_cell(r) for r in df.to_dict("records")]
-    df["metric"] = [METRIC_NAMES.get(str(m), str(m)) for m in df["metric"]]
+    df["metric"] = [metric_name(str(m)) for m in df["metric"]]
     for c in index:
         df[c] = ["" if _missing(v) else str(v) for v in df[c]]
     wide = df.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False).reset_index()
@@ -170,10 +257,8 @@ def wide_metrics(b: Builder, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def diff_rows(b: Builder) -> list[dict[str, Any]]:
-    paired = b.inp.tables.get("paired_differences")
-    if paired is None or not set(PAIRED_COLUMNS) <= set(paired.columns):
-        return []
-    return abstract_pairs(paired.assign(seed=paired["seed"].astype(str))).to_dict("records")
+    paired = paired_frame(b)
+    return [] if paired is None else pooled(paired).to_dict("records")
 
 
 def close(a: Any, c: Any) -> bool:

@@ -111,7 +111,7 @@ def _folder(root, smoke=True, manifest=True):
 
 
 PAIRED = pd.DataFrame({  # as medlib.tables writes it: method labels (or ids), per seed and pooled
-    "method_a": ["label FT", "label FT", "label FT", "multilabel-ft"],
+    "method_a": ["label fine-tune", "label fine-tune", "label fine-tune", "multilabel-ft"],
     "method_b": ["zero-shot", "zero-shot", "zero-shot", "zero-shot"],
     "dataset": ["pneumoniamnist", "pneumoniamnist", "pneumoniamnist", "chestxray14"],
     "metric": ["acc", "acc", "acc", "auroc"],
@@ -134,51 +134,61 @@ def _section(md, title):
     return md.split(f". {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
+def _sub(md, title):
+    return md.split(f" {title}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+
+
+def _appendix(tmp_path, profile="smoke"):
+    from medlib.report.model import build_model
+    from medlib.report.render import render_markdown
+
+    return render_markdown(build_model(tmp_path, profile), doc="appendix")
+
+
 def test_every_number_appears_as_formatted(tmp_path):
     _folder(tmp_path)
     md, html = build_report(tmp_path, "smoke")
+    both = md + _appendix(tmp_path)
     for r in RUNS:
         for name, value in r["metrics"].items():
             if name == "acc" and r["task"] == "multilabel" or name in ("ece", "top3"):
                 continue  # element-wise multi-label accuracy is left out; ECE and top-3 stay in the metrics files
-            assert fmt(value) in md and fmt(value) in html, (r["run"], name)
+            assert fmt(value) in both, (r["run"], name)
         for lo, hi in r["ci95"].values():
-            assert f"[{lo:.3f}, {hi:.3f}]" in md
+            assert f"[{lo:.3f}, {hi:.3f}]" in both
         for cls in r["per_class"].values():
-            assert fmt(cls["recall"]) in md
-    assert "0.853 [0.824, 0.881]" in md  # value and interval from 04's metrics file
-    assert "0.314" in md and "0.854" in md  # from the tables
+            assert fmt(cls["recall"]) in both
+    assert "0.853 [0.824, 0.881]" in md and "0.853 [0.824, 0.881]" in html  # 04's metrics file, in the paper
+    assert "0.314" in both and "0.854" in md  # from the tables
     assert fmt(0.85337) == "0.853" and fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(624) == "624"
     for s in ("a8eac29deadbeef", "abc123def456", "2.14.1", "41.2", "./run_all.sh --profile smoke", "0.0001"):
-        assert s in md  # reproducibility from the manifest, not typed in
+        assert s in both  # reproducibility from the manifest, not typed in
+    assert "`./run_all.sh --profile smoke` at commit `a8eac29deadb`" in md  # the real command, in the paper
 
 
 def test_paper_structure_one_banner_generated_named(tmp_path):
     base = _folder(tmp_path)
     md, html = build_report(tmp_path, "smoke")
     heads = [line[3:] for line in md.splitlines() if line.startswith("## ")]
-    assert heads[:12] == ["Abstract", "Contents", "1. Introduction", "2. Data", "3. Methods", "4. Results",
-                          "5. Class imbalance", "6. Comparison with the state of the art", "7. Discussion",
-                          "8. Conclusion", "9. Limitations", "10. Reproducibility"]
-    assert heads[12] == "References" and heads[13].startswith("Appendix A.")
+    assert heads == ["Abstract", "Contents", "1. Introduction", "2. Data", "3. Methods", "4. Results",
+                     "5. Discussion", "6. Limitations", "7. Conclusion", "8. Reproducibility", "References"]
     assert md.count("SMOKE RUN") == 1 and html.count("<blockquote>") == 1  # one banner, at the top
     title_block = md.split("\n## Abstract", 1)[0]
     assert md.startswith("# SMOKE — Adapting CLIP") and "(GENERATED data: chestxray14)" in md.splitlines()[0]
     assert "<title>SMOKE — Adapting CLIP" in html
     assert "GENERATED stand-in data: chestxray14" in title_block and "real data: pneumoniamnist" in title_block
     assert title_block.count("GENERATED stand-in data") == 1
-    # the abstract's data column
-    row = next(line for line in _abstract(md).splitlines() if line.startswith("| pneumoniamnist"))
+    row = next(line for line in _section(md, "Results").splitlines() if line.startswith("| PneumoniaMNIST"))
     assert "| real |" in row
-    # figures: embedded in the HTML, linked relative in the Markdown, numbered
+    # figures: embedded in the HTML, linked relative in the Markdown, numbered; the rest in the appendix
     b64 = base64.b64encode(PNG).decode()
-    assert html.count(f"data:image/png;base64,{b64}") == 2
-    assert "](figures/02_confusion__pneumoniamnist__tiny__zero-shot.png)" in md
-    assert "*Figure 1:" in md and "*Figure 2:" in md and "*Table 1:" in md
+    assert html.count(f"data:image/png;base64,{b64}") >= 1
+    assert "](figures/05_tradeoff__chestxray14.png)" in md
+    assert "](figures/02_confusion__pneumoniamnist__tiny__zero-shot.png)" in _appendix(tmp_path)
+    assert "*Figure 1:" in md and "*Table 1:" in md and "*Table A1:" in _appendix(tmp_path)
     assert not re.search(r"<img[^>]+src=\"figures/", html)
     assert "@media print" in html
     assert not (base / "report.md").exists()  # build_report writes nothing
-    # references are real citations: authors, title, venue, year
     refs = md.split("\n## References", 1)[1].split("\n## ", 1)[0]
     assert "Jiancheng Yang" in refs and "MedMNIST v2" in refs and "Scientific Data" in refs and "2023" in refs
 
@@ -186,46 +196,48 @@ def test_paper_structure_one_banner_generated_named(tmp_path):
 def test_abstract_states_pooled_paired_differences(tmp_path):
     base = _folder(tmp_path)
     md, _ = build_report(tmp_path, "smoke")
-    assert "paired_differences.csv` is missing" in _abstract(md)  # degrades without the table
+    assert "`tables/paired_differences.csv` is missing" in _abstract(md)  # degrades without the table
     _paired(base)
     md, _ = build_report(tmp_path, "smoke")
     abstract = _abstract(md)
-    assert "label FT - zero-shot" in abstract
-    assert "+0.229 [+0.199, +0.261]" in abstract and "2 seeds pooled" in abstract  # pooled row only
-    assert "+0.228" not in abstract and "+0.231" not in abstract  # per-seed rows: appendix
-    assert "-0.012 [-0.057, +0.030]" in abstract and "no clear difference" in abstract
-    chest = next(line for line in abstract.splitlines() if line.startswith("| chestxray14"))
-    assert "| GENERATED | multi-label FT - zero-shot | AUROC |" in chest
-    assert "label FT higher" in abstract
-    assert "Data: real pneumoniamnist; GENERATED stand-ins for chestxray14" in abstract
-    assert ("- pneumoniamnist (real data): label FT - zero-shot in accuracy +0.229 [+0.199, +0.261] (label FT higher, "
-            "2 seeds pooled).") in abstract
-    assert "+0.228 [+0.189, +0.268]" in md.split("Appendix A.", 1)[1]
+    assert ("On PneumoniaMNIST, label fine-tuning beats zero-shot in accuracy: +0.229 (95% CI [+0.199, +0.261], "
+            "2 seeds).") in abstract  # the pooled row only
+    assert "+0.228" not in abstract and "+0.231" not in abstract  # per-seed rows: the appendix
+    assert ("On ChestX-ray14 (GENERATED), multi-label fine-tuning cannot be told apart from zero-shot in AUROC: "
+            "-0.012 (95% CI [-0.057, +0.030]), not resolved.") in abstract
+    assert "ChestX-ray14 (GENERATED), PneumoniaMNIST" in abstract or "PneumoniaMNIST, ChestX-ray14 (GENERATED)" \
+        in abstract
+    paired = _sub(md, "Does fine-tuning help?")
+    row = next(line for line in paired.splitlines() if "+0.229 [+0.199, +0.261]" in line)
+    assert "| label FT - zero-shot |" in row and "| label FT higher |" in row
+    assert "+0.228 [+0.189, +0.268]" in _appendix(tmp_path)
 
 
 def test_abstract_fixed_methods_no_test_set_selection(tmp_path):
     _folder(tmp_path)
     md, _ = build_report(tmp_path, "smoke")
     abstract = _abstract(md)
-    row = next(line for line in abstract.splitlines() if line.startswith("| pneumoniamnist"))
+    main = _sub(md, "Does fine-tuning help?")
+    row = next(line for line in main.splitlines() if line.startswith("| PneumoniaMNIST"))
     # data, metric, n, chance (majority class 390/624), zero-shot, caption FT (not run), label FT, ResNet-18
     assert row.split(" | ")[1:] == ["real", "accuracy", "624", "0.625", "0.625 [0.587, 0.663]", "not run",
                                     "0.853 [0.824, 0.881]", "0.819 [0.790, 0.846] |"]
     assert "medclip-tiny (random init)" in abstract  # the role-"clip" model
     for higher in ("0.978", "0.967", "16shot", "wise-ft-a"):  # sweeps score higher on test but are never picked
-        assert higher not in abstract
-    assert "shots=16" in md and "alpha=0.50" in md and "0.978" in md and "0.967" in md  # still reported
+        assert higher not in md
+    appendix = _appendix(tmp_path)
+    assert "α=0.50" in appendix and "0.978" in appendix and "0.967" in appendix  # still reported, in the appendix
     data = _section(md, "Data")
-    assert "| real | pneumoniamnist | multiclass | 2 | 4708 | 524 | 624 |" in data
-    assert "| GENERATED | chestxray14 |" in data
+    assert "| PneumoniaMNIST | real | multiclass | 2 | 4708 | 524 | 624 |" in data
+    assert "| ChestX-ray14 | GENERATED |" in data
     # the remedy named is the one chosen on validation (inverse_freq), not the highest on test (focal, 0.556)
     assert "0.556" not in abstract
-    assert "the remedy chosen on the validation split is `inverse_freq`" in _section(md, "Class imbalance")
-    assert "pneumoniamnist: pneumonia 3494, normal 1214." in data
-    assert "mimic_cxr: no local copy" in data
-    sota = _section(md, "Comparison with the state of the art")
-    measured, published = sota.split("Published numbers, quoted", 1)
-    assert "0.854" in published and "0.854" not in measured
+    classes = _sub(md, "Which classes fail, and what fixes them?")
+    assert "The remedy chosen on the validation split is inverse-frequency weights on ChestX-ray14" in classes
+    assert "PneumoniaMNIST: pneumonia 3494, normal 1214" in data
+    assert "MIMIC-CXR (no local copy" in data
+    sota = _sub(md, "How do the numbers compare with published ones?")
+    assert "0.854" in sota and "Yang et al. 2023" not in sota and "[" in sota  # the source cited, not pasted
 
 
 def test_majority_reference_row_and_low_auroc_note(tmp_path):
@@ -233,13 +245,13 @@ def test_majority_reference_row_and_low_auroc_note(tmp_path):
     rec = json.loads((base / "metrics" / f"{RUNS[0]['run']}.json").read_text())
     rec["metrics"]["auroc"] = 0.41234
     (base / "metrics" / f"{RUNS[0]['run']}.json").write_text(json.dumps(rec))
-    md, _ = build_report(tmp_path, "smoke")
-    results = md.split("\n## 4. Results", 1)[1].split("\n## 5.", 1)[0]
-    ref = next(line for line in results.splitlines() if "majority class" in line)
+    appendix = _appendix(tmp_path)
+    runs = appendix.split("Runs of notebook 02_zero_shot_baseline", 1)[1].split("*Table A", 1)[0]
+    ref = next(line for line in runs.splitlines() if "majority class" in line)
     assert "| 0.625 |" in ref  # 390 of 624 test images are pneumonia
-    assert "0.412 [0.510, 0.600] †" in results and "AUROC below 0.5" in results
-    chest = md.split("\n## 5. Class imbalance", 1)[1]
-    assert "0.904" not in chest.split("\n## 6.", 1)[0]  # element-wise multi-label accuracy is left out
+    assert "0.412 [0.510, 0.600] †" in runs and "AUROC below 0.5" in runs
+    chest = appendix.split("Runs of notebook 05_class_imbalance", 1)[1].split("*Table A", 1)[0]
+    assert "0.904" not in chest  # element-wise multi-label accuracy is left out
 
 
 def test_abstract_skips_dataset_without_the_fixed_methods(tmp_path):
@@ -249,9 +261,9 @@ def test_abstract_skips_dataset_without_the_fixed_methods(tmp_path):
            "n": 160, "metrics": {"acc": 0.41234}, "ci95": {}, "per_class": {}}
     (base / "metrics" / f"{rec['run']}.json").write_text(json.dumps(rec))
     md, _ = build_report(tmp_path, "smoke")
-    abstract = _abstract(md)
-    assert "| pneumoniamnist" in abstract and "| pubmedvision" not in abstract
-    assert "0.412" in md  # still reported among notebook 03's runs
+    main = _sub(md, "Does fine-tuning help?")
+    assert "| PneumoniaMNIST" in main and "| PubMedVision" not in main
+    assert "0.412" in _appendix(tmp_path)  # still reported among notebook 03's runs
 
 
 def test_paths_are_relative_to_the_repository(tmp_path):
@@ -261,7 +273,8 @@ def test_paths_are_relative_to_the_repository(tmp_path):
     man["notebooks"]["02_zero_shot_baseline"]["executed"] = str(base / "executed" / "02.ipynb")
     (base / "manifest.json").write_text(json.dumps(man))
     md, html = build_report(tmp_path, "smoke")
-    assert str(tmp_path) not in md and str(tmp_path) not in html
+    appendix = _appendix(tmp_path)
+    assert str(tmp_path) not in md and str(tmp_path) not in html and str(tmp_path) not in appendix
     assert "<data dir>" not in md or "data" in md
 
 
@@ -270,7 +283,7 @@ def test_full_profile_no_banner_and_missing_inputs_not_run(tmp_path):
     (base / "metrics").mkdir(parents=True)
     md, html = build_report(tmp_path, "full")
     assert "SMOKE" not in md and "SMOKE" not in html
-    assert md.count("not run") >= 3
+    assert md.count("not run") >= 2
     with pytest.raises(MedlibError, match="run_all.sh"):
         build_report(tmp_path, "nothing")
 
@@ -283,6 +296,8 @@ def test_command_writes_the_group_from_scratch(tmp_path, capsys, monkeypatch):
     assert md != "stale" and md.startswith("# ")
     assert (base / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert (base / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (base / "report-appendix.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (base / "report.typ").read_text().startswith("// The paper")
     assert not list(base.glob(".*.tmp"))
     (base / "metrics" / "bad.json").write_text("{")
     assert main(["--profile", "smoke", "--reports-dir", str(tmp_path)]) == 1
@@ -362,13 +377,16 @@ def test_sota_rows_with_seeds_resolution_and_not_comparable(tmp_path):
              "note": "NOT COMPARABLE: published at 224 px, ours at 28 px"}]
     pd.DataFrame(rows).to_csv(base / "tables" / "sota_comparison.csv", index=False)
     md, _ = build_report(tmp_path, "smoke")
-    sota = _section(md, "Comparison with the state of the art")
-    measured, published = sota.split("Published numbers, quoted", 1)
-    row = next(line for line in measured.splitlines() if line.startswith("| pneumoniamnist | tiny"))
-    assert "0.853 ± 0.010 (2 seeds)" in row and "0.912 ± 0.005 (2 seeds)" in row and "| 0.625 |" in row
-    pub = next(line for line in published.splitlines() if "ResNet-18 (224)" in line)
+    sota = _sub(md, "How do the numbers compare with published ones?")
+    row = next(line for line in sota.splitlines() if line.startswith("| PneumoniaMNIST | tiny"))
+    assert "| accuracy | 0.853 ± 0.010 (2 seeds) | ours |" in row  # the data set's main metric in the paper
+    pub = next(line for line in sota.splitlines() if "ResNet-18 (224)" in line)
     assert "224 px" in pub and "NOT COMPARABLE; n1" in pub and "0.864" in pub
-    assert "n1: NOT COMPARABLE: published at 224 px, ours at 28 px" in published
+    assert "n1: NOT COMPARABLE: published at 224 px, ours at 28 px" in sota
+    every = _appendix(tmp_path).split("Every measured and published row", 1)[1].split("*Table A", 1)[0]
+    row = next(line for line in every.splitlines() if line.startswith("| pneumoniamnist | tiny"))
+    assert "0.853 ± 0.010 (2 seeds)" in row and "0.912 ± 0.005 (2 seeds)" in row and "| 0.625 |" in row
+    assert "NOT COMPARABLE" in _section(md, "Discussion")  # and why it matters
     refs = md.split("\n## References", 1)[1]
     assert "Jiancheng Yang" in refs  # the source string resolved to the bibliography entry
 
@@ -380,8 +398,9 @@ def test_run_with_no_real_data_says_generated_in_title_and_abstract(tmp_path):
     md, html = build_report(tmp_path, "smoke")
     assert md.splitlines()[0] == ("# SMOKE — Adapting CLIP to medical images: zero-shot, caption and label fine-tuning "
                                   "(GENERATED data only)")
-    assert "GENERATED stand-ins for chestxray14, pneumoniamnist" in _abstract(md)
-    assert "| GENERATED |" in _abstract(md) and "| real |" not in _abstract(md)
+    assert "ChestX-ray14 (GENERATED)" in _abstract(md) and "PneumoniaMNIST (GENERATED)" in _abstract(md)
+    main = _sub(md, "Does fine-tuning help?")
+    assert "| GENERATED |" in main and "| real |" not in main
 
 
 def test_rehearsal_profile_is_labelled_rehearsal_with_its_projection(tmp_path):
@@ -393,4 +412,5 @@ def test_rehearsal_profile_is_labelled_rehearsal_with_its_projection(tmp_path):
         rehearsal / "projection.csv", index=False)
     md, _ = build_report(tmp_path, "full-rehearsal")
     assert md.startswith("# REHEARSAL — ") and md.count("REHEARSAL - not results") == 1
-    assert "`projection.csv`" in md and "120.5" in md
+    appendix = _appendix(tmp_path, "full-rehearsal")
+    assert "`projection.csv`" in appendix and "120.5" in appendix

@@ -1,20 +1,20 @@
-"""report.md, report.html and report.pdf change as one set: a kill -9 at any step of the write leaves the whole
+"""The report's files (paper and appendix as .md, .html, .pdf, .typ) change as one set: a kill -9 at any step of the write leaves the whole
 old report or the whole new one, and the next write clears what the killed one left."""
 
 import re
 import shutil
 
 import medlib.report as rep
-from medlib.report import build_report, write_report
+from medlib.report import build_files, write_report
 from helpers import killed_write, seen_by_reader, steps_of
 from test_report import _folder, _paired
 
-NAMES = ("report.md", "report.html", "report.pdf")
+NAMES = ("report.md", "report.html", "report.pdf", "report.typ", "report-appendix.md", "report-appendix.html",
+         "report-appendix.pdf", "report-appendix.typ")
 
 
 def _files(tmp_path):
-    md, html, pdf = build_report(tmp_path, "smoke", pdf=True)
-    return {"report.md": md, "report.html": html, "report.pdf": pdf}
+    return build_files(tmp_path, "smoke")
 
 
 def _bytes(files):
@@ -22,7 +22,7 @@ def _bytes(files):
 
 
 def _image_links_resolve(base):
-    md = (base / "report.md").read_text()
+    md = (base / "report.md").read_text() + (base / "report-appendix.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert links
     for place in (base, base / "report", (base / "report.md").resolve().parent):  # the link, the folder, the file

@@ -22,15 +22,15 @@ def test_pdf_pages_and_every_abstract_number(tmp_path):
     pdf = base / "report.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     pages = len(pypdf.PdfReader(str(pdf)).pages)
-    assert 3 <= pages <= 40, pages
+    assert 3 <= pages <= 12, pages
     md = (base / "report.md").read_text()
     abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
     numbers = set(re.findall(r"[+-]?\d+\.\d+|\b\d{2,}\b", abstract))
-    assert {"+0.229", "+0.199", "+0.261", "-0.012", "0.853", "0.625", "624"} <= numbers
+    assert {"+0.229", "+0.199", "+0.261", "-0.012", "-0.057", "+0.030"} <= numbers
     text = re.sub(r"\s+", " ", _text(pdf)).replace("\u2212", "-").replace("\u200b", "")
     missing = sorted(n for n in numbers if n not in text)
     assert not missing, missing
-    for word in ("Abstract", "Contents", "Introduction", "Limitations", "References", "GENERATED", "SMOKE RUN"):
+    for word in ("Abstract", "Introduction", "Limitations", "References", "GENERATED", "SMOKE RUN"):
         assert word in text, word
     assert "Figure 1" in text and "Table 1" in text
 
@@ -44,17 +44,17 @@ def test_pdf_tables_wrap_long_cells_instead_of_running_off_the_page(tmp_path):
     pd.DataFrame({"run": [long] * 3, "a": [1.0, 2.0, 3.0], "note": ["x " * 80] * 3}).to_csv(
         base / "tables" / "07_long_cells.csv", index=False)
     write_report(tmp_path, "smoke")
-    reader = pypdf.PdfReader(str(base / "report.pdf"))
-    width = float(reader.pages[0].mediabox.width)
-    ends = []
+    for name in ("report.pdf", "report-appendix.pdf"):  # the long table is in the appendix
+        for page in pypdf.PdfReader(str(base / name)).pages:
+            width = float(page.mediabox.width)  # a wide table goes on a landscape page
+            ends = []
 
-    def visit(text, cm, tm, font, size):
-        if text.strip():  # a lower bound of the run's width: 0.4 em per character
-            ends.append(tm[4] * cm[0] + cm[4] + 0.4 * size * abs(tm[0] * cm[0] or 1) * len(text.strip()))
+            def visit(text, cm, tm, font, size):
+                if text.strip():  # a lower bound of the run's width: 0.4 em per character
+                    ends.append(tm[4] * cm[0] + cm[4] + 0.4 * size * abs(tm[0] * cm[0] or 1) * len(text.strip()))
 
-    for page in reader.pages:
-        page.extract_text(visitor_text=visit)
-    assert ends and max(ends) < width  # no line runs off the page
+            page.extract_text(visitor_text=visit)
+            assert not ends or max(ends) < width, name  # no line runs off the page
 
 
 def test_every_page_of_a_rehearsal_pdf_says_rehearsal(tmp_path):
@@ -62,7 +62,8 @@ def test_every_page_of_a_rehearsal_pdf_says_rehearsal(tmp_path):
     manifest = json.loads((base / "manifest.json").read_text())
     (base / "manifest.json").write_text(json.dumps({**manifest, "kind": "rehearsal"}))  # as the rehearsal's runner writes
     write_report(tmp_path, "full-rehearsal")
-    pages = [re.sub(r"\s+", " ", p.extract_text() or "") for p in pypdf.PdfReader(str(base / "report.pdf")).pages]
+    pages = [re.sub(r"\s+", " ", p.extract_text() or "") for name in ("report.pdf", "report-appendix.pdf")
+             for p in pypdf.PdfReader(str(base / name)).pages]
     assert len(pages) >= 3
     assert all("REHEARSAL" in p for p in pages), [i for i, p in enumerate(pages) if "REHEARSAL" not in p]
     assert "REHEARSAL - not results" in pages[0] or "REHEARSAL — not results" in pages[0]

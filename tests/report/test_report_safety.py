@@ -1,5 +1,5 @@
 """Text that comes from data (class labels, dataset/model/method names, table cells, the manifest) is shown as
-text in report.md, report.html and report.pdf: never markup, never a script or a link it did not ask for."""
+text in the report's Markdown, HTML, PDF and Typst files: never markup, never a script or a link it did not ask for."""
 
 import json
 import re
@@ -11,7 +11,7 @@ import pytest
 
 from medlib.config import load_profile
 from medlib.report import write_report
-from medlib.results import save_run, save_table
+from medlib.outputs.records import save_run, save_table
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -75,37 +75,44 @@ def test_markup_in_data_is_shown_as_text_in_every_format(tmp_path):
     base = _reports(tmp_path)
     write_report(tmp_path, "smoke")
 
-    page = _Html()
-    page.feed((base / "report.html").read_text(encoding="utf-8"))
-    assert set(page.tags) <= OWN_TAGS, set(page.tags) - OWN_TAGS  # no script, b, i, label, iframe element
-    for tag, key, value in page.attrs:
-        assert not key.startswith("on"), (tag, key, value)
-        if key in ("href", "src"):
-            ok = (re.match(r"https?://|#", value) if key == "href"
-                  else tag == "img" and value.startswith("data:image/png;base64,"))
-            assert ok, (tag, key, value[:80])  # no javascript: URL; figures embedded; no external loads
-    assert not any(re.search(r"url\(|@import", s) for s in page.style)
-    ids = {v for _, k, v in page.attrs if k == "id"}
-    anchors = [v[1:] for _, k, v in page.attrs if k == "href" and v.startswith("#")]
-    assert anchors and set(anchors) <= ids, set(anchors) - ids  # the contents' links reach their headings
-    text = "".join(page.text)
+    text = ""
+    for name in ("report.html", "report-appendix.html"):
+        page = _Html()
+        page.feed((base / name).read_text(encoding="utf-8"))
+        assert set(page.tags) <= OWN_TAGS, set(page.tags) - OWN_TAGS  # no script, b, i, label, iframe element
+        for tag, key, value in page.attrs:
+            assert not key.startswith("on"), (tag, key, value)
+            if key in ("href", "src"):
+                ok = (re.match(r"https?://|#", value) if key == "href"
+                      else tag == "img" and value.startswith("data:image/png;base64,"))
+                assert ok, (tag, key, value[:80])  # no javascript: URL; figures embedded; no external loads
+        assert not any(re.search(r"url\(|@import", s) for s in page.style)
+        ids = {v for _, k, v in page.attrs if k == "id"}
+        anchors = [v[1:] for _, k, v in page.attrs if k == "href" and v.startswith("#")]
+        assert anchors and set(anchors) <= ids, set(anchors) - ids  # the contents' links reach their headings
+        text += "".join(page.text)
     for s in (*LABELS, DATASET, DISPLAY, "_under_ &amp; | pipe", "<b>x</b>"):
         assert s in text, s  # ... and each shows as the literal text it is
 
-    md = (base / "report.md").read_text(encoding="utf-8")
-    mdit = pytest.importorskip("markdown_it")
-    tokens = mdit.MarkdownIt("commonmark").enable("table").parse(md)  # raw HTML allowed, as on most viewers
-    flat = [t for tok in tokens for t in [tok, *(tok.children or [])]]
-    assert not [t.content for t in flat if t.type.startswith("html")]  # no raw HTML anywhere in report.md
-    links = [t.attrGet("href") for t in flat if t.type == "link_open"]
-    assert links and all(h.startswith("#") for h in links), links  # only the contents' own anchors
-    inline = "".join(t.content for t in flat if t.type in ("text", "code_inline"))
+    inline = ""
+    for name in ("report.md", "report-appendix.md"):
+        md = (base / name).read_text(encoding="utf-8")
+        mdit = pytest.importorskip("markdown_it")
+        tokens = mdit.MarkdownIt("commonmark").enable("table").parse(md)  # raw HTML allowed, as on most viewers
+        flat = [t for tok in tokens for t in [tok, *(tok.children or [])]]
+        assert not [t.content for t in flat if t.type.startswith("html")]  # no raw HTML anywhere in the Markdown
+        links = [t.attrGet("href") for t in flat if t.type == "link_open"]
+        assert links and all(h.startswith("#") for h in links), links  # only the contents' own anchors
+        inline += "".join(t.content for t in flat if t.type in ("text", "code_inline"))
     for s in (*LABELS, DATASET, "_under_ &amp; | pipe"):
         assert s in inline, s
 
-    pdf_text = _squash(" ".join(p.extract_text() or "" for p in pypdf.PdfReader(str(base / "report.pdf")).pages))
+    pdf_text = _squash(" ".join(p.extract_text() or "" for name in ("report.pdf", "report-appendix.pdf")
+                                for p in pypdf.PdfReader(str(base / name)).pages))
     for s in (*LABELS, DATASET, CELL, DISPLAY):
         assert _squash(s) in pdf_text, s
+    typ = (base / "report.typ").read_text() + (base / "report-appendix.typ").read_text()
+    assert not re.search(r"(?<!\\)#sys\.exit|(?<!\\)\$x", typ)  # the Typst sources carry data only escaped
 
 
 NASTY = ["<script>alert(1)</script>", "[x](javascript:alert(3))", "![i](http://example.org/i.png)", "<b>bold</b>",
@@ -147,3 +154,19 @@ def test_code_spans_keep_data_backticks_literal():
     page = _Html()
     page.feed(markdown.markdown(md_text(model_text)))
     assert page.tags == ["p", "code"] and "".join(page.text) == "run a`b of x`y"
+
+
+def test_typst_escape_shows_any_text_literally():
+    """Every nasty string, written into Typst markup by the report's escape, typesets as exactly its text."""
+    import io
+
+    import typst
+
+    from medlib.report.escape import from_data, typst as ty
+
+    more = ["a -- b --- c ... d -1 -? x/*y*/ // z", "/ term: x", "= h", "12. x", "\\", '#raw("x")', "x <y> @z"]
+    src = "#set page(width: 30cm, height: auto)\n" + "\n\n".join(ty(from_data(s)) for s in NASTY + more)
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(typst.compile(src.encode()))).pages)
+    flat = _squash(text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"'))
+    for s in NASTY + more:
+        assert _squash(s) in flat, s

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from ..names import metric_name
 from .figure import PAGE_WIDTH_IN, PALETTE, all_zero_note, low_auroc_note, short_label, titled
 
 
@@ -69,12 +70,12 @@ def per_class_bars(per_class: Mapping[str, Mapping[str, Any]], metric: str = "re
     ax.set_xticks(range(len(names)), labels, rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4
                   else "center", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric_name(metric))
     if metric == "auroc":
         ax.axhline(0.5, color="0.4", ls="--", lw=1, label="chance (AUROC 0.5)")
         low_auroc_note(ax, vals)
-    all_zero_note(ax, vals, f"every {metric}")
-    return titled(fig, title or f"Per-class {metric}")
+    all_zero_note(ax, vals, f"every {metric_name(metric)}")
+    return titled(fig, title or f"Per-class {metric_name(metric)}")
 
 
 def pr_curves(y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str],

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ...errors import fail
+from ..names import axis_label, dataset_name, metric_name, method_name, remedy_name
 from .figure import (NOT_COMPARABLE, all_zero_note, hatch_style, low_auroc_note, place_labels, reference_lines,
                      short_label, titled, unit_axis, whisker, wrap)
 
@@ -48,7 +49,7 @@ def bar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str
     ax.set_xticks(range(len(xs)), [short_label(v, 22) for v in xs], rotation=30 if len(xs) > 3 else 0,
                   ha="right" if len(xs) > 3 else "center")
     metrics = df["metric"].astype(str).unique() if "metric" in df.columns else []
-    ax.set_ylabel(metrics[0] if len(metrics) == 1 else y)  # "acc", not the column name "value"
+    ax.set_ylabel(metric_name(metrics[0]) if len(metrics) == 1 else axis_label(y))  # "accuracy", not "value"
     unit = unit_axis(df[y].tolist())
     if unit:
         ax.set_ylim(*unit)
@@ -98,7 +99,7 @@ def _hbar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None, hi: str | No
     unit = unit_axis(df[y].tolist())
     if unit:
         ax.set_xlim(0, 1.12)  # room for the value labels
-    xlabel = metric + ("   (hatched = published, quoted, not measured)" if hatch else "")
+    xlabel = metric_name(metric) + ("   (hatched = published, quoted, not measured)" if hatch else "")
     if nc.any():
         xlabel += f"\ngrey = {NOT_COMPARABLE} (different data, sample, split or resolution; see the table's note)"
     ax.set_xlabel(xlabel, fontsize=8)
@@ -109,19 +110,20 @@ def _hbar_with_ci(df: pd.DataFrame, x: str, y: str, lo: str | None, hi: str | No
 
 def tradeoff_scatter(df: pd.DataFrame, x: str, y: str, label: str, title: str = "") -> Figure:
     """Scatter of ``y`` against ``x``, each point annotated with ``df[label]`` (e.g. worst-class recall vs
-    accuracy per remedy). Labels are placed so they do not overlap (each tries a few offsets around its point
-    and takes the first free one; own code: a label-repel package would be one more dependency for one plot).
-    Metrics in [0, 1] are drawn on the fixed scale 0..1."""
+    accuracy per remedy; remedy ids are shown by name). Labels never overlap each other, another point or the
+    ticks (:func:`~.figure.place_labels`: a free offset inside the axes, else a column beside them). Axes carry
+    human names (``general_R@5`` -> ``general-domain R@5``); metrics in [0, 1] are drawn on the fixed scale 0..1."""
     fig, ax = plt.subplots(figsize=(6.0, 4.4))
     ax.scatter(df[x], df[y], color="tab:blue", zorder=3)
     for setter, col in ((ax.set_xlim, x), (ax.set_ylim, y)):
         unit = unit_axis(df[col].tolist())
         if unit:
             setter(-0.02, 1.02)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    titled(fig, title or f"{y} vs {x}")
-    place_labels(fig, ax, df[x].to_numpy(dtype=float), df[y].to_numpy(dtype=float), [str(v) for v in df[label]])
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
+    titled(fig, title or f"{axis_label(y)} vs {axis_label(x)}")
+    names = [remedy_name(v) if label == "remedy" else method_name(str(v)) for v in df[label]]
+    place_labels(fig, ax, df[x].to_numpy(dtype=float), df[y].to_numpy(dtype=float), names)
     return fig
 
 
@@ -134,13 +136,13 @@ def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
     metric = str(df["metric"].iloc[0]) if len(df) else ""
     labels = []
     for _, r in df.iterrows():
-        text = wrap(f"{r['model']} · {r['method']}", 45)
+        text = wrap(f"{r['model']} · {method_name(r['method'])}", 45)
         if r["source"] == "measured" and pd.notna(r.get("n_seeds")) and r.get("n_seeds", 1) > 1:
             text += f"\n[mean of {int(r['n_seeds'])} seeds; whisker min–max]"
         if r["source"] != "measured":
             text += f"\n[{r.get('resolution') or '?'}; published]" + ("" if r.get("comparable") else " NOT COMPARABLE")
         labels.append(text)
-    fig, ax = plt.subplots(figsize=(8.0, 0.55 * len(df) + 1.8))
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(df) + 1.6))
     for i, r in df.iterrows():
         several = r["source"] == "measured" and pd.notna(r.get("n_seeds")) and r.get("n_seeds", 1) > 1
         err = whisker(r, float(r["value"]), "min", "max") if several else whisker(r, float(r["value"]), "ci_low",
@@ -160,7 +162,7 @@ def sota_bars(df: pd.DataFrame, title: str = "") -> Figure:
     ax.set_yticks(range(len(df)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel(f"test {metric}: measured (blue), published (hatched; grey = NOT COMPARABLE)")
+    ax.set_xlabel(f"test {metric_name(metric)}: measured (blue), published (hatched; grey = NOT COMPARABLE)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="lower right")
     return titled(fig, title)
@@ -170,14 +172,19 @@ def paired_differences_plot(df: pd.DataFrame, title: str = "") -> Figure:
     """Forest plot of paired differences (rows of ``tables/paired_differences.csv``): each difference A − B with
     its 95% paired-bootstrap interval, a line at 0 (no difference)."""
     df = df.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(df) + 1.6))
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(df) + 1.4))
     for i, r in df.iterrows():
         lo, hi = float(r["ci_low"]), float(r["ci_high"])
         color = "tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey"
         ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", color=color, capsize=3)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(df)), [wrap(f"{r.dataset}: {r.method_a} − {r.method_b} ({r.metric}, seed {r.seed})", 60)
-                                   for r in df.itertuples()], fontsize=7)
+    ax.set_yticks(range(len(df)), [wrap(_pair_label(r), 60) for r in df.itertuples()], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("difference A − B with 95% paired-bootstrap interval (green/red: interval excludes 0)")
     return titled(fig, title)
+
+
+def _pair_label(r: Any) -> str:
+    seed = "pooled over seeds" if str(r.seed) == "pooled" else f"seed {r.seed}"
+    return (f"{dataset_name(r.dataset)}: {method_name(r.method_a)} − {method_name(r.method_b)} "
+            f"({metric_name(r.metric)}, {seed})")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..names import humanize
 from .figure import PAGE_WIDTH_IN, PALETTE, all_zero_note, short_label, titled, wrap
 
 
@@ -39,22 +40,34 @@ def class_counts_bar(counts: pd.DataFrame | Mapping[str, Mapping[str, int]], tit
 
 def sample_grid(images: np.ndarray, captions: Sequence[str] | None = None, ncols: int = 4, max_chars: int = 60,
                 title: str = "Samples") -> Figure:
-    """Images (N, H, W) or (N, H, W, 3) uint8 in a grid, each with its caption (shortened to ``max_chars``)."""
+    """Images (N, H, W) or (N, H, W, 3) uint8 in a grid, each with its caption (shortened to ``max_chars``)
+    underneath. The space between rows is sized to the longest caption, so no caption reaches into the image
+    below or above it."""
     images = np.asarray(images)
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols)) if n else 1
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
+    caps = []
+    for i in range(n if captions is not None else 0):
+        cap = str(captions[i])
+        caps.append(wrap(cap if len(cap) <= max_chars else cap[: max_chars - 1] + "…", 28))
+    lines = max((c.count("\n") + 1 for c in caps), default=0)
+    img, cap_h, top, bottom = 2.3, (lines * 7 * 1.3 + 8) / 72 if lines else 0.1, 0.55, 0.05  # inches
+    height = nrows * (img + cap_h) + top + bottom
+    fig = plt.figure(figsize=(2.6 * ncols, height))
+    grid = fig.add_gridspec(nrows, ncols, left=0.02, right=0.98, top=1 - top / height,
+                            bottom=(bottom + cap_h) / height, hspace=cap_h / img, wspace=0.12)
+    for i in range(nrows * ncols):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
         ax.axis("off")
         if i >= n:
             continue
         ax.imshow(images[i], cmap="gray" if images[i].ndim == 2 else None)
-        if captions is not None:
-            cap = str(captions[i])
-            cap = cap if len(cap) <= max_chars else cap[: max_chars - 1] + "…"
-            ax.set_title(wrap(cap, 28), fontsize=7)
-    return titled(fig, title)
+        if caps:
+            ax.text(0.5, -0.03, caps[i], transform=ax.transAxes, ha="center", va="top", fontsize=7)
+    if title:
+        fig.suptitle(humanize(title), y=1 - 0.12 / height, va="top")
+    return fig
 
 
 def text_statistics_plot(lengths: Mapping[str, np.ndarray], prevalence: pd.DataFrame, title: str = "",

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from ...config import Profile
 from ...errors import fail
 from ...files import write_bytes
+from ..names import humanize
 from ..records import reports_dir, slug
 
 
@@ -40,12 +42,15 @@ PALETTE = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) + list(range(
 
 
 def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
-    """Write ``fig`` to ``reports/<profile>/figures/<name>.png`` atomically and return the path.
+    """Write ``fig`` to ``reports/<profile>/figures/<name>.png`` atomically, with the same figure as vector PDF and
+    SVG beside it (``<name>.pdf``, ``<name>.svg``: for a paper of one's own, and the report's PDF), and return the
+    PNG's path.
 
     ``name`` follows ``<NN>_<what>__<dataset>__<model>__<method>`` (NN = notebook number), e.g.
     ``02_confusion__pneumoniamnist__tiny__zero-shot``. A smoke or rehearsal run's figure gets its mark in front of
-    the suptitle ("SMOKE — ...", "REHEARSAL — ...") and its notice in the PNG's ``Warning`` text; a figure of a
-    generated stand-in gets "GENERATED DATA — ".
+    the suptitle ("SMOKE — ...", "REHEARSAL — ...") and its notice in the files' metadata; a figure of a generated
+    stand-in (the dataset it is named after, or the general-domain set of a ``general_*`` figure) gets
+    "GENERATED DATA — ". The PDF and SVG carry no creation date, so the same figure gives the same bytes.
     """
     name = name[:-4] if name.endswith(".png") else name
     if not name or slug(name) != name:
@@ -54,19 +59,33 @@ def save_figure(fig: Figure, profile: Profile, name: str) -> Path:
         mark_generated(fig)
     if profile.label:
         mark_run(fig, profile.label)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",
-                metadata={"Warning": profile.notice} if profile.notice else None)
-    return write_bytes(reports_dir(profile, "figures") / f"{name}.png", buf.getvalue())
+    folder = reports_dir(profile, "figures")
+    notice = profile.notice or None
+    meta = {"png": {"Warning": notice} if notice else None, "pdf": {"Subject": notice, "CreationDate": None},
+            "svg": {"Description": notice, "Date": None}}
+    for fmt in ("svg", "pdf", "png"):  # the PNG last: whoever sees it finds its vector copies beside it
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=DPI, bbox_inches="tight", metadata=meta[fmt])
+        write_bytes(folder / f"{name}.{fmt}", buf.getvalue())
+    return folder / f"{name}.png"
 
 
 def _is_generated(profile: Profile, name: str) -> bool:
-    """Whether the dataset a figure is named after (``NN_<what>__<dataset>__...``) is a generated stand-in, as
-    notebook 01 recorded it in ``tables/data_summary.csv`` (or the profile forces a fixture)."""
+    """Whether a dataset the figure shows is a generated stand-in, as notebook 01 recorded it in
+    ``tables/data_summary.csv`` (or the profile forces a fixture): the dataset it is named after
+    (``NN_<what>__<dataset>__...``) and, for a ``general_*`` figure (medical against general-domain data), the
+    profile's general-domain retrieval set as well."""
     parts = name.split("__")
     if len(parts) < 2:
         return False
-    ds = parts[1]
+    shown = [parts[1]]
+    general = getattr(getattr(profile, "sota", None), "retrieval_dataset", "") or ""
+    if parts[0].split("_", 1)[-1].startswith("general") and general:
+        shown.append(general)
+    return any(_generated_dataset(profile, ds) for ds in shown)
+
+
+def _generated_dataset(profile: Profile, ds: str) -> bool:
     spec = next((d for d in getattr(profile, "datasets", []) or [] if getattr(d, "name", None) == ds), None)
     if spec is not None and getattr(spec, "synthetic", "never") == "always":
         return True
@@ -100,7 +119,10 @@ def mark_run(fig: Figure, label: str) -> Figure:
 
 
 def titled(fig: Figure, title: str) -> Figure:
+    """Set the suptitle (identifiers in it replaced by their human names, :func:`medlib.outputs.names.humanize`;
+    wrapped at 80 characters) and lay the figure out."""
     if title:
+        title = humanize(title)
         fig.suptitle("\n".join(textwrap.wrap(title, 80)) or title)
     fig.tight_layout()
     return fig
@@ -164,31 +186,51 @@ def hatch_style(row: pd.Series, hatch: str | None) -> dict[str, Any]:
     return {"alpha": 1.0}
 
 
+# Offsets (points) tried around a point for its label, nearest first; beyond 12 points a thin leader line joins them.
 LABEL_OFFSETS = [(5, 5), (5, -12), (-8, 5), (-8, -12), (5, 16), (-8, 16), (5, -24), (-8, -24), (14, -3), (-14, -3),
-            (5, 28), (5, -36), (-8, 28), (-8, -36)]
+                 (5, 28), (5, -36), (-8, 28), (-8, -36), (20, 40), (-20, 40), (20, -48), (-20, -48)]
+MARKER_PX = 4.0  # half the side of the square a point's marker covers (pixels): labels keep off other points
 
 
 def place_labels(fig: Figure, ax: Any, xs: np.ndarray, ys: np.ndarray, texts: list[str]) -> list[Any]:
+    """Label each point so that no two labels overlap, no label covers another point's marker, and every label
+    stays inside the axes (never over a tick label or the axis label). Each label takes the first free offset of
+    :data:`LABEL_OFFSETS` inside the axes; a label with none free goes to a column right of the axes, in the
+    order of its point's height, one line apart, joined to its point by a leader line. Call after the figure's
+    layout is final (:func:`titled`). Returns the annotations."""
     renderer = fig.canvas.get_renderer()
-    placed: list[Any] = []
+    frame = ax.get_window_extent(renderer).padded(-2)
+    pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
+    markers = [Bbox.from_extents(px - MARKER_PX, py - MARKER_PX, px + MARKER_PX, py + MARKER_PX) for px, py in pts]
     boxes: list[Any] = []
-    for px, py, text in zip(xs, ys, texts):
-        ann = None
+    placed: list[Any] = [None] * len(texts)
+    side: list[int] = []
+    for i, ((px, py), text) in enumerate(zip(pts, texts)):
         for dx, dy in LABEL_OFFSETS:
-            ha = "left" if dx >= 0 else "right"
-            ann = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy), fontsize=7, ha=ha,
+            ann = ax.annotate(text, (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                              ha="left" if dx >= 0 else "right", annotation_clip=False,
                               arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if abs(dy) > 12 else None)
-            box = Text.get_window_extent(ann, renderer).expanded(1.05, 1.15)  # the text, not its leader line
-            if not any(box.overlaps(bb) for bb in boxes):
+            ann.update_positions(renderer)  # where the offset puts the text (otherwise known only when drawn)
+            box = Text.get_window_extent(ann, renderer).padded(1)  # the text, not its leader line
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(b) for b in boxes) \
+                    and not any(box.overlaps(m) for j, m in enumerate(markers) if j != i):
+                boxes.append(box)
+                placed[i] = ann
                 break
             ann.remove()
-            ann = None
-        if ann is None:  # every offset taken: the last one, still readable over its neighbours
-            ann = ax.annotate(text, (px, py), textcoords="offset points", xytext=LABEL_OFFSETS[-1], fontsize=7,
-                              bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
-            box = Text.get_window_extent(ann, renderer)
-        boxes.append(box)
-        placed.append(ann)
+        else:
+            side.append(i)
+    if side:  # the column right of the axes: stacked top-down in the order of the points' heights
+        step = 9.0 / 72 * fig.dpi  # one 7-point line plus spacing, in pixels
+        top = frame.y1
+        for i in sorted(side, key=lambda i: -pts[i][1]):
+            y = min(pts[i][1], top)
+            top = y - step
+            pos = ax.transAxes.inverted().transform((frame.x1 + 14, y))
+            placed[i] = ax.annotate(texts[i], (xs[i], ys[i]), xycoords="data", xytext=pos, textcoords="axes fraction",
+                                    fontsize=7, ha="left", va="center", annotation_clip=False,
+                                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
     return placed
 
 

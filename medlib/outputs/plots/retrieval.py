@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ...metrics import RETRIEVAL_KS
+from ..names import augmentation_name, dataset_name, humanize
 from ..references import published_recall
 
 ZERO_SHOT = "zero-shot"
@@ -30,7 +31,7 @@ def recall_vs_train_size(summary: pd.DataFrame, dataset: str, title: str = "", p
                 err = None
                 if f"{m}_min" in g and g["seeds"].max() > 1:
                     err = [g[m] - g[f"{m}_min"], g[f"{m}_max"] - g[m]]
-                ax.errorbar(g["n_train"], g[m], yerr=err, marker="o", capsize=3, label=aug)
+                ax.errorbar(g["n_train"], g[m], yerr=err, marker="o", capsize=3, label=augmentation_name(aug))
             if len(zs):
                 ax.axhline(float(zs[m].iloc[0]), ls="--", color="k", lw=1, label=ZERO_SHOT)
             if m in pub:
@@ -45,6 +46,7 @@ def recall_vs_train_size(summary: pd.DataFrame, dataset: str, title: str = "", p
                 ax.set_xlabel("training images")
     handles = {lab: h for ax in axes.ravel() for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
-    fig.suptitle(title or f"{dataset}: Recall@K against training images, per augmentation (test, every caption)")
+    fig.suptitle(humanize(title) if title else
+                 f"{dataset_name(dataset)}: Recall@K against training images, per augmentation (test, every caption)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ...errors import fail
+from ..names import axis_label, metric_name, method_name
 from .figure import reference_lines, titled, unit_axis, wrap
 
 
@@ -25,6 +26,7 @@ def learning_curve(history: pd.DataFrame, title: str = "Learning curve", val_lab
         raise fail("learning_curve", f"history lacks columns {sorted(missing)}",
                    "log epoch, train_loss, val_metric per epoch")
     h = history.reset_index(drop=True)
+    val_label = axis_label(val_label)  # "val balanced_acc" -> "val balanced accuracy"
     stages = list(dict.fromkeys(h["stage"].astype(str))) if "stage" in h.columns else []
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     if len(stages) > 1:  # consecutive: step = running count over all stages
@@ -68,6 +70,7 @@ def wise_curve(alphas: Sequence[float], acc: Sequence[float], other: Sequence[fl
     """Metric against the WiSE-FT mixing weight alpha (0 = zero-shot, 1 = fine-tuned); ``other`` on a second
     axis (e.g. general-domain retrieval recall). The axes title always says what is interpolated; metrics in
     [0, 1] are drawn on the fixed scale 0..1."""
+    acc_label, other_label = axis_label(acc_label), axis_label(other_label)
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     ax.plot(alphas, acc, "o-", color="tab:blue", label=acc_label)
     ax.set_xlabel("alpha (0 = zero-shot model, 1 = fine-tuned model)")
@@ -92,15 +95,21 @@ def seed_bars(summary: pd.DataFrame, metric: str, title: str = "", majority: flo
     AUROC 0.5 as a reference line. The value axis spans 0-1, so small differences are not blown up."""
     df = summary[summary["metric"] == metric].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(df) + 2), 3.8))
+    if df.empty:  # e.g. accuracy of a multi-label set: say so instead of drawing empty axes
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"not applicable: no run has a test {metric_name(metric)}"
+                + (" (multi-label sets are scored by AUROC)" if metric == "acc" else ""), ha="center",
+                va="center", fontsize=10, color="0.3", transform=ax.transAxes)
+        return titled(fig, title)
     for i, row in df.iterrows():
         err = [[row["mean"] - row["min"]], [row["max"] - row["mean"]]] if row["n_seeds"] > 1 else None
         ax.bar(i, row["mean"], 0.7, yerr=err, capsize=4, color="tab:blue")
         ax.text(i, 0.02, f"{row['mean']:.3f}", ha="center", va="bottom", color="white", fontsize=8)
     reference_lines(ax, majority if metric in ("acc", "top3") else None, chance_auroc=metric == "auroc")
-    ax.set_xticks(range(len(df)), [f"{wrap(m, 18)}\n({n} seed{'s' if n > 1 else ''})"
+    ax.set_xticks(range(len(df)), [f"{wrap(method_name(m), 18)}\n({n} seed{'s' if n > 1 else ''})"
                                    for m, n in zip(df["method"], df["n_seeds"])], fontsize=8)
     ax.set_ylim(0, 1.0)
-    ax.set_ylabel(f"test {metric} (mean over seeds; whiskers min–max)")
+    ax.set_ylabel(f"test {metric_name(metric)} (mean over seeds; whiskers min–max)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return titled(fig, title)
@@ -116,14 +125,14 @@ def label_efficiency_plot(summary: pd.DataFrame, zero_shot: float | None = None,
     for method, d in summary.groupby("method", sort=False):
         x = [shots.index(str(s)) for s in d["shots_per_class"]]
         mean, sd = d["mean"].to_numpy(float), np.nan_to_num(d["sd"].to_numpy(float))
-        ax.plot(x, mean, "o-", label=f"{method} (mean ± sd over draws)")
+        ax.plot(x, mean, "o-", label=f"{method_name(method)} (mean ± sd over draws)")
         ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
     if zero_shot is not None:
         ax.axhline(zero_shot, color="tab:red", ls="--", lw=1.2, label=f"zero-shot {zero_shot:.3f}")
     reference_lines(ax, majority)
     ax.set_xticks(range(len(shots)), shots)
     ax.set_xlabel("training examples per class")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(axis_label(ylabel))
     ax.set_ylim(0, 1.0)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return titled(fig, title)
