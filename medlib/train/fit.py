@@ -6,8 +6,9 @@ best epoch by the validation metric, checkpoint every epoch atomically, resume e
 ``run_dir/last.pt`` (+ ``best.pt``). Calling it again with the same ``run_dir`` resumes from ``last.pt`` (or returns
 at once if that run had finished) unless ``fresh=True``. Every run's ``log.csv`` starts with an epoch-0 row: the
 validation metric before the first update (for label/multilabel modes, the zero-shot classifier's).
-Checkpoints hold only what the run changes (``best.pt``: losslessly, as its difference from the run's start,
-``delta.py``) and shrink to a small record once the run has finished (``checkpoint.py``).
+Checkpoints hold only what the run changes, as plain tensors any PyTorch user reads
+(``torch.load(path, weights_only=True)["model"]``), and shrink to a small record once the run has finished
+(``checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -71,10 +72,9 @@ def fit(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig,
             return dataclasses.replace(eng.result(run_dir, history, best_epoch, best, resumed_from), model=None,
                                        head=None)
         if ck["finished"]:  # a small record: the weights are best.pt's
-            eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
+            eng.load_model_state(checkpoint.load(best_path, eng.signature), best_path)
             return eng.result(run_dir, history, best_epoch, best, resumed_from)
-        eng.load_model_state(ck["model"], last)
-        eng.step_lrs[:] = ck.get("step_lrs", [])
+        eng.load_model_state(ck, last)
         eng.opt.load_state_dict(ck["optimizer"])
         eng.sched.load_state_dict(ck["scheduler"])
         eng.set_rng_state(ck["rng"])
@@ -106,16 +106,16 @@ def fit(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig,
         if metric > best:  # strictly better: ties keep the earlier epoch
             best, best_epoch, bad = metric, epoch, 0
             if w.main:
-                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.packed_model_state(), "epoch": epoch,
-                                            "metric": metric})
+                checkpoint.save(best_path, {"signature": eng.signature, "model": eng.model_state(),
+                                            "base": eng.base_digest, "epoch": epoch, "metric": metric})
         else:
             bad += 1
         finished = epoch == cfg.epochs or (cfg.patience > 0 and bad >= cfg.patience)
         record = {"signature": eng.signature, "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
                   "history": history, "finished": finished}
         if not finished:  # what an exact resume needs; a finished run keeps the small record alone
-            record.update(model=eng.model_state(), optimizer=eng.opt.state_dict(), scheduler=eng.sched.state_dict(),
-                          rng=eng.rng_state(), step_lrs=list(eng.step_lrs))
+            record.update(model=eng.model_state(), base=eng.base_digest, optimizer=eng.opt.state_dict(),
+                          scheduler=eng.sched.state_dict(), rng=eng.rng_state())
         if w.main:
             checkpoint.save(last, record)
             write_text(run_dir / "log.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
@@ -126,5 +126,5 @@ def fit(bundle: ClipBundle, data: DatasetBundle, *, mode: str, cfg: TrainConfig,
             break
     if not best_path.exists():  # zero epochs requested
         raise MedlibError(f"{run_dir}: no epoch was trained (epochs={cfg.epochs}). Fix: set epochs >= 1")
-    eng.load_model_state(checkpoint.load(best_path, eng.signature)["model"], best_path)
+    eng.load_model_state(checkpoint.load(best_path, eng.signature), best_path)
     return eng.result(run_dir, history, best_epoch, best, resumed_from)
