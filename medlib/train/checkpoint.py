@@ -92,6 +92,25 @@ def drop_weights(run_dir: Path) -> None:
     best.unlink(missing_ok=True)
 
 
+def finished_best(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """``(path, checkpoint)`` of the best epoch of the finished run in ``run_dir`` (LP-FT: of its fine-tune stage,
+    ``ft/``), read and checked by :func:`load`; a one-line MedlibError when there is no finished run there or its
+    weights were not kept."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "ft" if (run_dir / "ft" / "last.pt").is_file() else run_dir
+    last, best = folder / "last.pt", folder / "best.pt"
+    if not last.is_file():
+        raise fail(run_dir, "holds no training run (no last.pt)", "pass the runs/<profile>/<run>/ folder of a "
+                   "finished run")
+    record = load(last)
+    if not record.get("finished"):
+        raise fail(last, "the run has not finished", "let it finish (re-run its notebook), then try again")
+    if record.get("weights_dropped") or not best.is_file():
+        raise fail(run_dir, "its weights were not kept (under keep_weights: reused a sweep's run keeps only its log "
+                   "and metrics)", "set keep_weights: all in the profile and train the run again (fresh=True)")
+    return best, load(best)
+
+
 # ---- what a run changed -------------------------------------------------------------------------------
 
 
