@@ -224,8 +224,9 @@ def check_folder(folder: Path, bundle: ClipBundle, texts: tuple[str, ...] = PROB
         model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
         tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
     except Exception as exc:  # noqa: BLE001 - any failure to load is the export's fault
-        raise fail(folder, f"open_clip cannot load the exported folder ({type(exc).__name__}: "
-                   f"{str(exc).splitlines()[0][:200] if str(exc) else ''})", "report this with the run's name") from None
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise fail(folder, f"open_clip cannot load the exported folder ({type(exc).__name__}: {first})",
+                   "report this with the run's name") from None
     finally:
         root.setLevel(level)
     images = probe_images(bundle)
@@ -369,9 +370,9 @@ def card_context(trained: Trained, name: str) -> dict[str, Any]:
     record = read_record(trained, trained.run)
     parts = trained.run.split("__")
     dataset = (record or {}).get("dataset") or (parts[1] if len(parts) > 1 else "")
-    seed_suffix = parts[4] if len(parts) > 4 else ""
-    retrieval = read_record(trained, "__".join(parts[:3] + [f"{parts[3]}-retrieval"] + ([seed_suffix] if seed_suffix
-                                                                                        else []))) if len(parts) > 3 else None
+    retrieval = None  # the retrieval record of the same run: <notebook>__<data>__<model>__<method>-retrieval[__s<seed>]
+    if len(parts) > 3:
+        retrieval = read_record(trained, "__".join(parts[:3] + [f"{parts[3]}-retrieval"] + parts[4:5]))
     data = data_facts(trained, dataset)
     metrics = []
     for rec in (r for r in (record, retrieval) if r):

@@ -161,8 +161,8 @@ def test_the_biomedclip_architecture_exports_with_its_tokenizer_and_hf_text_towe
     bundle = load_model(P.model("biomedclip"), seed=P.seed)
     data = make_data(n_train=4, n_val=4)
     cfg = dataclasses.replace(ONE, batch_size=4, lock_text=True, augment=False)
-    result = fit(bundle, data, mode="label", cfg=cfg, run_dir=P.runs_path / "04_label_finetune__toy__biomedclip__label-ft",
-                 seed=0, class_texts=CLASS_TEXTS, progress=False)
+    result = fit(bundle, data, mode="label", cfg=cfg, seed=0, class_texts=CLASS_TEXTS, progress=False,
+                 run_dir=P.runs_path / "04_label_finetune__toy__biomedclip__label-ft")
     out = export_run(result.run_dir, tmp_path / "export", profile=P, quiet=True)
     assert (out / "tokenizer_config.json").is_file() and (out / "config.json").is_file()
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -197,7 +197,8 @@ def test_a_real_runs_card_is_not_marked_as_a_smoke_run(bundle, tmp_path):
     _data_summary(P, [{**TOY_ROW, "synthetic": False, "license": "CC BY 4.0"}])
     res, _ = runs.finetune(P, bundle, make_data(n_train=128), notebook="04_label_finetune", method="label-ft",
                            mode="label", cfg=ONE, class_texts=CLASS_TEXTS)
-    meta, body = _front_matter((export_run(res.run_dir, tmp_path / "out", profile=P, quiet=True) / "README.md").read_text())
+    out = export_run(res.run_dir, tmp_path / "out", profile=P, quiet=True)
+    meta, body = _front_matter((out / "README.md").read_text())
     assert "NOT RESULTS" not in body and "real data" in body and "CC BY 4.0" in body
     assert "not for clinical use" in body and not any("not-results" in t for t in meta["tags"])
 

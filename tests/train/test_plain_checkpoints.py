@@ -54,7 +54,8 @@ def _weights_of(result) -> dict:
     state = result.model.model.state_dict()
     if result.mode == "contrastive":
         return state
-    return {**{f"clip.{k}": v for k, v in state.items()}, **{f"head.{k}": v for k, v in result.head.state_dict().items()}}
+    head = {f"head.{k}": v for k, v in result.head.state_dict().items()}
+    return {**{f"clip.{k}": v for k, v in state.items()}, **head}
 
 
 def test_every_checkpoint_of_finished_runs_opens_with_torch_alone_and_holds_the_weights_medlib_evaluates(
@@ -66,7 +67,8 @@ def test_every_checkpoint_of_finished_runs_opens_with_torch_alone_and_holds_the_
     one = dataclasses.replace(CFG, epochs=1)
     data, ml = make_data(n_train=128), make_data(n_train=128, multilabel=True)
     results = {}
-    for method, mode, d, kw in [("caption-ft-plain", "contrastive", data, {"cfg": dataclasses.replace(one, lock_text=False)}),
+    caption_cfg = dataclasses.replace(one, lock_text=False)
+    for method, mode, d, kw in [("caption-ft-plain", "contrastive", data, {"cfg": caption_cfg}),
                                 ("label-ft", "label", data, {"cfg": one}),
                                 ("multilabel-ft", "multilabel", ml, {"cfg": one}),
                                 ("linear-probe", "label", data, {"cfg": one, "variant": "linear_probe"}),
