@@ -227,6 +227,10 @@ class Profile:
     # (headline fine-tunes, LP-FT, the WiSE-FT base, the imbalance study's "none" model); a sweep's run (few-shot
     # draws, other imbalance remedies, the retrieval study's arms) keeps its log and metrics once evaluated.
     keep_weights: str = "reused"
+    # Where training curves go besides each run's log.csv: [] or [tensorboard] (train loss, validation metric and
+    # learning rate per epoch under runs/<profile>/<run>/tensorboard/, as open_clip's training script logs them;
+    # needs `pip install tensorboard`). It changes no number: left out of the profile's hash.
+    log_to: list[str] = field(default_factory=list)
     models: list[ModelSpec] = field(default_factory=list)
     datasets: list[DatasetSpec] = field(default_factory=list)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
@@ -291,10 +295,11 @@ class Profile:
         """sha256 (first 12 hex) of the profile's canonical JSON: two runs with the same hash used the same knobs.
 
         Folder locations, the number of decoding processes, the training processes (``distributed``: the same
-        global batch gives the same run) and which weights are kept on disk are left out: the same knobs on another machine give the same hash.
+        global batch gives the same run), which weights are kept on disk and where curves are logged are left out:
+        the same knobs on another machine give the same hash.
         """
         d = self.to_dict()
-        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed", "keep_weights"):
+        for key in ("data_dir", "reports_dir", "runs_dir", "data_workers", "distributed", "keep_weights", "log_to"):
             d.pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -305,6 +310,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Profile", "kind"): tuple(RUN_KINDS),
     ("ModelSpec", "role"): ("clip", "domain"),
     ("Profile", "keep_weights"): ("reused", "all"),
+    ("Profile", "log_to"): ("tensorboard",),
     ("DatasetSpec", "source"): ("medmnist", "pubmedvision", "chestxray14", "mimic_cxr", "csv_pairs", "retrieval"),
     ("DatasetSpec", "synthetic"): ("never", "auto", "always"),
     ("DatasetSpec", "uncertain"): ("zero", "one", "ignore"),

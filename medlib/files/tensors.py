@@ -5,9 +5,7 @@ different weight, without an error. So every file medlib writes carries :func:`d
 reader checks it (:func:`verify`) before using anything in it.
 
 - :func:`digest`: sha256 over the tensors (name, dtype, shape, bytes) and plain values of a dict, in a fixed order.
-  It is computed over the values as the program holds them, not over the stored bytes, so it holds whatever
-  codec stores them: a codec's packed tensors (``medlib.train.delta``) carry the digest of their decoded values,
-  checked when they are decoded.
+  It is computed over the values as the program holds them, not over the stored bytes.
 - :func:`save`: ``torch.save`` under a temporary name, renamed into place, with ``"digest"`` added; a full disk
   is a one-line error naming the file (torch's own report of it is ``unexpected pos ...``, without a path or a
   cause), and the previous file is left as it was.
@@ -47,8 +45,7 @@ def digest(obj: Any) -> str:
 
     Each tensor counts by its place (the keys above it), dtype, shape and raw bytes; dict entries in the sorted
     order of their keys, so the digest does not depend on the order a file stores them in; plain values by type
-    and ``repr`` (exact for floats). A dict holding a ``"codec"`` and its own ``"digest"`` (tensors packed by a
-    codec, whose digest is that of their decoded values and is checked when they are decoded) counts by those two.
+    and ``repr`` (exact for floats).
     """
     h = hashlib.sha256()
     _feed(h, obj)
@@ -69,9 +66,6 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(data.nbytes.to_bytes(8, "little"))
         h.update(data)  # hashlib reads the buffer in place (and releases the GIL)
     elif isinstance(obj, Mapping):
-        if isinstance(obj.get("codec"), str) and isinstance(obj.get("digest"), str):
-            _put(h, f"packed {obj['codec']} {obj['digest']}")
-            return
         _put(h, f"dict {len(obj)}")
         for key in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
             _feed(h, key)

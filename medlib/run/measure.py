@@ -12,26 +12,9 @@ from ..config import Profile
 
 
 def run_bytes(folder: Path) -> int:
-    """Bytes a finished run keeps under runs/: its files, each ``best.pt`` counted at its uncompressed size (the
-    tensors it holds: exact for the architecture; the real run's difference from pretrained weights packs smaller,
-    by how much depends on how far fine-tuning moves them)."""
-    from ..train import checkpoint, delta
-
-    total = 0
-    for f in folder.rglob("*"):
-        if not f.is_file():
-            continue
-        if f.name == "best.pt":
-            try:
-                model = checkpoint.load(f)["model"]
-            except Exception:  # noqa: BLE001 - an unreadable file counts as its size
-                total += f.stat().st_size
-                continue
-            total += delta.raw_nbytes(model) if delta.is_packed(model) else \
-                sum(v.numel() * v.element_size() for v in model.values())
-        else:
-            total += f.stat().st_size
-    return total
+    """Bytes a finished run keeps under runs/: the size of its files (``best.pt`` holds the architecture's real
+    tensors, plain, as the real run writes them)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def measure_eval(profile: Profile, batch: int = 16, repeats: int = 2) -> dict[str, dict[str, float]]:

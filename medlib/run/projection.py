@@ -7,9 +7,8 @@ towers' per-image and per-caption encoding times and forward FLOPs (:func:`measu
 ``torch.utils.flop_counter.FlopCounterMode``). The rules, with their assumptions, are :data:`ASSUMPTIONS` (written
 beside ``projection.csv`` as ``projection_assumptions.md``). ``tflop`` and ``implied_tflop_s`` (= ``tflop`` /
 projected compute seconds) let the projection be checked against the device's peak by arithmetic. Disk
-(``runs_gb``): each rehearsal run's files with ``best.pt`` at its uncompressed size (:func:`run_bytes`; only where
-the profile's ``keep_weights`` keeps it), times the runs it stands for. Upper bound: early stopping may end runs
-sooner, and best.pt packs below its uncompressed size. Peak memory: the kernel's largest resident set on CPU
+(``runs_gb``): each rehearsal run's files as stored (:func:`run_bytes`; ``best.pt`` only where the profile's
+``keep_weights`` keeps it), times the runs it stands for. Upper bound: early stopping may end runs sooner. Peak memory: the kernel's largest resident set on CPU
 (sampled by the runner), or ``torch.cuda.max_memory_allocated`` where the kernel reported it.
 """
 
@@ -325,7 +324,7 @@ def render(table: pd.DataFrame, full: Profile) -> str:
     """The projection as console text."""
     lines = [f"Projected wall time of the real `{full.name}` run on this device ({len(full.seed_list)} seed(s) for "
              f"{', '.join(full.seeded_methods)}; upper bound, early stopping may end runs sooner) and what it "
-             f"leaves under runs/ (keep_weights: {full.keep_weights}; best.pt counted uncompressed):"]
+             f"leaves under runs/ (keep_weights: {full.keep_weights}):"]
     for _, r in table.iterrows():
         mem = f", peak {r['peak_memory_mb']} MB ({r['memory_kind']})" if r["peak_memory_mb"] not in ("", None) and \
             r["memory_kind"] else ""

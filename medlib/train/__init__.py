@@ -9,7 +9,7 @@
 ``class_weights.py``  class weights and the class-balanced sampler (from the training labels)
 ``optim.py``          trainable parameters, weight-decay groups, the optimizer
 ``scheduler.py``      learning-rate warmup + cosine schedule
-``checkpoint.py``     the one checkpoint format of both trainers; ``delta.py``: its compact storage
+``checkpoint.py``     the one checkpoint format of both trainers (plain tensors, with a digest)
 ``validation.py``     split checks and the per-epoch validation metric
 ``result.py``         :class:`TrainResult`
 ``distributed.py``    several processes: this rank's rows, gathering (DDP under torchrun)

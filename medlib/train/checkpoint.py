@@ -1,30 +1,34 @@
-"""The one checkpoint format of every trainer (the CLIP engine and the CNN baseline).
+"""The one checkpoint format of every trainer (the CLIP engine and the CNN baseline): plain tensors, readable
+without medlib.
 
 A run directory holds
 - ``best.pt``: the best epoch's weights -- only what the run changed (:func:`changed_state`: trainable
-  parameters, the head, buffers), stored losslessly as their difference from the run's start
-  (:func:`medlib.train.delta.pack`: a fraction of the size, bit-exact when loaded); frozen towers are the
-  base model's and are not copied;
+  parameters, the head, buffers) as a plain state dict under ``"model"``; frozen towers are the base model's and
+  are not copied (``"base"``: the digest of those frozen weights, :func:`frozen_digest`, checked when the
+  checkpoint is put back into a model built from the base);
 - ``last.pt``: while the run is going, the last epoch's changed weights, optimizer, scheduler and RNG
   states (resume after kill -9 is exact); once it has finished, a small record (``finished: True``,
   history, best epoch) without weights or optimizer, so a re-run returns at once from ``best.pt``; a sweep's run
   evaluated once may drop ``best.pt`` too (:func:`drop_weights`, profile key ``keep_weights``).
 
-Every file is a dict of tensors and plain values (numbers, strings, lists, tuples, dicts), written under a
-temporary name and renamed into place, and read with ``torch.load(weights_only=True)``: a checkpoint never
-runs code. A file that would need more (a crafted pickle) is refused with a one-line error.
+Every file is a dict of tensors and plain values (numbers, strings, lists, tuples, dicts), written with
+``torch.save`` under a temporary name and renamed into place. Any PyTorch user reads it without medlib::
 
-Every file also carries a digest of its tensors and values (:func:`medlib.files.tensors.digest`; ``best.pt``'s packed
-weights carry the digest of their decoded values): a damaged byte is a one-line error naming the file, never a
-model with other weights. Files of an older format (without a digest) are refused the same way. A full disk while
-writing is a one-line error naming the file; the previous checkpoint is left as it was.
+    ckpt = torch.load("runs/<profile>/<run>/best.pt", weights_only=True)
+    state = ckpt["model"]   # {name: tensor}: what the run changed, e.g. for model.load_state_dict(state, strict=False)
+
+medlib reads it the same way (``weights_only=True``: a checkpoint never runs code; a file that would need more,
+a crafted pickle, is refused with a one-line error). Every file also carries a digest of its tensors and values
+(:func:`medlib.files.tensors.digest`): a damaged byte is a one-line error naming the file, never a model with other
+weights. Files of another format version are refused the same way. A full disk while writing is a one-line error
+naming the file; the previous checkpoint is left as it was.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -32,10 +36,9 @@ import torch.nn as nn
 
 from ..files import tensors as torchfile
 from ..errors import fail
-from . import delta
 
 FORMAT = "medlib-train-checkpoint"
-VERSION = 3  # 3: a digest of the tensors, checked on load
+VERSION = 4  # 3: a digest of the tensors, checked on load; 4: best.pt holds plain tensors
 RETRAIN = "delete it and re-run with fresh=True (the run is trained again)"
 
 
@@ -52,8 +55,7 @@ def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
 
     MedlibError (one line, naming the file and the fix) when the file is unreadable, needs code to load
     (anything but tensors and plain values), is not a medlib training checkpoint of this version, does not match
-    its digest (damaged) or -- with ``signature`` -- was written by a run with other settings. A packed ``model``
-    (``best.pt``) is checked when it is decoded: :func:`restore`.
+    its digest (damaged) or -- with ``signature`` -- was written by a run with other settings.
     """
     path = Path(path)
     try:
@@ -66,23 +68,13 @@ def load(path: Path, signature: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise fail(path, "not a medlib training checkpoint", "delete it or pass fresh=True to start over")
     if obj.get("version") != VERSION:
-        raise fail(path, "written by another medlib version (older ones wrote no digest of the tensors, so its "
-                   "weights cannot be checked)", RETRAIN)
+        raise fail(path, f"written by another medlib version (checkpoint format {obj.get('version')!r}; this "
+                   f"medlib reads format {VERSION})", RETRAIN)
     torchfile.verify(path, obj, RETRAIN)
     if signature is not None and obj.get("signature") != signature:
         raise fail(path, "holds a run with different settings (mode, config, data or seed)",
                    "pass fresh=True to start over, or use another run_dir")
     return obj
-
-
-def restore(model: dict[str, Any], base: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """The state dict a checkpoint's ``model`` holds: packed ones decoded against ``base`` (the run's start) and
-    checked against the digest of the values that were packed. A one-line MedlibError naming ``path`` when they do
-    not match (a damaged file, or a base that is not the one the run started from)."""
-    try:
-        return delta.restore(model, base)
-    except (KeyError, ValueError, RuntimeError, delta.CodecError):  # torchfile.DigestMismatch is a ValueError
-        raise fail(path, f"{torchfile.DAMAGED} (or the model it started from has changed)", RETRAIN) from None
 
 
 def drop_weights(run_dir: Path) -> None:
@@ -100,6 +92,25 @@ def drop_weights(run_dir: Path) -> None:
     best.unlink(missing_ok=True)
 
 
+def finished_best(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """``(path, checkpoint)`` of the best epoch of the finished run in ``run_dir`` (LP-FT: of its fine-tune stage,
+    ``ft/``), read and checked by :func:`load`; a one-line MedlibError when there is no finished run there or its
+    weights were not kept."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "ft" if (run_dir / "ft" / "last.pt").is_file() else run_dir
+    last, best = folder / "last.pt", folder / "best.pt"
+    if not last.is_file():
+        raise fail(run_dir, "holds no training run (no last.pt)", "pass the runs/<profile>/<run>/ folder of a "
+                   "finished run")
+    record = load(last)
+    if not record.get("finished"):
+        raise fail(last, "the run has not finished", "let it finish (re-run its notebook), then try again")
+    if record.get("weights_dropped") or not best.is_file():
+        raise fail(run_dir, "its weights were not kept (under keep_weights: reused a sweep's run keeps only its log "
+                   "and metrics)", "set keep_weights: all in the profile and train the run again (fresh=True)")
+    return best, load(best)
+
+
 # ---- what a run changed -------------------------------------------------------------------------------
 
 
@@ -112,8 +123,24 @@ def changed_state(module: nn.Module, also: tuple[str, ...] = ()) -> dict[str, to
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items() if k in keep or k not in params}
 
 
-def load_changed_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Put a :func:`changed_state` back into ``module`` (built from the same base model)."""
+def frozen_digest(module: nn.Module, changed: Iterable[str]) -> str:
+    """The digest of ``module``'s state entries outside ``changed`` (the names a checkpoint holds): the base
+    model's frozen weights, which a checkpoint does not copy and takes from the model it is loaded into."""
+    changed = set(changed)
+    return torchfile.digest({k: v for k, v in module.state_dict().items() if k not in changed})
+
+
+def load_changed_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path,
+                       base: str | None = None) -> None:
+    """Put a :func:`changed_state` back into ``module`` (built from the same base model).
+
+    ``base``: the checkpoint's :func:`frozen_digest`; a one-line MedlibError naming ``path`` when ``module``'s
+    frozen weights differ from the ones the run trained with (another base model, or another seed of a
+    random-init one), since the result would mix two models."""
+    if base is not None and frozen_digest(module, state) != base:
+        raise fail(path, "was trained from another base model (the frozen weights it does not copy differ from "
+                   "this model's)", "load the model the run started from (the same profile model and seed), or "
+                   "pass fresh=True to train again")
     missing, unexpected = module.load_state_dict(state, strict=False)
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
     if unexpected or trainable & set(missing):

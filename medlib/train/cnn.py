@@ -24,7 +24,7 @@ from ..models.preprocess import to_model_input
 from ..progress import enabled as progress_enabled
 # The one checkpoint format, split checks and the validation metric of the CLIP engine: both trainers
 # checkpoint and select epochs the same way.
-from . import checkpoint, delta
+from . import checkpoint
 from .validation import require_split, val_metric, validation_split
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,6 +55,11 @@ def build_resnet18(num_outputs: int, weights: str = "imagenet") -> tuple[torch.n
         model = torchvision.models.resnet18(weights=None)
     model.fc = torch.nn.Linear(model.fc.in_features, num_outputs)
     return model, used
+
+
+def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict on the CPU (what a checkpoint stores: ``torch.load(weights_only=True)["model"]`` reads it)."""
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
 def _inputs(images: np.ndarray | torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
@@ -100,7 +105,6 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
     torch.manual_seed(seed)  # the random initialisation (and ImageNet weights' new final layer)
     model, used = build_resnet18(data.num_classes, weights)
     model.to(device)
-    base = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # best.pt: the difference from it
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     size = int(train.images.shape[1])
@@ -152,18 +156,18 @@ def train_cnn(data: DatasetBundle, *, epochs: int, batch_size: int, lr: float, s
                      "seconds": seconds, "images_per_s": seen / max(t_train, 1e-9)})
         if score > best:  # strictly better: ties keep the earlier epoch
             best = score
-            checkpoint.save(best_path, {"signature": signature, "model": delta.pack(model.state_dict(), base),
+            checkpoint.save(best_path, {"signature": signature, "model": _plain(model.state_dict()),
                                         "epoch": epoch + 1, "metric": score})
         finished = epoch + 1 == epochs
         record = {"signature": signature, "epoch": epoch + 1, "best": best, "history": rows, "weights": used,
                   "finished": finished}
         if not finished:  # a finished run keeps this small record; its weights are best.pt's
-            record.update(model=model.state_dict(), optimizer=opt.state_dict(),
+            record.update(model=_plain(model.state_dict()), optimizer=opt.state_dict(),
                           rng=checkpoint.rng_state({"shuffle": gen}))
         checkpoint.save(ckpt, record)
         write_text(run_dir / "log.csv", pd.DataFrame(rows).to_csv(index=False))  # as the engine's (projection reads it)
     if best_path.is_file():
-        model.load_state_dict(checkpoint.restore(checkpoint.load(best_path, signature)["model"], base, best_path))
+        model.load_state_dict(checkpoint.load(best_path, signature)["model"])
     hist = pd.DataFrame(rows)
     best_epoch = int(hist.loc[hist["val_metric"].idxmax(), "epoch"]) if len(hist) else 0
     return CnnResult(model=model.eval(), weights=used, history=hist, best_epoch=best_epoch)

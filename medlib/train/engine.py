@@ -52,7 +52,7 @@ from ..progress import enabled as progress_enabled
 from ..models.prompts import class_prompts, negative_prompts, templates_for
 # Feature extraction and mixed precision are shared with zero-shot evaluation (one implementation).
 from ..models.zeroshot import autocast, image_features, resolve_precision, text_features
-from . import checkpoint, delta
+from . import checkpoint
 from .distributed import World, gather_rows, rows, sum_all, world
 from .heads import ClipClassifier, head_from_texts
 from .optim import build_optimizer, set_trainable
@@ -77,10 +77,6 @@ class ContrastiveForward(nn.Module):
         if inv is not None:
             txt_f = txt_f[inv]
         return img_f, txt_f, self.clip.logit_scale.exp().float()
-
-
-def _log_lr(lrs: list[float], opt: torch.optim.Optimizer, *_: Any) -> None:
-    lrs.append(float(opt.param_groups[-1]["lr"]))
 
 
 class Engine:
@@ -168,15 +164,8 @@ class Engine:
             self.step_module = DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.sched = build_scheduler(self.opt, cfg.scheduler, cfg.warmup_steps, steps)
-        # best.pt stores the run's difference from where it started (delta.py): the start, and the learning rate of
-        # each optimizer step, whose AdamW decay alone predicts the rows of an embedding table no batch touched
-        self.base_state = self.model_state()
-        self.step_lrs: list[float] = []
-        # the hook holds the list, not the engine: an engine <-> optimizer cycle would keep every finished run's
-        # model, copies and optimizer state alive until the cycle collector runs
-        self.opt.register_step_post_hook(functools.partial(_log_lr, self.step_lrs))
-        self.embedding_tables = {f"{n}.weight" for n, m in self._state_module().named_modules()
-                                 if isinstance(m, nn.Embedding)}
+        # checkpoints hold what the run changes; the rest (frozen towers) is the base model's, identified by its digest
+        self.base_digest = checkpoint.frozen_digest(self._state_module(), self.model_state())
         self.signature = {"version": checkpoint.VERSION, "mode": mode, "cfg": dataclasses.asdict(cfg), "seed": seed,
                           "loss": loss, "loss_kwargs": repr(sorted(loss_kwargs.items())), "sampler": sampler,
                           "n_train": self.n, "classes": list(data.class_names), "model": bundle.name,
@@ -360,15 +349,10 @@ class Engine:
             return {f"head.{k}": v.detach().cpu().clone() for k, v in self.classifier.head.state_dict().items()}
         return checkpoint.changed_state(self._state_module(), also=("head.",))
 
-    def packed_model_state(self) -> dict[str, Any]:
-        """:meth:`model_state` as its lossless difference from the run's start (what best.pt keeps)."""
-        decoupled = self.cfg.optimizer == "adamw" and self.cfg.weight_decay > 0
-        return delta.pack(self.model_state(), self.base_state, replay=self.embedding_tables,
-                          decay={"lrs": self.step_lrs, "weight_decay": self.cfg.weight_decay} if decoupled else None)
-
-    def load_model_state(self, state: dict[str, Any], path: Path) -> None:
-        """Put a checkpoint's ``model`` (packed or plain) back, checked against its digest (checkpoint.restore)."""
-        checkpoint.load_changed_state(self._state_module(), checkpoint.restore(state, self.base_state, path), path)
+    def load_model_state(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Put a checkpoint's ``model`` back (read and checked by :func:`checkpoint.load`), after checking that this
+        engine's frozen weights are the ones the run trained with (``ckpt["base"]``)."""
+        checkpoint.load_changed_state(self._state_module(), ckpt["model"], path, base=ckpt.get("base", ""))
 
     def _generators(self) -> dict[str, torch.Generator]:
         gens = dict(self.gens)

@@ -1,8 +1,7 @@
 """A damaged checkpoint is refused, never loaded as other weights; a full disk while writing one names the file.
 
 Every torch file medlib writes carries a digest of its tensors and values (medlib/files/tensors.py), checked on load:
-torch's zip reader checks no CRCs and the packed weights' Zstandard frames carry no checksum, so without it a
-flipped byte loads as a different weight.
+torch's zip reader checks no CRCs, so without it a flipped byte loads as a different weight.
 """
 
 import dataclasses
@@ -100,7 +99,7 @@ def trained(bundle, tmp_path_factory):
 
 def _load_best(eng, path):
     ck = checkpoint.load(path, eng.signature)
-    eng.load_model_state(ck["model"], path)
+    eng.load_model_state(ck, path)
     return eng.model_state(), {k: v for k, v in ck.items() if k != "model"}
 
 

@@ -12,7 +12,7 @@ from medlib.train.fit import fit
 from medlib.config import ModelSpec, TrainConfig
 from medlib.errors import MedlibError
 from medlib.models import load_model
-from medlib.train import checkpoint, delta, engine
+from medlib.train import checkpoint, engine
 from helpers import CLASS_TEXTS, make_data
 
 CFG = TrainConfig(epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=2, patience=0, augment=False)
@@ -59,8 +59,8 @@ def test_crafted_cnn_checkpoint_is_refused_and_runs_nothing(tmp_path):
 
 
 def _names(model: dict) -> set:
-    """The tensor names a checkpoint's "model" holds (packed as differences, or plain)."""
-    return set(model["tensors"]) | set(model["raw"]) if delta.is_packed(model) else set(model)
+    """The tensor names a checkpoint's "model" holds (a plain state dict)."""
+    return set(model)
 
 
 def _sizes(run):
