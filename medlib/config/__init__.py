@@ -3,6 +3,7 @@
 ==============  ==========================================================================
 ``schema``      the dataclasses (:class:`Profile` and its sections), choices, numeric ranges
 ``load``        :func:`load_profile`: a name or YAML path, dotted-key overrides (``--set``), every check
+``notebooks``   the numbered notebooks (:data:`NOTEBOOKS`) and which studies a profile leaves out
 ``profiles/``   ``smoke.yaml`` (CPU, minutes) and ``full.yaml`` (one GPU, the study)
 ==============  ==========================================================================
 """

@@ -17,12 +17,10 @@ import pandas as pd
 from ..config.schema import RUN_KINDS
 from ..errors import fail
 from ..outputs.records import NOT_RESULTS, read_metrics
+from ..config.notebooks import NOTEBOOKS
 from .escape import from_data
 from .formatting import _truthy
 
-NOTEBOOKS = {"01": "01_data_prep", "02": "02_zero_shot_baseline", "03": "03_caption_finetune",
-             "04": "04_label_finetune", "05": "05_class_imbalance", "06": "06_sota_comparison",
-             "07": "07_general_retrieval"}
 TABLE_NOTEBOOK = {"data_summary": "01", "data_splits": "01", "skipped_datasets": "01", "sota_comparison": "06",
                   "paired_differences": None}
 RUN_FIELDS = ("run", "notebook", "dataset", "model", "method", "task", "metrics")

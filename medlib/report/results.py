@@ -15,8 +15,8 @@ from .blocks import Builder
 from .opening import method_phrase
 from .formatting import _finite, _missing, fmt, fmt_diff
 from .runs import (NOT_RUN, SEED_SUFFIX as SEED, auroc_note, classification, comparison, degenerate_groups,
-                   degenerate_sides, diff_cell, is_sweep, method_name, n_seeds, paired_frame, pick, pooled, primary,
-                   reading, row_runs, seed_cell, short_method, sota_cell, verdict)
+                   degenerate_sides, diff_cell, method_name, n_seeds, paired_frame, pick, pooled, primary, reading,
+                   row_runs, seed_cell, short_method, sota_cell, verdict)
 
 PAPER_ROWS = 12  # a longer table in the paper is cut (first N of M rows; all rows in the appendix and the CSV)
 RARE = 3  # rarest classes per data set in the paper's per-class table

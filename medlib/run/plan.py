@@ -1,8 +1,8 @@
 """Which notebooks a run executes, and what the console shows while one runs.
 
 :func:`select`: ``--only 03`` / ``--only 04,05`` / ``--from 04``, and ``--downstream`` (also every notebook that
-reads a selected one, :data:`medlib.run.manifest.READS`). :func:`left_out`: a notebook whose study the profile
-leaves out (an empty ``retrieval_study.datasets``) is skipped with one line. :class:`ProgressTail`: the kernel's
+reads a selected one, :data:`medlib.run.manifest.READS`). (A notebook whose study the profile leaves out is
+skipped with one line: :func:`medlib.config.notebooks.left_out`.) :class:`ProgressTail`: the kernel's
 progress events (:mod:`medlib.progress`) printed as console lines while the notebook runs.
 """
 
@@ -56,24 +56,6 @@ def select(notebooks: list[Path], only: list[str] | None, start: str | None, dow
         wanted = downstream_of({num(p) for p in notebooks})
         notebooks = [p for p in every if num(p) in wanted]
     return notebooks
-
-
-def left_out(profile: Profile, notebook: str) -> str:
-    """Why ``notebook`` (a stem or number) has nothing to do under ``profile`` ('' when it has): the profile
-    leaves its study out."""
-    lf, nn = profile.label_finetune, notebook[:2]
-    studies = {"01": ("datasets", [d.name for d in profile.datasets]),
-               "02": ("zero_shot.datasets", profile.zero_shot.datasets),
-               "03": ("caption_finetune.datasets", profile.caption_finetune.datasets),
-               "04": ("label_finetune.datasets and label_finetune.multilabel_datasets",
-                      lf.datasets + lf.multilabel_datasets),
-               "05": ("imbalance.datasets", profile.imbalance.datasets),
-               "06": ("sota.datasets, sota.retrieval_dataset and the fine-tuning studies it compares",
-                      profile.sota.datasets + [profile.sota.retrieval_dataset] * bool(profile.sota.retrieval_dataset)
-                      + profile.caption_finetune.datasets + lf.datasets + lf.multilabel_datasets),
-               "07": ("retrieval_study.datasets", profile.retrieval_study.datasets)}
-    key, names = studies.get(nn, ("", ["?"]))
-    return "" if names else f"the profile leaves this study out ({key} empty)"
 
 
 class ProgressTail:

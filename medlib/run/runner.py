@@ -46,7 +46,8 @@ from ..config import OVERRIDES_ENV, Profile, load_profile, parse_overrides, proj
 from ..errors import MedlibError
 from .kernel import KERNEL_NAME, checkout_env, client_logs_to, ensure_kernel, kernel_manager_class
 from ..files.lock import ProfileLock
-from .plan import ProgressTail, discover_notebooks, left_out, say_stale, select
+from ..config.notebooks import left_out
+from .plan import ProgressTail, discover_notebooks, say_stale, select
 from .workspace import LOCK_NAME, CtrlC, kernel_dir, remove_stale_running, running_path
 
 __all__ = ["KERNEL_NAME", "ensure_kernel", "main", "select", "discover_notebooks", "error_line", "os_error_line",

@@ -18,7 +18,8 @@ from ..outputs.records import load_predictions, load_run, load_runs, reports_bas
 from ..outputs.tables import method_label
 from .remedies import REMEDY_SELECT_METRIC, best_remedy, remedy_runs
 from .runs import seed_runs
-from .setup import NOTEBOOKS, main_model
+from ..config.notebooks import NOTEBOOKS
+from .setup import main_model
 
 
 PAIRED_COLUMNS = ["method_a", "method_b", "dataset", "metric", "seed", "diff", "ci_low", "ci_high", "n",

@@ -13,7 +13,8 @@ from ..metrics import cross_fitted_threshold_metrics, tune_thresholds
 from ..outputs.tables import majority_rate, mean_sd, validation_value
 from ..train import predict
 from .runs import save_scores, seed_runs, validation_metrics
-from .setup import NOTEBOOKS, main_model
+from ..config.notebooks import NOTEBOOKS
+from .setup import main_model
 
 
 # Remedy name -> keyword arguments of medlib.train.train (per task). "threshold" reuses the "none" model.

@@ -35,7 +35,8 @@ from ..train import predict, train
 from ..train.checkpoint import drop_weights
 from ..train.launch import run_distributed
 from ..models.zeroshot import encode_images, encode_texts, zero_shot_scores
-from .setup import NOTEBOOKS, class_phrases, class_texts, domain, templates
+from ..config.notebooks import NOTEBOOKS
+from .setup import class_phrases, class_texts, domain, templates
 
 
 def save_scores(profile: Profile, *, notebook: str, data: DatasetBundle, model: str, method: str, y_score: np.ndarray,

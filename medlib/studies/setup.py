@@ -9,24 +9,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config.notebooks import NOTEBOOKS, left_out  # noqa: F401 - NOTEBOOKS: the notebooks read it here
 from ..config import ModelSpec, Profile, env_overrides, format_overrides, load_profile
 from ..data import DatasetSkipped, get_dataset
 from ..data.base import DatasetBundle
 from ..models import ClipBundle, load_model, resolve_device
 from ..outputs.records import reports_dir, save_table
-from ..run.plan import left_out
 from ..models.prompts import class_prompts, phrases_for, templates_for
 
-
-NOTEBOOKS = {
-    "01": "01_data_prep",
-    "02": "02_zero_shot_baseline",
-    "03": "03_caption_finetune",
-    "04": "04_label_finetune",
-    "05": "05_class_imbalance",
-    "06": "06_sota_comparison",
-    "07": "07_general_retrieval",
-}
 
 
 def load(name: str = "smoke", data_dir: str | None = None, seed: int | None = None, **overrides: Any) -> Profile:

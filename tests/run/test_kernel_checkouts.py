@@ -119,8 +119,9 @@ def test_make_lab_kernels_run_this_checkouts_code(shared):
         kernel_id, t0 = None, time.time()
         while kernel_id is None and time.time() - t0 < 120 and lab.poll() is None:
             try:
-                # what opening notebooks/01_where.ipynb in JupyterLab does: a session starts its kernel there
-                body = {"path": "01_where.ipynb", "name": "01_where.ipynb", "type": "notebook",
+                # what opening notebooks/01_where.ipynb in JupyterLab (rooted at the checkout) does: a session
+                # starts its kernel in the notebook's folder
+                body = {"path": "notebooks/01_where.ipynb", "name": "01_where.ipynb", "type": "notebook",
                         "kernel": {"name": "medclip"}}
                 req = urllib.request.Request(f"http://127.0.0.1:{port}/api/sessions", data=json.dumps(body).encode(),
                                              headers={"Authorization": "token t"}, method="POST")

@@ -7,7 +7,8 @@ import pytest
 
 from medlib.config import load_profile
 from medlib.run import manifest as mf
-from medlib.run.plan import discover_notebooks, left_out, select
+from medlib.config.notebooks import left_out
+from medlib.run.plan import discover_notebooks, select
 from conftest import REPO
 
 STEMS = [p.stem for p in discover_notebooks(REPO)]

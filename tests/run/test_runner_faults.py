@@ -478,7 +478,7 @@ def test_swallowed_ctrl_c_during_a_notebook_ends_the_run_with_130(quiet_checkout
 
     def papermill_swallowing_the_interrupt(nb, out, *args):
         kernel = _sleeping_kernel()
-        args[-1].append(kernel.pid)  # kernel_pids
+        args[-2].append(kernel.pid)  # kernel_pids (then env)
         try:
             try:
                 os.kill(os.getpid(), signal.SIGINT)
