@@ -18,6 +18,7 @@ from ..config.schema import RUN_KINDS
 from ..errors import fail
 from ..outputs.records import NOT_RESULTS, read_metrics
 from ..config.notebooks import NOTEBOOKS
+from ..run import manifest as run_manifest
 from .escape import from_data
 from .formatting import _truthy
 
@@ -117,18 +118,14 @@ class Inputs:
         return names
 
     def _staleness(self) -> tuple[dict[str, str], str]:
-        """{notebook number: why its outputs are stale} and the one command that refreshes them, from the manifest
-        (:func:`medlib.run.manifest.stale` and ``refresh_command`` where the runner records provenance; none
-        otherwise)."""
-        from ..run import manifest as run_manifest
-
-        stale_of, refresh_of = getattr(run_manifest, "stale", None), getattr(run_manifest, "refresh_command", None)
-        if not self.manifest or stale_of is None:
+        """{notebook number: why its outputs are stale} and the one command that refreshes them, from the manifest's
+        provenance (:func:`medlib.run.manifest.stale`, :func:`~medlib.run.manifest.refresh_command`)."""
+        if not self.manifest:
             return {}, ""
         try:
-            found = stale_of(self.manifest) or {}
-            command = str(refresh_of(self.manifest) or "") if refresh_of and found else ""
-        except Exception:  # noqa: BLE001 - a manifest the provenance check cannot read: nothing is marked stale
+            found = run_manifest.stale(self.manifest)
+            command = run_manifest.refresh_command(self.manifest) if found else ""
+        except (KeyError, TypeError, ValueError, AttributeError):  # a manifest of another shape: nothing is marked
             return {}, ""
         return {str(nb)[:2]: from_data(str(why)) for nb, why in found.items()}, from_data(command)
 

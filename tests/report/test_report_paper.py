@@ -188,10 +188,8 @@ def test_outputs_of_a_stale_notebook_are_marked_with_the_command_that_refreshes_
     import medlib.run.manifest as run_manifest
 
     base = build(tmp_path)
-    monkeypatch.setattr(run_manifest, "stale", lambda m: {"04_label_finetune": "its code changed after it ran"},
-                        raising=False)
-    monkeypatch.setattr(run_manifest, "refresh_command", lambda m: "./run_all.sh --profile smoke --from 04",
-                        raising=False)
+    monkeypatch.setattr(run_manifest, "stale", lambda m: {"04_label_finetune": "its code changed after it ran"})
+    monkeypatch.setattr(run_manifest, "refresh_command", lambda m: "./run_all.sh --profile smoke --from 04")
     write_report(tmp_path, "smoke")
     md = (base / "report.md").read_text()
     abstract = md.split("\n## Abstract", 1)[1].split("\n## ", 1)[0]
