@@ -12,7 +12,8 @@
 #                (PYTHONPATH, MEDLIB_ROOT), also where another checkout shares the environment
 # make report  -- regenerate the report of PROFILE (a name or a YAML path) from its finished outputs alone:
 #                report.{md,html,pdf,typ} and report-appendix.* (edit and recompile the paper: docs/report.md)
-# make report-preview -- docs/report-first-page.png: the first page of reports/$(PROFILE)/report.pdf (default smoke)
+# make report-preview -- docs/report-first-page.png: the first page of reports/$(PROFILE)/report.pdf (default smoke),
+#                and docs/report-figure.png: its forest plot of paired differences
 # make data    -- download the real PneumoniaMNIST (28 px) to data/medmnist/ (needs internet once)
 # make layout-doc -- rewrite docs/layout.md (every medlib module and its first docstring sentence)
 # make clean-reports PROFILE=smoke
@@ -50,7 +51,8 @@ report:
 	@./run_all.sh --profile "$(PROFILE)" --report-only
 
 report-preview:
-	@source scripts/env.sh && "$$PY" -m medlib.report.preview --profile $(PROFILE) --out docs/report-first-page.png
+	@source scripts/env.sh && "$$PY" -m medlib.report.preview --profile $(PROFILE) --out docs/report-first-page.png \
+		--figure docs/report-figure.png
 
 data:
 	@mkdir -p data/medmnist && source scripts/env.sh && "$$PY" -c "import medmnist; medmnist.PneumoniaMNIST(split='test', download=True, root='data/medmnist')" && ls -l data/medmnist/pneumoniamnist.npz
