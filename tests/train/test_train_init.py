@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medlib import zeroshot
+from medlib.models import zeroshot
 from medlib.config import ModelSpec, TrainConfig
 from medlib.models import load_model
 from medlib.models.prompts import class_prompts, negative_prompts, negative_templates_for, templates_for
