@@ -80,3 +80,14 @@ def test_one_prompt_ensembling_for_zero_shot_and_heads(tiny):
     assert not hasattr(heads, "class_text_embeddings")  # the second implementation is gone
     with pytest.raises(Exception, match="same number of prompts"):
         zeroshot.class_text_embeddings(tiny, [["a", "b"], ["c"]])
+
+
+def test_a_contrastive_set_smaller_than_one_batch_names_the_setting_that_fits(tiny, tmp_path):
+    from medlib.errors import MedlibError
+
+    with pytest.raises(MedlibError) as err:
+        fit(tiny, make_data(n_train=42), mode="contrastive", cfg=dataclasses.replace(CFG, lock_text=False),
+            run_dir=tmp_path / "run", seed=0, progress=False)
+    line = str(err.value)
+    assert "\n" not in line and "42 training pairs < batch size 64" in line
+    assert "--set caption_finetune.train.batch_size=32" in line
