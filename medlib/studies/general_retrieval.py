@@ -164,7 +164,7 @@ def fine_tune(profile: Profile, clip: ClipBundle, data: DatasetBundle, arm: Arm,
         model = dataclasses.replace(model, model=_copy_with_state(model.model, mixed))
     extra = {**_extra(data, arm, n_train, cfg), **train_extra(result, cfg)}
     rec = retrieval(profile, model, data, notebook, arm.method, extra=extra, seed=seed)
-    if not reused(profile, arm):
+    if arm.variant == "wise_ft" or not reused(profile, arm):  # the WiSE-FT arm is the last to load its base run
         release_weights(profile, run_dir(profile, run))
     return rec
 

@@ -269,6 +269,11 @@ def test_study_runs_on_the_fixture_and_stores_per_query_ranks(tmp_path):
     assert table["n_train"].tolist() == [0] + [len(data.splits["train"])] * 4
     summary = study.summary_table(table)
     assert summary.loc[summary.method == "ft-nall-none", "seeds"].iloc[0] == 2
+    # keep_weights: reused -- once the WiSE-FT arm has read its base run, no arm keeps best.pt, and a re-run
+    # returns each arm's saved record
+    assert P.keep_weights == "reused" and not list(P.runs_path.rglob("best.pt"))
+    again = [study.fine_tune(P, clip, data, arm, 0, "07_general_retrieval") for arm in study.arms(P)]
+    assert [r["metrics"] for r in again] == [recs[1]["metrics"], recs[2]["metrics"]]
 
 
 # ---- the engine: validation metric and caption sampling ---------------------------------------------------------
