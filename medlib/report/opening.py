@@ -7,15 +7,14 @@ from typing import Any
 
 from ..outputs.names import dataset_name, metric_name, remedy_name
 from .blocks import Builder
-from .formatting import _cfg, _finite, _value
+from .formatting import _cfg, _finite, _value, fmt_interval
 from .runs import (COMPARISONS, NOT_RUN, comparison, degenerate_sides, diff_cell, method_name, n_seeds,
                    paired_frame, pooled, verdict)
 
 ABSTRACT_WORDS = 250
 MAX_FINDINGS = 5
 PRIMARY_BY_COMPARISON = {"remedy - none": ("balanced_acc", "worst_class_recall")}
-VERB = {"A higher": "beats", "B higher": "falls behind", "not resolved": "cannot be told apart from",
-        "n/a": "has no interval against"}
+VERB = {"A higher": "beats", "B higher": "falls behind", "n/a": "has no interval against"}
 
 
 def words(paragraphs: list[str]) -> int:
@@ -40,10 +39,12 @@ def finding(b: Builder, row: dict[str, Any], df: Any) -> str:
     v = verdict(row)
     k = n_seeds(df, row)
     number = diff_cell(row).replace(" [", " (95% CI [", 1) + f"{', ' + str(k) + ' seeds' if k > 1 else ''})"
-    text = (f"On {dataset_name(ds)}{gen}, {method_phrase(row['method_a'])} {VERB.get(v, VERB['n/a'])} "
-            f"{method_phrase(row['method_b'])} in {metric_name(str(row['metric']))}: {number}")
+    a, b_, metric = method_phrase(row["method_a"]), method_phrase(row["method_b"]), metric_name(str(row["metric"]))
     if v == "not resolved":
-        text += ", not resolved"
+        text = (f"On {dataset_name(ds)}{gen}, the difference between {a} and {b_} in {metric} is {number}, "
+                f"not resolved{why_open(row)}")
+    else:
+        text = f"On {dataset_name(ds)}{gen}, {a} {VERB.get(v, VERB['n/a'])} {b_} in {metric}: {number}"
     deg = degenerate_sides(b, row)
     if deg:
         who = " and ".join(dict.fromkeys(m for _, m, _ in deg))
@@ -54,6 +55,19 @@ def finding(b: Builder, row: dict[str, Any], df: Any) -> str:
         else:
             text += f" ({who} degenerate: {why})"
     return text + "."
+
+
+def why_open(row: dict[str, Any]) -> str:
+    """Why a difference whose row-level interval excludes zero is still not resolved: its seed-level interval
+    includes zero, or Holm's correction lifts its p-value to 0.05 or more ('' when the row interval includes zero)."""
+    lo, hi, slo, shi, p = (row.get(k) for k in ("ci_low", "ci_high", "seed_ci_low", "seed_ci_high", "p_holm"))
+    if not (_finite(lo) and _finite(hi)) or lo <= 0 <= hi:
+        return ""
+    if _finite(slo) and _finite(shi) and slo <= 0 <= shi:
+        return f" (the interval over seeds, {fmt_interval(slo, shi)}, includes zero)"
+    if _finite(p) and p >= 0.05:
+        return f" after Holm's correction for the comparisons reported together (adjusted p = {p:.2g})"
+    return ""
 
 
 def pick_findings(b: Builder, df: Any) -> list[dict[str, Any]]:

@@ -201,3 +201,13 @@ def test_outputs_of_a_stale_notebook_are_marked_with_the_command_that_refreshes_
     assert "STALE" in runs04 and "--from 04" in runs04
     runs02 = next(line for line in appendix.splitlines() if "Runs of notebook 02_zero_shot_baseline" in line)
     assert "STALE" not in runs02  # only what notebook 04 built
+
+
+def test_a_gain_left_open_by_the_seeds_or_holm_says_which():
+    from medlib.report.opening import why_open
+
+    row = {"ci_low": 0.40, "ci_high": 0.51, "seed_ci_low": -0.1, "seed_ci_high": 0.9, "p_holm": 0.2}
+    assert why_open(row) == " (the interval over seeds, [-0.100, +0.900], includes zero)"
+    row.update(seed_ci_low=0.39, seed_ci_high=0.54, p_holm=0.091)
+    assert why_open(row) == " after Holm's correction for the comparisons reported together (adjusted p = 0.091)"
+    assert why_open({**row, "ci_low": -0.01}) == ""  # the row-level interval itself includes zero
