@@ -5,6 +5,7 @@
 # make gpu-check -- on a CUDA machine: engine vs open_clip_train.main images/s, MFU, then the rehearsal on the GPU
 #                (scripts/gpu_check.sh; bounded to 540 s; results in $OUT or reports/gpu-check/); ARGS="--cpu-dry-run" tests it on CPU;
 #                offline GPU machine: bash scripts/gpu_wheels.sh first (where pip works) and bring .whl/ along
+# make bench  -- developer benchmarks (tools/bench.py): make bench ARGS="preprocess" or ARGS="train --arch ViT-B-32"
 # make lab    -- JupyterLab at the repository root (notebooks/ open, reports/ and the profiles browsable) with the
 #                `medclip` kernel registered for this environment;
 #                extra arguments pass through: make lab ARGS="--no-browser --port 8899" (headless);
@@ -21,7 +22,7 @@ SHELL := /bin/bash
 PROFILE ?= smoke
 ARGS ?=
 
-.PHONY: test smoke full rehearse gpu-check lab kernel report report-preview data layout-doc clean-reports
+.PHONY: test smoke full rehearse gpu-check bench lab kernel report report-preview data layout-doc clean-reports
 
 test:
 	@source scripts/env.sh && "$$PY" -m pytest -q -n 2 -p no:cacheprovider
@@ -37,6 +38,9 @@ rehearse:
 
 gpu-check:
 	bash scripts/gpu_check.sh $(ARGS)
+
+bench:
+	@source scripts/env.sh && "$$PY" -m tools.bench $(ARGS)
 
 kernel:
 	@source scripts/env.sh && "$$PY" -c "from medlib.run.runner import ensure_kernel; print('kernel:', ensure_kernel())"
