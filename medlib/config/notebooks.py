@@ -16,8 +16,8 @@ NOTEBOOKS = {
 
 
 def left_out(profile: Profile, notebook: str) -> str:
-    """Why ``notebook`` (one of :data:`NOTEBOOKS`, by stem or number) has nothing to do under ``profile`` ('' when it has): the profile
-    leaves its study out."""
+    """Why ``notebook`` (one of :data:`NOTEBOOKS`, by stem or number) has nothing to do under ``profile`` ('' when
+    it has): the profile leaves its study out."""
     lf, nn = profile.label_finetune, notebook[:2]
     if notebook not in (nn, NOTEBOOKS.get(nn)):  # not one of the project's notebooks: no study of the profile's
         return ""

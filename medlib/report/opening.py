@@ -39,7 +39,8 @@ def finding(b: Builder, row: dict[str, Any], df: Any) -> str:
     v = verdict(row)
     k = n_seeds(df, row)
     number = diff_cell(row).replace(" [", " (95% CI [", 1) + f"{', ' + str(k) + ' seeds' if k > 1 else ''})"
-    a, b_, metric = method_phrase(row["method_a"]), method_phrase(row["method_b"]), metric_name(str(row["metric"]))
+    a, b_ = method_phrase(row["method_a"]), method_phrase(row["method_b"])
+    metric = metric_name(str(row["metric"]))
     if v == "not resolved":
         text = (f"On {dataset_name(ds)}{gen}, the difference between {a} and {b_} in {metric} is {number}, "
                 f"not resolved{why_open(row)}")

@@ -153,10 +153,11 @@ class Engine:
         self.batches_per_epoch = (self.n // cfg.batch_size if mode == "contrastive"
                                   else math.ceil(self.n / cfg.batch_size))
         if self.batches_per_epoch < 1:
-            fits = 2 ** int(math.log2(self.n)) if self.n else 1  # contrastive batches are whole: a power of 2 that fits
+            fits = 2 ** int(math.log2(self.n)) if self.n else 1  # whole contrastive batches: a power of 2 fits
             raise fail(f"dataset {data.name!r}", f"{self.n} training pairs < batch size {cfg.batch_size}",
                        f"lower the batch size to at most {self.n}, e.g. for notebook 03 "
-                       f"--set caption_finetune.train.batch_size={fits} (notebook 07: retrieval_study.train.batch_size)")
+                       f"--set caption_finetune.train.batch_size={fits} "
+                       "(notebook 07: retrieval_study.train.batch_size)")
         steps = cfg.epochs * math.ceil(self.batches_per_epoch / max(cfg.grad_accum, 1))
         self.opt = build_optimizer(self.module, cfg.optimizer, cfg.lr, cfg.weight_decay)
         self.step_module: nn.Module = self.module  # what a step calls: the module, or its DDP wrapper

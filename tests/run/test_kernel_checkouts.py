@@ -136,7 +136,7 @@ def test_make_lab_kernels_run_this_checkouts_code(shared):
         try:
             kc.kernel_info(reply=True, timeout=120)  # (wait_for_ready's heartbeat check is flaky on a busy machine)
             reply = kc.execute_interactive("import os, medlib; print(medlib.__file__, os.getcwd(), "
-                                           "os.environ.get('MEDLIB_ROOT'))", timeout=60,
+                                           "os.environ.get('MEDLIB_ROOT'))", timeout=240,  # a hang guard
                                            output_hook=lambda msg: out.append(msg["content"].get("text", "")))
         finally:
             kc.stop_channels()
