@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -105,6 +106,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _iopub_joined(kc, timeout: float = 120.0) -> None:
+    """Wait until the client's IOPub socket carries the kernel's messages: a SUB socket that joins late drops what
+    was published before (ZeroMQ's slow joiner), and an execute whose idle status is lost never returns."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        kc.kernel_info()  # each request publishes busy/idle on IOPub
+        try:
+            kc.get_iopub_msg(timeout=1)
+            return
+        except queue.Empty:
+            continue
+    raise AssertionError("the kernel's IOPub channel never delivered a message")
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_lab_kernels_run_this_checkouts_code(shared):
     """JupyterLab starts kernels in notebooks/, where the editable install (checkout A) would win."""
@@ -135,6 +150,7 @@ def test_make_lab_kernels_run_this_checkouts_code(shared):
         kc.start_channels()
         try:
             kc.kernel_info(reply=True, timeout=120)  # (wait_for_ready's heartbeat check is flaky on a busy machine)
+            _iopub_joined(kc)
             reply = kc.execute_interactive("import os, medlib; print(medlib.__file__, os.getcwd(), "
                                            "os.environ.get('MEDLIB_ROOT'))", timeout=240,  # a hang guard
                                            output_hook=lambda msg: out.append(msg["content"].get("text", "")))
