@@ -6,7 +6,7 @@
 #
 # The device image (Python 3.12, torch 2.11, timm, transformers, pandas, pyarrow, scikit-learn, matplotlib, jinja2,
 # markdown, pyyaml, tqdm, huggingface_hub, ...; see the device tool's KINDS.md) lacks open_clip, open_clip_train's
-# braceexpand/webdataset, medmnist, datasets, typst, zstandard and the notebook stack (papermill, ipykernel, ...). Versions:
+# braceexpand/webdataset, medmnist, datasets, typst and the notebook stack (papermill, ipykernel, ...). Versions:
 # those this project's tests ran with. Left out as optional at run time (a papermill kernel ran without them):
 # jedi/parso (IPython completion), debugpy (ipykernel's debugger), the widget front-end extensions. Together about 50 MB, under the 64 MiB a device call carries. When
 # pyproject.toml gains a dependency, scripts/gpu_check.sh names it as missing there: add it to PKGS.
@@ -18,7 +18,7 @@ PKGS=(
   open-clip-torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 braceexpand==0.1.7 webdataset==1.0.2
   medmnist==3.0.2 fire==0.7.1 termcolor==3.3.0
   datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 httpx2==2.16.2 httpcore2==2.16.2 truststore==0.10.5
-  typst==0.15.2 zstandard==0.25.0 tzdata==2026.6 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+  typst==0.15.2 tzdata==2026.6 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   papermill==2.7.0 tenacity==9.2.1 entrypoints==0.4.2 nbclient==0.11.0 nbformat==5.11.1 fastjsonschema==2.22.3
   jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
   jupyter-client==8.10.0 jupyter-core==5.9.1 platformdirs==4.14.8 traitlets==5.16.1 pyzmq==27.3.0 tornado==6.6.1
