@@ -91,3 +91,15 @@ def seen_by_reader(base, names, via="report"):
         assert got[0] == got[1] or not (base / via).exists(), (n, got)  # the two ways in agree
         out[n] = got[0]
     return out
+
+
+def rebuilt(p, name, monkeypatch) -> bool:
+    """Whether loading dataset ``name`` under profile ``p`` rebuilt its prepared splits (read the raw index)."""
+    from medlib.data import cache, get_dataset
+
+    calls = []
+    real = cache.load_index
+    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
+    get_dataset(p, name)
+    monkeypatch.setattr(cache, "load_index", real)
+    return bool(calls)

@@ -11,6 +11,7 @@ import pytest
 import medlib.data.cache as cache
 from medlib.config import DatasetSpec, Profile
 from medlib.data import DatasetSkipped, get_dataset, load_dataset
+from helpers import rebuilt
 
 PNEU = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", size=28, synthetic="auto", fixture_n=80)
 PMV = dict(name="pubmedvision", source="pubmedvision", path="pubmedvision", size=28, synthetic="auto", fixture_n=60)
@@ -65,25 +66,16 @@ def test_synthetic_cache_hit_still_warns(tmp_path, capsys):
     assert err.count("GENERATED") == 1 and len(err.strip().splitlines()) == 1
 
 
-def _rebuilt(p, name, monkeypatch) -> bool:
-    calls = []
-    real = cache.load_index
-    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
-    get_dataset(p, name)
-    monkeypatch.setattr(cache, "load_index", real)
-    return bool(calls)
-
-
 def test_invalidation(tmp_path, monkeypatch):
     p = profile(tmp_path, PNEU)
     get_dataset(p, "pneumoniamnist")
-    assert not _rebuilt(p, "pneumoniamnist", monkeypatch)
+    assert not rebuilt(p, "pneumoniamnist", monkeypatch)
     # spec change -> rebuild
     p2 = dataclasses.replace(p, datasets=[DatasetSpec(**dict(PNEU, max_per_split=20))])
-    assert _rebuilt(p2, "pneumoniamnist", monkeypatch)
+    assert rebuilt(p2, "pneumoniamnist", monkeypatch)
     assert len(get_dataset(p2, "pneumoniamnist").splits["train"]) == 20
     # seed change -> rebuild
-    assert _rebuilt(dataclasses.replace(p2, seed=1), "pneumoniamnist", monkeypatch)
+    assert rebuilt(dataclasses.replace(p2, seed=1), "pneumoniamnist", monkeypatch)
     # refresh -> rebuild even when current
     calls = []
     real = cache.load_index

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import medlib.data.cache as cache
 from medlib.config import DatasetSpec, Profile
 from medlib.data import decode, digests, get_dataset, load_dataset, fixtures
 from medlib.data.decode import read_image
 from medlib.data.decode import ImageFiles
 from medlib.errors import MedlibError
+from helpers import rebuilt
 
 
 def profile(tmp_path, *specs: dict, seed: int = 0) -> Profile:
@@ -219,15 +219,6 @@ def replace_keeping_size_and_mtime(path, data: bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     after = os.stat(path)
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def rebuilt(p, name, monkeypatch) -> bool:
-    calls = []
-    real = cache.load_index
-    monkeypatch.setattr(cache, "load_index", lambda *a: calls.append(1) or real(*a))
-    get_dataset(p, name)
-    monkeypatch.setattr(cache, "load_index", real)
-    return bool(calls)
 
 
 PNEU = dict(name="pneumoniamnist", source="medmnist", flag="pneumoniamnist", size=28, synthetic="never")
